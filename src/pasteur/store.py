@@ -15,6 +15,7 @@ branch ref are on disk (fsync of every new file and directory, or one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import os
@@ -229,10 +230,8 @@ class Store:
             while self._pending:
                 await asyncio.sleep(0.01)
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         self._writer.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
