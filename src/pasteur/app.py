@@ -296,6 +296,9 @@ class Pasteur:
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
         data = self.store.get(paste_id)
+        sync = getattr(request.app.state, "sync", None)
+        if data is None and sync is not None and await sync.fetch_for_miss():
+            data = self.store.get(paste_id)  # another instance may have pushed it
         if data is None:
             return self.error(request, 404, f"no paste {paste_id}")
         try:

@@ -13,6 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, parse_auth, parse_size
+from .sync import add_keygen_arguments, add_sync_arguments, keygen
 
 ENV_PREFIX = "PASTEUR_"
 
@@ -103,7 +104,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server",
                            description="Run the Pasteur server.")
     add_serve_arguments(serve)
+    add_sync_arguments(serve)
     EnvDefaults(serve).apply()
+    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
+                            description="Print a new seed and the matching OpenSSH public key.")
+    add_keygen_arguments(keygen)
     return parser
 
 
@@ -149,6 +154,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     if args.command == "serve":
         return serve(args)
+    if args.command == "keygen":
+        return keygen(args)
     parser.error(f"unknown command {args.command}")
     return 2
 

@@ -9,6 +9,7 @@ import uvicorn
 from .app import create_app
 from .config import Config
 from .store import Store, StoreError
+from .sync import SyncError, start_syncer
 
 log = logging.getLogger("pasteur")
 
@@ -23,7 +24,14 @@ async def run(config: Config) -> int:
     except (OSError, StoreError, Exception) as exc:  # noqa: BLE001 - report and exit
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
+    try:
+        syncer = await start_syncer(config.extra, store)
+    except SyncError as exc:
+        log.error("%s", exc)
+        return 1
     app = create_app(config, store)
+    if syncer is not None:
+        app.app.state.sync = syncer  # type: ignore[attr-defined]
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -40,5 +48,9 @@ async def run(config: Config) -> int:
         )
     )
     log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port, config.repo_path)
-    await server.serve()
+    try:
+        await server.serve()
+    finally:
+        if syncer is not None:
+            await syncer.stop()
     return 0 if server.started else 1

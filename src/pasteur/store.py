@@ -299,16 +299,28 @@ class Store:
         self.apply(changes, written)
         self.batches += 1
 
-    def apply(self, changes: Sequence[Change], written: list[pygit2.Oid] | None = None) -> None:
+    def apply(
+        self,
+        changes: Sequence[Change],
+        written: list[pygit2.Oid] | None = None,
+        onto: pygit2.Oid | None = None,
+    ) -> None:
         """Commit changes on top of the branch and make them durable.
 
         Runs in the writer thread. ``written`` lists objects already written
-        by the caller that must be synced too.
+        by the caller that must be synced too. With ``onto``, the changes are
+        committed on that commit instead of the head and the branch moves to
+        the result in one durable step (a rebase: the branch never points at
+        a state missing the old head's pastes).
         """
         repo = self.repo
         written = list(written or [])
-        parent = self.head
-        tree = repo[self._tree.id] if self._tree is not None else None
+        if onto is not None:
+            parent: pygit2.Oid | None = onto
+            tree = repo[onto].peel(pygit2.Tree)
+        else:
+            parent = self.head
+            tree = repo[self._tree.id] if self._tree is not None else None
         now = int(time.time())
         for change in changes:
             tree_oid = self._edit_tree(tree, change.add, change.remove, written)

@@ -1,0 +1,74 @@
+"""Deterministic SSH keys from a seed, and OpenSSH fingerprints.
+
+``pasteur keygen`` prints a random seed and the public key derived from it;
+``--ssh-seed`` derives the same private key again, in memory only. The key is
+Ed25519: its 32-byte private scalar seed is SHA-256 of a domain label and the
+seed text, so any seed string works and the same seed always gives the same key.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import socket
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+_LABEL = b"pasteur ssh ed25519 v1\0"
+
+
+@dataclass(frozen=True)
+class SshKey:
+    public: str  # "ssh-ed25519 AAAA... comment"
+    private_pem: str  # OpenSSH private key format, unencrypted (memory only)
+
+
+def new_seed() -> str:
+    """A fresh random seed (32 bytes, base64 like the original's ``awa_gen_key``)."""
+    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+
+
+def key_from_seed(seed: str, comment: str | None = None) -> SshKey:
+    if not seed:
+        raise ValueError("the SSH seed is empty")
+    scalar = hashlib.sha256(_LABEL + seed.encode("utf-8")).digest()
+    key = Ed25519PrivateKey.from_private_bytes(scalar)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode("ascii")
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    ).decode("ascii")
+    comment = comment if comment is not None else f"pasteur@{socket.gethostname()}"
+    return SshKey(f"{public} {comment}".strip(), private)
+
+
+def fingerprint(key_blob: bytes) -> str:
+    """``SHA256:...`` of a raw public key blob, as ``ssh-keygen -l -E sha256`` prints it."""
+    return fingerprint_of_hash(hashlib.sha256(key_blob).digest())
+
+
+def fingerprint_of_hash(digest: bytes) -> str:
+    return "SHA256:" + base64.b64encode(digest).decode("ascii").rstrip("=")
+
+
+def parse_fingerprint(value: str) -> bytes:
+    """The 32-byte digest of a ``SHA256:<base64>`` fingerprint (ValueError if malformed)."""
+    value = value.strip()
+    prefix, sep, b64 = value.partition(":")
+    if not sep or prefix.upper() != "SHA256":
+        raise ValueError(
+            f"expected SHA256:<base64> as printed by ssh-keygen -l -E sha256, got {value!r}"
+        )
+    try:
+        digest = base64.b64decode(b64 + "=" * (-len(b64) % 4), validate=True)
+    except ValueError:
+        raise ValueError(f"bad base64 in fingerprint {value!r}") from None
+    if len(digest) != 32:
+        raise ValueError(f"a SHA256 fingerprint has 32 bytes, {value!r} has {len(digest)}")
+    return digest

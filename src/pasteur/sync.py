@@ -1,0 +1,575 @@
+"""Git remote synchronisation: push every commit, fetch and replay, serve misses.
+
+The ``Syncer`` lives in the server's event loop. Network work (fetch, push)
+runs in a worker process (``pasteur.syncworker``) because pygit2 holds the GIL
+while it talks to a remote. Local work (integrating what was fetched) runs in
+the Store's writer thread, serialised with paste commits.
+
+Integration keeps history linear: with local head L, remote head R and merge
+base B, L == B fast-forwards to R, R == B only pushes, and otherwise each local
+commit after B is replayed on R (same additions, removals, author, message),
+then the result is pushed. A paste id added on both sides with different
+content keeps the remote's paste under that id; the local paste is kept under
+a derived id (``<id><6 hex of its blob>``) and the event is logged: no
+acknowledged content is lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import pygit2
+from pygit2.enums import DeltaStatus, SortMode
+
+from .sshkeys import key_from_seed, new_seed, parse_fingerprint
+from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path
+from .syncworker import TRACKING, is_ssh, split_credentials
+
+log = logging.getLogger("pasteur.sync")
+
+FATAL_KINDS = ("auth", "hostkey", "config")
+BACKOFF_FIRST = 0.5  # seconds
+BACKOFF_CAP = 30.0
+MISS_INTERVAL = 2.0  # minimum time between miss-triggered fetches
+MISS_WAIT = 10.0  # how long a request waits for a miss-triggered fetch
+PUSH_ROUNDS = 100  # rejected pushes in a row before backing off
+WORKER_TIMEOUT = 120.0  # a worker request taking longer is killed
+NET_TIMEOUT_MS = 20_000  # libgit2 connect and read time-outs
+
+
+class SyncError(Exception):
+    """The remote cannot be used as configured (one line for the user)."""
+
+
+class SyncFailure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+# -- command line ------------------------------------------------------------------
+
+
+def add_sync_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("Git synchronisation")
+    g.add_argument("-r", "--remote", default=None, metavar="URL",
+                   help="Git remote to push pastes to and fetch from: git://host/repo, "
+                        "ssh://user@host[:port]/repo, user@host:repo or https://host/repo "
+                        "(default: none, pastes stay local)")
+    g.add_argument("--remote-branch", default="main", metavar="BRANCH",
+                   help="branch of the remote holding the pastes (default main)")
+    g.add_argument("--remote-token", default=None, metavar="TOKEN",
+                   help="token for an http(s) remote, sent as HTTP basic auth password")
+    g.add_argument("--ssh-seed", default=None, metavar="SEED",
+                   help="seed of the SSH key (from 'pasteur keygen')")
+    g.add_argument("--ssh-auth", default=None, metavar="SHA256:FINGERPRINT",
+                   help="pin the SSH server's host key (ssh-keygen -l -E sha256 prints it)")
+    g.add_argument("--ssh-insecure", action="store_true",
+                   help="accept any SSH host key (not recommended)")
+    g.add_argument("--sync-interval", type=float, default=60.0, metavar="SECONDS",
+                   help="fetch the remote this often to pick up other instances' pastes; "
+                        "0: only on a miss or a rejected push (default 60)")
+
+
+def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", default=None,
+                   help="print the public key of this seed instead of a new one")
+    p.add_argument("--comment", default=None, help="comment of the public key line")
+
+
+def keygen(args: argparse.Namespace) -> int:
+    seed = args.seed or new_seed()
+    key = key_from_seed(seed, args.comment)
+    print(f"seed is {seed}")
+    print(key.public)
+    return 0
+
+
+# -- options -----------------------------------------------------------------------
+
+
+@dataclass
+class SyncOptions:
+    url: str
+    branch: str = "main"
+    token: str | None = field(default=None, repr=False)
+    seed: str | None = field(default=None, repr=False)
+    ssh_auth: str | None = None
+    ssh_insecure: bool = False
+    interval: float = 60.0
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, Any]) -> SyncOptions | None:
+        url = extra.get("remote")
+        if not url:
+            return None
+        return cls(
+            url=str(url),
+            branch=str(extra.get("remote_branch") or "main"),
+            token=extra.get("remote_token") or None,
+            seed=extra.get("ssh_seed") or None,
+            ssh_auth=extra.get("ssh_auth") or None,
+            ssh_insecure=bool(extra.get("ssh_insecure")),
+            interval=float(extra.get("sync_interval") or 0),
+        )
+
+    def validate(self) -> None:
+        """Raise SyncError for a configuration no connection could fix."""
+        url = self.url
+        scheme = urlsplit(url).scheme if "://" in url else ""
+        if scheme not in ("", "git", "ssh", "http", "https", "file"):
+            raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
+        if is_ssh(url):
+            if not self.seed:
+                raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
+            if self.ssh_auth:
+                try:
+                    parse_fingerprint(self.ssh_auth)
+                except ValueError as exc:
+                    raise SyncError(f"--ssh-auth: {exc}") from None
+            elif not self.ssh_insecure:
+                raise SyncError(
+                    "refusing SSH without a pinned host key: give --ssh-auth SHA256:... "
+                    "(ssh-keyscan -p PORT HOST | ssh-keygen -l -E sha256 -f -) or --ssh-insecure"
+                )
+        if not self.branch or any(c in self.branch for c in " ~^:?*[\\"):
+            raise SyncError(f"bad --remote-branch {self.branch!r}")
+
+    def worker_settings(self, repo: str) -> dict[str, Any]:
+        return {
+            "repo": repo, "url": self.url, "branch": self.branch, "token": self.token,
+            "seed": self.seed, "ssh_auth": self.ssh_auth, "ssh_insecure": self.ssh_insecure,
+            "timeout_ms": NET_TIMEOUT_MS,
+        }
+
+
+def redact(url: str) -> str:
+    """The URL without a password (safe to log and to show in /healthz)."""
+    clean, _, _ = split_credentials(url)
+    parts = urlsplit(clean)
+    if parts.scheme in ("http", "https") and parts.query:
+        return urlunsplit(parts._replace(query=""))
+    return clean
+
+
+# -- the worker process ------------------------------------------------------------
+
+
+class WorkerClient:
+    """The network worker process: one request at a time, restarted if it dies or hangs."""
+
+    def __init__(self, settings: dict[str, Any], timeout: float = WORKER_TIMEOUT) -> None:
+        self._settings = settings
+        self.timeout = timeout
+        self._proc: asyncio.subprocess.Process | None = None
+        self._lock = asyncio.Lock()
+
+    async def call(self, op: str, **args: Any) -> dict[str, Any]:
+        """Run one request; a cancelled caller does not cut the exchange in half."""
+        task = asyncio.ensure_future(self._call({"op": op, **args}))
+        return await asyncio.shield(task)
+
+    async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
+        async with self._lock:
+            proc = await self._ensure()
+            assert proc.stdin is not None and proc.stdout is not None
+            try:
+                proc.stdin.write(json.dumps(request).encode() + b"\n")
+                await proc.stdin.drain()
+                line = await asyncio.wait_for(proc.stdout.readline(), self.timeout)
+            except (TimeoutError, ConnectionError) as exc:
+                await self._kill()
+                what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc}"
+                return {"ok": False, "kind": "network", "error": f"sync worker {what}"}
+            if not line:
+                await self._kill()
+                return {"ok": False, "kind": "network", "error": "the sync worker exited"}
+            return json.loads(line)
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        if self._proc is not None and self._proc.returncode is None:
+            return self._proc
+        self._proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pasteur.syncworker",
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        )
+        assert self._proc.stdin is not None
+        self._proc.stdin.write(json.dumps(self._settings).encode() + b"\n")
+        await self._proc.stdin.drain()
+        return self._proc
+
+    async def _kill(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        proc.kill()
+        await proc.wait()
+
+    async def close(self) -> None:
+        async with self._lock:
+            proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        assert proc.stdin is not None
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 5)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+# -- integration (writer thread) -----------------------------------------------------
+
+
+@dataclass
+class Integration:
+    action: str  # "none", "fast-forward", "ahead", "replay"
+    replayed: int = 0
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def integrate(store: Store, remote: pygit2.Oid | None) -> Integration:
+    """Bring the remote's history into the local branch, linearly (writer thread)."""
+    local = store.head
+    if remote is None or local == remote:
+        return Integration("none")
+    repo = store.repo
+    if local is None:
+        store.reset_to(remote)
+        return Integration("fast-forward")
+    base = repo.merge_base(local, remote)
+    if base == local:
+        store.reset_to(remote)
+        return Integration("fast-forward")
+    if base == remote:
+        return Integration("ahead")
+    return replay(store, base, local, remote)
+
+
+def replay(
+    store: Store, base: pygit2.Oid | None, local: pygit2.Oid, remote: pygit2.Oid
+) -> Integration:
+    repo = store.repo
+    walker = repo.walk(local, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    if base is not None:
+        walker.hide(base)
+    remote_tree = repo[remote].peel(pygit2.Tree)
+    result = Integration("replay")
+    changes = []
+    for commit in walker:
+        add, remove = commit_delta(commit)
+        add = [_resolve_collision(remote_tree, pid, oid, result) for pid, oid in add]
+        changes.append(Change(add, remove, author_of(commit), commit.message))
+        result.replayed += 1
+    store.apply(changes, onto=remote)
+    return result
+
+
+def _resolve_collision(
+    remote_tree: pygit2.Tree, paste_id: str, oid: pygit2.Oid, result: Integration
+) -> tuple[str, pygit2.Oid]:
+    try:
+        theirs = remote_tree[shard_path(paste_id)].id
+    except KeyError:
+        return paste_id, oid
+    if theirs == oid:
+        return paste_id, oid
+    new_id = f"{paste_id}{str(oid)[:6]}"
+    log.warning(
+        "paste id collision: %s exists on the remote with other content; "
+        "the local paste %s is kept as %s", paste_id, paste_id, new_id,
+    )
+    result.renamed.append((paste_id, new_id))
+    return new_id, oid
+
+
+def commit_delta(commit: pygit2.Commit) -> tuple[list[tuple[str, pygit2.Oid]], list[str]]:
+    """Paste ids a commit added (or changed) and removed, against its first parent."""
+    if commit.parents:
+        diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+    else:
+        diff = commit.tree.diff_to_tree(swap=True)
+    add: list[tuple[str, pygit2.Oid]] = []
+    remove: list[str] = []
+    for delta in diff.deltas:
+        if delta.status == DeltaStatus.DELETED:
+            remove.append(delta.old_file.path.rsplit("/", 1)[-1])
+        else:
+            add.append((delta.new_file.path.rsplit("/", 1)[-1], delta.new_file.id))
+    return add, remove
+
+
+def author_of(commit: pygit2.Commit) -> str | None:
+    a = commit.author
+    if a.name == DEFAULT_NAME and a.email == DEFAULT_EMAIL:
+        return None
+    return f"{a.name} <{a.email}>"
+
+
+def count_ahead(repo: pygit2.Repository, local: pygit2.Oid | None,
+                remote: pygit2.Oid | None, limit: int = 100_000) -> int:
+    """Commits on the local branch that the remote does not have."""
+    if local is None:
+        return 0
+    if remote is not None:
+        with contextlib.suppress(pygit2.GitError, KeyError, ValueError):
+            return repo.ahead_behind(local, remote)[0]
+    n = 0
+    for _ in repo.walk(local):
+        n += 1
+        if n >= limit:
+            break
+    return n
+
+
+# -- the syncer ------------------------------------------------------------------
+
+
+class Backoff:
+    def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> None:
+        self.first, self.cap = first, cap
+        self.delay = 0.0
+
+    def next(self) -> float:
+        self.delay = min(self.cap, self.delay * 2 if self.delay else self.first)
+        return self.delay * random.uniform(0.8, 1.2)
+
+    def reset(self) -> None:
+        self.delay = 0.0
+
+
+class Syncer:
+    """Pushes local commits, fetches others' and serves misses; state in ``status()``."""
+
+    def __init__(self, store: Store, options: SyncOptions,
+                 worker: WorkerClient | None = None) -> None:
+        self.store = store
+        self.options = options
+        self.worker = worker or WorkerClient(options.worker_settings(str(store.path)))
+        self.remote_head: pygit2.Oid | None = self._tracking_head()
+        self.last_push: float | None = None
+        self.last_fetch: float | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self.retry_at: float | None = None
+        self.pushes = 0
+        self.fetches = 0
+        self.renamed: list[tuple[str, str]] = []
+        self._backoff = Backoff()
+        self._wake = asyncio.Event()
+        self._fetch_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._miss: asyncio.Future[bool] | None = None
+        self._last_miss = 0.0
+
+    def _tracking_head(self) -> pygit2.Oid | None:
+        ref = self.store.reader.references.get(TRACKING.format(branch=self.options.branch))
+        return ref.target if ref is not None else None
+
+    # -- life cycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """First fetch and integration; SyncError if the remote refuses us.
+
+        An unreachable remote is not an error: the server runs on its local
+        history and the push loop retries with backoff.
+        """
+        self.options.validate()
+        url = redact(self.options.url)
+        try:
+            await self.fetch_and_integrate()
+            await self._check_push_access()
+        except SyncFailure as exc:
+            if exc.kind in FATAL_KINDS:
+                await self.worker.close()
+                raise SyncError(f"remote {url}: {exc}") from None
+            self._note_error(exc)
+            log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
+        else:
+            log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
+                     self.remote_head)
+        loop = asyncio.get_running_loop()
+        self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
+        self._task = loop.create_task(self._run(), name="pasteur-sync")
+        self._wake.set()
+
+    async def stop(self, flush_timeout: float = 5.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        head = self.store.head
+        if head is not None and head != self.remote_head:
+            with contextlib.suppress(TimeoutError, SyncFailure):
+                await asyncio.wait_for(self._push(head), flush_timeout)
+        await self.worker.close()
+
+    # -- push loop ------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            interval = self.options.interval or None
+            poll = False
+            try:
+                await asyncio.wait_for(self._wake.wait(), interval)
+            except TimeoutError:
+                poll = True
+            self._wake.clear()
+            try:
+                if poll:
+                    await self.fetch_and_integrate()
+                await self.push_pending()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried with backoff
+                failure = exc if isinstance(exc, SyncFailure) else SyncFailure("network", repr(exc))
+                await self._back_off(failure)
+            else:
+                self._backoff.reset()
+                self.retry_at = None
+
+    async def _back_off(self, failure: SyncFailure) -> None:
+        self._note_error(failure)
+        delay = self._backoff.next()
+        self.retry_at = time.time() + delay
+        log.warning("sync: %s (%s); retrying in %.1f s", failure, failure.kind, delay)
+        await asyncio.sleep(delay)
+        self._wake.set()
+
+    async def push_pending(self) -> None:
+        """Push until the remote has the local head; fetch and replay when rejected."""
+        for _ in range(PUSH_ROUNDS):
+            head = self.store.head
+            if head is None or head == self.remote_head:
+                return
+            try:
+                await self._push(head)
+            except SyncFailure as exc:
+                if exc.kind != "rejected":
+                    raise
+                await self.fetch_and_integrate()
+                await asyncio.sleep(random.uniform(0, 0.05))  # let a competing pusher finish
+        raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
+
+    async def _push(self, head: pygit2.Oid) -> None:
+        reply = await self.worker.call("push", oid=str(head))
+        if not reply.get("ok"):
+            raise SyncFailure(reply.get("kind", "network"), reply.get("error", "push failed"))
+        self.remote_head = head
+        self.last_push = time.time()
+        self.pushes += 1
+        self.last_error = None
+
+    async def _check_push_access(self) -> None:
+        reply = await self.worker.call("check")
+        if not reply.get("ok"):
+            raise SyncFailure(reply.get("kind", "network"), reply.get("error", "check failed"))
+
+    # -- fetch ----------------------------------------------------------------
+
+    async def fetch_and_integrate(self) -> Integration:
+        async with self._fetch_lock:
+            reply = await self.worker.call("fetch")
+            if not reply.get("ok"):
+                raise SyncFailure(reply.get("kind", "network"), reply.get("error", "fetch failed"))
+            self.last_fetch = time.time()
+            self.fetches += 1
+            remote = pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
+            result = await self._in_writer(lambda: integrate(self.store, remote))
+            self.remote_head = remote
+            if result.renamed:
+                self.renamed.extend(result.renamed)
+            if result.action != "none":
+                log.info("sync: %s to %s (%d local commits replayed)", result.action,
+                         remote, result.replayed)
+            return result
+
+    async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
+        result = await self.store.run_in_writer(fn)
+        assert isinstance(result, Integration)
+        return result
+
+    async def fetch_for_miss(self) -> bool:
+        """Fetch because a paste is missing here; True if a fetch completed.
+
+        Concurrent misses share one fetch, and misses within MISS_INTERVAL of
+        the last miss-triggered fetch do not start another.
+        """
+        if self._miss is None or self._miss.done():
+            if time.monotonic() - self._last_miss < MISS_INTERVAL:
+                return False
+            self._last_miss = time.monotonic()
+            self._miss = asyncio.ensure_future(self._miss_fetch())
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._miss), MISS_WAIT)
+        except TimeoutError:
+            return False
+
+    async def _miss_fetch(self) -> bool:
+        try:
+            await self.fetch_and_integrate()
+        except SyncFailure as exc:
+            self._note_error(exc)
+            return False
+        self._wake.set()  # a replay made new local commits: push them
+        return True
+
+    # -- state ----------------------------------------------------------------
+
+    def _note_error(self, failure: SyncFailure) -> None:
+        self.last_error = f"{failure.kind}: {failure}"
+        self.last_error_at = time.time()
+
+    def status(self) -> dict[str, Any]:
+        pending = count_ahead(self.store.reader, self.store.head, self.remote_head)
+        if self.last_error and pending:
+            state = "retrying"
+        elif pending:
+            state = "pushing"
+        else:
+            state = "synchronised"
+        return {
+            "remote": redact(self.options.url),
+            "branch": self.options.branch,
+            "state": state,
+            "pending": pending,
+            "remote_head": str(self.remote_head) if self.remote_head else None,
+            "last_push": _iso(self.last_push),
+            "last_fetch": _iso(self.last_fetch),
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+            "next_retry": _iso(self.retry_at),
+            "pushes": self.pushes,
+            "fetches": self.fetches,
+            "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
+        }
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+async def start_syncer(extra: dict[str, Any], store: Store) -> Syncer | None:
+    """The syncer for ``--remote``, started (first fetch done), or None without a remote."""
+    options = SyncOptions.from_extra(extra)
+    if options is None:
+        return None
+    syncer = Syncer(store, options)
+    await syncer.start()
+    return syncer
+

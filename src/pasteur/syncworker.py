@@ -1,0 +1,307 @@
+"""The network half of Git synchronisation, in its own process.
+
+pygit2 holds the GIL during network work (measured: a fetch beside a busy
+Python thread took 337 s instead of 4 s), so fetch and push run here, in a
+child of the server, which speaks JSON lines on stdin/stdout:
+
+- first line, from the parent: the settings (repository path, remote URL,
+  branch, and the secrets: token, SSH seed; they never leave this process);
+- then requests ``{"op": "fetch" | "push" | "check", ...}``, one at a time, each
+  answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
+  where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
+  ``auth`` / ``hostkey`` / ``config`` (the remote refuses us: a user error) or
+  ``network`` (unreachable, time-out: retry later).
+
+The worker opens the server's bare repository itself: a fetch writes a pack
+and ``refs/remotes/origin/<branch>``; a push reads the commits the server wrote.
+Nothing here writes the server's branch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import cffi
+import pygit2
+from pygit2.enums import CredentialType
+from pygit2.ffi import C
+
+from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprint
+
+TRACKING = "refs/remotes/origin/{branch}"
+MAX_AUTH_ATTEMPTS = 2
+
+# libgit2 1.9's git_cert_hostkey in full (pygit2 declares only its first
+# fields and hands Python ``None`` for an SSH host key): we read the SHA-256 of
+# the key ourselves to compare it with the pinned fingerprint.
+_ffi = cffi.FFI()
+_ffi.cdef("""
+typedef struct {
+    int cert_type;
+    int type;
+    unsigned char hash_md5[16];
+    unsigned char hash_sha1[20];
+    unsigned char hash_sha256[32];
+    int raw_type;
+    const char *hostkey;
+    size_t hostkey_len;
+} pasteur_cert_hostkey;
+""")
+GIT_CERT_HOSTKEY_LIBSSH2 = 2
+GIT_CERT_SSH_SHA256 = 1 << 2
+GIT_ECERTIFICATE = -17
+
+
+class SyncFailure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass
+class Settings:
+    repo: str
+    url: str
+    branch: str = "main"
+    token: str | None = None
+    seed: str | None = None
+    ssh_auth: str | None = None
+    ssh_insecure: bool = False
+    timeout_ms: int = 20_000
+
+
+def is_ssh(url: str) -> bool:
+    if url.startswith("ssh://"):
+        return True
+    return "://" not in url and ":" in url.split("/", 1)[0]
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """(URL without password, user, password) for http(s); other URLs unchanged."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or parts.password is None:
+        return url, parts.username if parts.scheme in ("http", "https") else None, None
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc)), parts.username, parts.password
+
+
+class HostKeyPin:
+    """The SSH host key check, installed as libgit2's certificate callback."""
+
+    def __init__(self, pin: str | None, insecure: bool) -> None:
+        self.digest = parse_fingerprint(pin) if pin else None
+        self.insecure = insecure
+        self.failure: str | None = None
+
+    def check(self, cert: Any, valid: int, host: str) -> bool:
+        hostkey = _ffi.cast("pasteur_cert_hostkey *", int(pygit2.ffi.cast("uintptr_t", cert)))
+        if hostkey.cert_type != GIT_CERT_HOSTKEY_LIBSSH2:
+            return bool(valid)  # TLS: the system's CA check decides
+        if self.digest is None:
+            return self.insecure
+        if not hostkey.type & GIT_CERT_SSH_SHA256:
+            self.failure = f"the SSH server {host} sent no SHA-256 host key hash"
+            return False
+        got = bytes(_ffi.buffer(hostkey.hash_sha256, 32))
+        if got != self.digest:
+            self.failure = (
+                f"SSH host key mismatch for {host}: the server's key is "
+                f"{fingerprint_of_hash(got)}, --ssh-auth pins {fingerprint_of_hash(self.digest)}"
+            )
+            return False
+        return True
+
+
+_PIN: HostKeyPin | None = None
+
+
+def _install_certificate_check() -> None:
+    @pygit2.ffi.def_extern(name="_certificate_check_cb")
+    def _cb(cert: Any, valid: int, host: Any, payload: Any) -> int:  # noqa: ARG001
+        try:
+            ok = _PIN is not None and _PIN.check(cert, valid, pygit2.ffi.string(host).decode())
+        except Exception as exc:  # noqa: BLE001 - never let an exception cross into C
+            if _PIN is not None:
+                _PIN.failure = f"host key check failed: {exc}"
+            ok = False
+        return 0 if ok else GIT_ECERTIFICATE
+
+
+class Callbacks(pygit2.RemoteCallbacks):
+    def __init__(self, settings: Settings, user: str | None, token: str | None) -> None:
+        super().__init__()
+        self.settings = settings
+        self.user = user
+        self.token = token
+        self.attempts = 0
+        self.refused: list[str] = []
+
+    def credentials(
+        self, url: str, username_from_url: str | None, allowed_types: CredentialType
+    ) -> Any:
+        self.attempts += 1
+        if self.attempts > MAX_AUTH_ATTEMPTS:
+            raise SyncFailure("auth", f"the remote refused our credentials ({self._which()})")
+        user = username_from_url or self.user or "git"
+        if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
+            if not self.settings.seed:
+                raise SyncFailure("config", "the SSH remote needs --ssh-seed")
+            key = key_from_seed(self.settings.seed)
+            return pygit2.KeypairFromMemory(user, key.public, key.private_pem, "")
+        if allowed_types & CredentialType.USERPASS_PLAINTEXT:
+            if not self.token:
+                raise SyncFailure("auth", "the remote asks for a password: give --remote-token")
+            return pygit2.UserPass(user, self.token)
+        if allowed_types & CredentialType.USERNAME:
+            return pygit2.Username(user)
+        raise SyncFailure("auth", f"the remote asks for credentials we lack ({allowed_types!r})")
+
+    def _which(self) -> str:
+        return "the SSH key from --ssh-seed" if is_ssh(self.settings.url) else "the token"
+
+    def push_update_reference(self, refname: str, message: str | None) -> None:
+        if message:
+            self.refused.append(f"{refname}: {message}")
+
+
+class Worker:
+    def __init__(self, settings: Settings) -> None:
+        global _PIN
+        self.settings = settings
+        if is_ssh(settings.url) and not settings.ssh_auth and not settings.ssh_insecure:
+            raise SyncFailure(
+                "config",
+                "refusing SSH without a pinned host key: give --ssh-auth SHA256:... "
+                "(ssh-keyscan HOST | ssh-keygen -l -E sha256 -f -) or --ssh-insecure",
+            )
+        _PIN = HostKeyPin(settings.ssh_auth, settings.ssh_insecure)
+        url, user, password = split_credentials(settings.url)
+        self.url, self.user = url, user
+        self.token = settings.token or password
+        pygit2.settings.enable_fsync_gitdir(True)
+        pygit2.settings.server_connect_timeout = settings.timeout_ms
+        pygit2.settings.server_timeout = settings.timeout_ms
+        self.repo = pygit2.Repository(settings.repo)
+        self.tracking = TRACKING.format(branch=settings.branch)
+
+    def callbacks(self) -> Callbacks:
+        assert _PIN is not None
+        _PIN.failure = None
+        return Callbacks(self.settings, self.user, self.token)
+
+    def remote(self) -> pygit2.Remote:
+        return self.repo.remotes.create_anonymous(self.url)
+
+    def fetch(self) -> dict[str, Any]:
+        branch = self.settings.branch
+        remote = self.remote()
+        cb = self.callbacks()
+        self._guard(lambda: remote.fetch(
+            [f"+refs/heads/{branch}:{self.tracking}"], callbacks=cb, message="pasteur: fetch"
+        ), cb)
+        heads = {h.name: h for h in remote.list_heads(connect=False)}
+        head = heads.get(f"refs/heads/{branch}")
+        if head is None:
+            self._delete_tracking()
+            return {"ok": True, "head": None}
+        return {"ok": True, "head": str(head.oid)}
+
+    def _delete_tracking(self) -> None:
+        ref = self.repo.references.get(self.tracking)
+        if ref is not None:
+            ref.delete()
+
+    def push(self, oid: str) -> dict[str, Any]:
+        remote = self.remote()
+        cb = self.callbacks()
+        spec = f"{oid}:refs/heads/{self.settings.branch}"
+        self._guard(lambda: remote.push([spec], callbacks=cb), cb)
+        if cb.refused:
+            raise SyncFailure("rejected", "; ".join(cb.refused))
+        self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
+        return {"ok": True}
+
+    def check(self) -> dict[str, Any]:
+        """Connect for a push (checks write credentials) without pushing anything."""
+        remote = self.remote()
+        cb = self.callbacks()
+        self._guard(lambda: remote.connect(callbacks=cb, direction=C.GIT_DIRECTION_PUSH), cb)
+        return {"ok": True}
+
+    def _guard(self, fn: Any, cb: Callbacks) -> None:
+        try:
+            fn()
+        except SyncFailure:
+            raise
+        except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
+            raise classify(exc, _PIN.failure if _PIN else None, cb) from None
+
+
+def classify(exc: Exception, hostkey_failure: str | None, cb: Callbacks) -> SyncFailure:
+    text = str(exc) or type(exc).__name__
+    low = text.lower()
+    if hostkey_failure:
+        return SyncFailure("hostkey", hostkey_failure)
+    if "certificate" in low or "hostkey" in low or "host key" in low:
+        return SyncFailure("hostkey", text)
+    if "fastforward" in low or "fast-forward" in low or "not present locally" in low:
+        return SyncFailure("rejected", text)
+    if any(w in low for w in ("authentic", "401", "403", "credentials", "publickey",
+                              "permission denied")):
+        return SyncFailure("auth", text)
+    if any(w in low for w in ("unsupported url", "invalid url", "malformed", "unsupported",
+                              "not found", "does not appear", "404", "no such",
+                              "not exported", "repository not found")):
+        return SyncFailure("config", text)
+    return SyncFailure("network", text)
+
+
+def serve(stdin: Any, stdout: Any) -> int:
+    first = stdin.readline()
+    if not first:
+        return 0
+    try:
+        worker: Worker | None = Worker(Settings(**json.loads(first)))
+        setup_error: SyncFailure | None = None
+    except SyncFailure as exc:
+        worker, setup_error = None, exc
+    for line in stdin:
+        request = json.loads(line)
+        stdout.write(json.dumps(handle(worker, setup_error, request)) + "\n")
+        stdout.flush()
+    return 0
+
+
+def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict) -> dict:
+    try:
+        if worker is None:
+            assert setup_error is not None
+            raise setup_error
+        op = request.get("op")
+        if op == "fetch":
+            return worker.fetch()
+        if op == "push":
+            return worker.push(request["oid"])
+        if op == "check":
+            return worker.check()
+        raise SyncFailure("config", f"unknown operation {op!r}")
+    except SyncFailure as exc:
+        return {"ok": False, "kind": exc.kind, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the server decides what to do
+        return {"ok": False, "kind": "network", "error": f"{type(exc).__name__}: {exc}"}
+
+
+def main() -> int:
+    _install_certificate_check()
+    return serve(sys.stdin, sys.stdout)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
