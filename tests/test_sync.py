@@ -1,0 +1,301 @@
+"""Git synchronisation against real servers on loopback (git daemon, sshd, lighttpd)."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pygit2
+import pytest
+
+pytest.register_assert_rewrite("fixtures_git")
+
+from fixtures_git import (  # noqa: E402
+    SSH_SEED,
+    GitDaemon,
+    HttpGit,
+    Instance,
+    Sshd,
+    bare_remote,
+    git,
+    remote_ids,
+    start_pasteur,
+    stop,
+)
+
+from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint  # noqa: E402
+from pasteur.store import Change, Store  # noqa: E402
+from pasteur.sync import integrate, redact  # noqa: E402
+
+pytest_plugins = ["fixtures_git"]
+pytestmark = pytest.mark.timeout(60)
+
+
+def wait_synced(inst: Instance, timeout: float = 20.0) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        sync = inst.health()["sync"]
+        if sync["pending"] == 0 and sync["remote_head"]:
+            return sync
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not synchronised: {sync}\n{inst.output()[-3000:]}")
+        time.sleep(0.05)
+
+
+def wait_exit(inst: Instance, timeout: float = 20.0) -> tuple[int, str]:
+    try:
+        code = inst.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        stop(inst.proc)
+        raise AssertionError(f"pasteur kept running:\n{inst.output()}") from None
+    return code, inst.output()
+
+
+def assert_clean_linear(bare: Path) -> None:
+    git("-C", bare, "fsck", "--strict", "--no-dangling")
+    assert git("-C", bare, "rev-list", "--merges", "main") == ""
+    assert len(git("-C", bare, "rev-list", "--max-parents=0", "main").split()) == 1
+
+
+def get(inst: Instance, paste_id: str) -> int:
+    return inst.get(paste_id)
+
+
+# -- keys and pure functions -----------------------------------------------------
+
+
+def test_keygen_is_deterministic(tmp_path: Path) -> None:
+    run = [str(Path(subprocess.sys.executable).with_name("pasteur")), "keygen", "--seed", "xyz"]
+    first = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    second = subprocess.run(run, capture_output=True, text=True, check=True).stdout
+    assert first == second
+    seed_line, key_line = first.splitlines()
+    assert seed_line == "seed is xyz"
+    assert key_line.startswith("ssh-ed25519 AAAA")
+    fresh = subprocess.run(run[:2], capture_output=True, text=True, check=True).stdout
+    assert fresh.splitlines()[0] != seed_line
+    # ssh-keygen reads our public key and prints the fingerprint we compute
+    pub = tmp_path / "k.pub"
+    pub.write_text(key_line + "\n")
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", pub],
+                         capture_output=True, text=True, check=True).stdout
+    import base64
+    blob = base64.b64decode(key_line.split()[1])
+    assert out.split()[1] == fingerprint(blob)
+    assert parse_fingerprint(fingerprint(blob)) != b""
+    assert key_from_seed("xyz").private_pem.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+
+
+def test_redact_strips_tokens() -> None:
+    assert redact("https://u:tok@example.org/r.git") == "https://u@example.org/r.git"
+    assert redact("https://example.org:8443/r.git") == "https://example.org:8443/r.git"
+    assert redact("git@github.com:me/r.git") == "git@github.com:me/r.git"
+
+
+def _commit(store: Store, pastes: dict[str, bytes], msg: str = "m") -> None:
+    adds = [(pid, store.repo.create_blob(data)) for pid, data in pastes.items()]
+    store.apply([Change(adds, [], None, msg)])
+
+
+def test_integrate_replays_linearly_and_resolves_collisions(tmp_path: Path) -> None:
+    base = Store(tmp_path / "a.git")
+    _commit(base, {"root": b"r"})
+    root = base.head
+    # "remote" line: two pastes, one of them with an id the local side also uses
+    _commit(base, {"abcd": b"theirs", "zzzz": b"z"})
+    remote = base.head
+    base.reset_to(root)
+    _commit(base, {"abcd": b"mine"}, "Add paste abcd")
+    _commit(base, {"mmmm": b"m"}, "Add paste mmmm")
+    result = integrate(base, remote)
+    assert result.action == "replay" and result.replayed == 2
+    (old, new), = result.renamed
+    assert old == "abcd" and new.startswith("abcd") and len(new) == 10
+    assert base.get("abcd") == b"theirs" and base.get(new) == b"mine"
+    assert base.get("mmmm") == b"m" and base.get("zzzz") == b"z"
+    commits = list(base.repo.walk(base.head))
+    assert all(len(c.parents) <= 1 for c in commits)
+    assert [c.message for c in commits[:2]] == ["Add paste mmmm\n", "Add paste abcd\n"]
+    assert commits[2].id == remote
+    # fast-forward and "ahead" cases
+    assert integrate(base, remote).action == "ahead"
+    head = base.head
+    base.reset_to(remote)
+    assert integrate(base, head).action == "fast-forward" and base.head == head
+    for store in (base,):
+        store._writer.shutdown()
+        store._fsyncers.shutdown()
+
+
+# -- transports ------------------------------------------------------------------
+
+
+def test_git_daemon_push_and_restart_from_remote(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "p.git", first_commit=True)
+    first = git("-C", bare, "rev-parse", "main").strip()
+    a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("p.git"), "--sync-interval", "0")
+    pasteurs.append(a)
+    ids = [a.paste(f"paste {i}") for i in range(3)]
+    sync = wait_synced(a)
+    assert sync["remote"] == git_daemon.url("p.git") and sync["last_push"]
+    assert sorted(remote_ids(bare)) == sorted(ids)
+    assert git("-C", bare, "rev-list", "--max-parents=0", "main").strip() == first
+    assert_clean_linear(bare)
+    # a fresh instance starts from the remote's history
+    b = start_pasteur(tmp_path / "b", "-r", git_daemon.url("p.git"), "--sync-interval", "0")
+    pasteurs.append(b)
+    assert all(get(b, i) == 200 for i in ids)
+
+
+def test_ssh_with_pinned_host_key(sshd: Sshd, pasteurs: list[Instance], tmp_path: Path) -> None:
+    bare = bare_remote(tmp_path / "ssh.git")
+    url = sshd.url(bare)
+    a = start_pasteur(tmp_path / "a", "-r", url, "--ssh-auth", sshd.fingerprint,
+                      env={"PASTEUR_SSH_SEED": SSH_SEED})
+    pasteurs.append(a)
+    pid = a.paste("over ssh")
+    wait_synced(a)
+    assert remote_ids(bare) == [pid]
+    assert SSH_SEED not in a.output()
+
+
+def test_ssh_wrong_fingerprint_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    bare = bare_remote(tmp_path / "ssh.git")
+    wrong = "SHA256:" + "A" * 43
+    inst = start_pasteur(tmp_path / "a", "-r", sshd.url(bare), "--ssh-auth", wrong,
+                         "--ssh-seed", SSH_SEED, wait=False)
+    code, out = wait_exit(inst)
+    assert code != 0
+    assert "host key mismatch" in out and sshd.fingerprint in out and wrong in out
+
+
+def test_ssh_without_pin_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    bare = bare_remote(tmp_path / "ssh.git")
+    inst = start_pasteur(tmp_path / "a", "-r", sshd.url(bare), "--ssh-seed", SSH_SEED,
+                         wait=False)
+    code, out = wait_exit(inst)
+    assert code != 0 and "--ssh-auth" in out and "--ssh-insecure" in out
+
+
+def test_ssh_wrong_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
+    bare = bare_remote(tmp_path / "ssh.git")
+    inst = start_pasteur(tmp_path / "a", "-r", sshd.url(bare), "--ssh-seed", "another seed",
+                         "--ssh-auth", sshd.fingerprint, wait=False)
+    code, out = wait_exit(inst)
+    assert code != 0 and "refused our credentials" in out
+
+
+def test_http_with_token(http_git: HttpGit, pasteurs: list[Instance], tmp_path: Path) -> None:
+    bare = bare_remote(http_git.root / "h.git", first_commit=True)
+    a = start_pasteur(tmp_path / "a", "-r", http_git.url("h.git"),
+                      env={"PASTEUR_REMOTE_TOKEN": http_git.token})
+    pasteurs.append(a)
+    pid = a.paste("over http")
+    sync = wait_synced(a)
+    assert remote_ids(bare) == [pid]
+    assert http_git.token not in a.output() and http_git.token not in str(sync)
+
+
+def test_http_wrong_token_is_refused(http_git: HttpGit, tmp_path: Path) -> None:
+    bare_remote(http_git.root / "h.git")
+    inst = start_pasteur(tmp_path / "a", "-r", http_git.url("h.git"), "--remote-token", "nope",
+                         wait=False)
+    code, out = wait_exit(inst)
+    assert code != 0 and "refused our credentials" in out and "nope" not in out
+
+
+# -- several instances, outages ------------------------------------------------------
+
+
+def test_two_instances_share_a_remote(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "shared.git")
+    url = git_daemon.url("shared.git")
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0")
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "0")
+    pasteurs += [a, b]
+    # a paste made on A is served by B (miss path: B fetches)
+    pid = a.paste("from A")
+    wait_synced(a)
+    assert get(b, pid) == 200
+    assert get(b, "Nope") == 404
+    # both write in a burst
+    with ThreadPoolExecutor(16) as pool:
+        texts = [f"{n} {i}" for i in range(50) for n in "ab"]
+        ids = list(pool.map(lambda t: (a if t[0] == "a" else b).paste(t), texts))
+    wait_synced(a, 40)
+    wait_synced(b, 40)
+    on_remote = remote_ids(bare)
+    assert sorted(on_remote) == sorted(set(on_remote))  # exactly once
+    assert len(set(on_remote)) >= 101 and set(ids) | {pid} <= set(on_remote) | renamed(a, b)
+    assert_clean_linear(bare)
+    contents = remote_contents(bare, ids)
+    wrong = [(i, text, contents[i]) for i, text in zip(ids, texts, strict=True)
+             if f'"{text}"' not in contents[i] and i not in renamed(a, b)]
+    assert not wrong
+    # every paste is readable on both instances
+    for inst in (a, b):
+        missing = [i for i in ids if get(inst, i) != 200]
+        assert not missing, f"{inst.base}: {missing}"
+
+
+def remote_contents(bare: Path, ids: list[str]) -> dict[str, str]:
+    names = "".join(f"main:{i[0]}/{i[1]}/{i}\n" for i in ids)
+    out = subprocess.run(["git", "-C", bare, "cat-file", "--batch"], input=names,
+                         capture_output=True, text=True, check=True).stdout
+    return dict(zip(ids, _batch_bodies(out), strict=True))
+
+
+def _batch_bodies(out: str) -> list[str]:
+    bodies, rest = [], out
+    while rest:
+        header, rest = rest.split("\n", 1)
+        size = int(header.split()[2])
+        bodies.append(rest[:size])
+        rest = rest[size + 1:]
+    return bodies
+
+
+def renamed(*instances: Instance) -> set[str]:
+    return {r["id"] for inst in instances for r in inst.health()["sync"]["renamed"]}
+
+
+def test_remote_down_then_back(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "d.git", first_commit=True)
+    git_daemon.stop()
+    # unreachable at start: serve locally and retry
+    a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("d.git"), "--sync-interval", "0")
+    pasteurs.append(a)
+    ids = [a.paste(f"while down {i}") for i in range(5)]
+    sync = a.health()["sync"]
+    assert sync["pending"] >= 1 and "Connection refused" in (sync["last_error"] or "")
+    assert all(get(a, i) == 200 for i in ids)
+    time.sleep(1.0)
+    git_daemon.start()
+    wait_synced(a, 40)
+    assert sorted(remote_ids(bare)) == sorted(ids)
+    # down again while running
+    git_daemon.stop()
+    more = [a.paste(f"second outage {i}") for i in range(3)]
+    time.sleep(1.0)
+    assert a.health()["sync"]["pending"] >= 1
+    git_daemon.start()
+    wait_synced(a, 40)
+    assert sorted(remote_ids(bare)) == sorted(ids + more)
+    assert_clean_linear(bare)
+
+
+def test_no_remote_means_no_sync(pasteurs: list[Instance], tmp_path: Path) -> None:
+    a = start_pasteur(tmp_path / "a")
+    pasteurs.append(a)
+    assert "sync" not in a.health()
+    assert a.paste("local") and pygit2.Repository(str(tmp_path / "a" / "repo.git")).head_is_unborn \
+        is False
+
