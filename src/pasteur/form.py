@@ -23,6 +23,10 @@ FIELDS = {
     "iv": 64,
     "user": 256,
     "comment": 2048,
+    "expiry": 16,
+    "burn": 16,
+    "salt": 64,
+    "iter": 16,
 }
 PASTE_FIELD = "paste"
 MAX_PARTS = 32
