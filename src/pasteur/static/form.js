@@ -54,11 +54,12 @@ async function errorMessage(response) {
 async function sendEncrypted() {
   const fields = form.elements;
   const payload = makePayload(textarea.value, fields.hl.value, fields.ln.checked);
-  const { key, iv, ct } = await encrypt(payload);
-  if (ct.length > maxSize) {
-    say(`${tooBig()} Encrypted, it grows by about a third (${formatBytes(ct.length)}).`);
+  const packed = encoder.encode(JSON.stringify(payload)).length;
+  if (packed > maxSize) {
+    say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
     return;
   }
+  const { key, iv, ct } = await encrypt(payload);
   const data = new FormData();
   data.set("paste", ct);
   data.set("iv", iv);
