@@ -52,51 +52,10 @@ document.addEventListener("securitypolicyviolation", (e) => {
 """
 
 
-class _Server:
-    def __init__(self, url, data, log_path):
-        self.url, self.data, self.log_path = url, data, log_path
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """Temporary: `pasteur serve` on a free port (until tests/conftest.py provides it)."""
-    import socket
-    import sys
-    import time
-
-    tmp = tmp_path_factory.mktemp("pasteur")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log_path = tmp / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "pasteur",
-                "serve",
-                "--port",
-                str(port),
-                "--data",
-                str(tmp / "data"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 15
-    while True:
-        try:
-            if httpx.get(url + "/healthz").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
-        time.sleep(0.1)
-    yield _Server(url, tmp / "data", log_path)
-    proc.terminate()
-    proc.wait(10)
+def server(shared_server):
+    """One `pasteur serve` (tests/conftest.py) for the whole module."""
+    return shared_server
 
 
 @pytest.fixture(scope="module")

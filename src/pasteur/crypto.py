@@ -65,10 +65,16 @@ def seal(key: bytes, iv: bytes, payload: dict) -> str:
     return b64url_encode(AESGCM(key).encrypt(iv, encode_payload(payload), None))
 
 
-def encrypt(payload: dict) -> tuple[str, str, str]:
-    """Encrypt a payload with a fresh key and iv: returns (key, iv, ct), all base64url."""
-    key = os.urandom(KEY_BYTES)
-    iv = os.urandom(IV_BYTES)
+def encrypt(
+    payload: dict, key: bytes | None = None, iv: bytes | None = None
+) -> tuple[str, str, str]:
+    """Encrypt a payload: returns (key, iv, ct), all base64url.
+
+    The key and iv are fresh random bytes; passing them is for tests only (an iv must
+    never be used twice with the same key).
+    """
+    key = os.urandom(KEY_BYTES) if key is None else key
+    iv = os.urandom(IV_BYTES) if iv is None else iv
     ct = seal(key, iv, payload)
     return b64url_encode(key), b64url_encode(iv), ct
 

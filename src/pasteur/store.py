@@ -413,8 +413,7 @@ class Store:
         self.repo.references.create(BRANCH, oid, force=True)
         ref_file = self.path / BRANCH
         if ref_file.exists():
-            _fsync_path(str(ref_file))
-            _fsync_path(str(ref_file.parent))
+            paths = [str(ref_file), str(ref_file.parent)]
         else:  # packed ref
-            _fsync_path(str(self.path / "packed-refs"))
-            _fsync_path(str(self.path))
+            paths = [str(self.path / "packed-refs"), str(self.path)]
+        list(self._fsyncers.map(_fsync_path, paths))
