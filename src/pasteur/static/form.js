@@ -8,7 +8,7 @@ const textarea = form.elements.paste;
 const status = document.getElementById("form-status");
 const sizeOut = document.getElementById("paste-size");
 const submit = form.querySelector("button[type=submit]");
-const maxSize = Number(form.dataset.maxSize) || Infinity;
+const maxSize = () => Number(form.dataset.maxSize) || Infinity;
 const encoder = new TextEncoder();
 
 const NO_CRYPTO =
@@ -32,8 +32,8 @@ function formatBytes(n) {
 
 function showSize() {
   const n = encoder.encode(textarea.value).length;
-  sizeOut.textContent = `${formatBytes(n)} of ${form.dataset.maxSizeText || formatBytes(maxSize)}`;
-  sizeOut.classList.toggle("over", n > maxSize);
+  sizeOut.textContent = `${formatBytes(n)} of ${form.dataset.maxSizeText || formatBytes(maxSize())}`;
+  sizeOut.classList.toggle("over", n > maxSize());
   return n;
 }
 
@@ -55,7 +55,7 @@ async function sendEncrypted() {
   const fields = form.elements;
   const payload = makePayload(textarea.value, fields.hl.value, fields.ln.checked);
   const packed = encoder.encode(JSON.stringify(payload)).length;
-  if (packed > maxSize) {
+  if (packed > maxSize()) {
     say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
     return;
   }
@@ -92,7 +92,7 @@ async function sendEncrypted() {
 
 form.addEventListener("submit", async (event) => {
   say("");
-  if (showSize() > maxSize) {
+  if (showSize() > maxSize()) {
     event.preventDefault();
     say(tooBig());
     return;
