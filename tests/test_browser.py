@@ -242,6 +242,8 @@ def test_unencrypted_paste_with_line_numbers_and_raw(page, server):
     numbers = page.locator("#paste .ln")
     assert numbers.all_inner_texts() == ["1", "2", "3", "4"]
     assert numbers.first.evaluate("e => getComputedStyle(e).userSelect") == "none"
+    line = page.locator("#paste .line").first  # numbered once, not by counters too
+    assert line.evaluate("e => getComputedStyle(e, '::before').content") == "none"
     assert page.locator("#paste .highlight .k").count() > 0  # Pygments classes
     assert "&lt;i&gt;" in page.locator("#paste").inner_html()
 
