@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
@@ -153,6 +153,36 @@ class PageCache:
             self.size -= len(body)
 
 
+class RateLimiter:
+    """A token bucket per client address (creates only)."""
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        """Take a token; returns 0 if allowed, else the seconds to wait."""
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        if len(self.buckets) >= self.MAX_CLIENTS and client not in self.buckets:
+            full = [
+                key
+                for key, (left, then) in self.buckets.items()
+                if left + (now - then) * self.rate >= self.burst
+            ]
+            for key in full:
+                del self.buckets[key]
+        self.buckets[client] = (tokens - 1, now)
+        return 0.0
+
+
 def wants(request: Request) -> str:
     accept = request.headers.get("accept", "")
     if "application/json" in accept:
@@ -170,6 +200,7 @@ class Pasteur:
         self.templates = environment(self.bundle.url)
         self.templates.globals.update(title=config.title, subtitle=config.subtitle)
         self.cache = PageCache()
+        self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self.form_page: bytes | None = None
 
     # -- helpers ------------------------------------------------------------
@@ -212,6 +243,14 @@ class Pasteur:
         return Response(self.form_page, media_type="text/html; charset=utf-8")
 
     async def create(self, request: Request) -> Response:
+        if self.limiter is not None:
+            wait = self.limiter.take(request.client.host if request.client else "-")
+            if wait > 0:
+                response = self.error(
+                    request, 429, f"too many pastes from your address: retry in {wait:.0f} s"
+                )
+                response.headers["retry-after"] = str(max(1, round(wait)))
+                return response
         length_header = request.headers.get("content-length")
         try:
             length = int(length_header) if length_header is not None else None
@@ -220,9 +259,12 @@ class Pasteur:
                 request.headers.get("content-type", ""),
                 length,
                 self.config.max_size,
+                self.config.body_timeout,
             )
         except FormError as exc:
-            return self.error(request, exc.status, exc.message, close=exc.status == 413)
+            return self.error(request, exc.status, exc.message, close=exc.status in (408, 413))
+        except ClientDisconnect:
+            return self.error(request, 400, "the client went away before the end of the upload")
         except ValueError:
             return self.error(request, 400, "bad Content-Length")
         fields = upload.fields

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, parse_auth, parse_size
+from .config import Config, parse_auth, parse_rate, parse_size
 
 ENV_PREFIX = "PASTEUR_"
 
@@ -33,6 +33,13 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise ValueError("must be between 0 and 65535")
     return port
+
+
+def _seconds(value: str) -> float:
+    n = float(value)
+    if not 0 < n <= 3600:
+        raise ValueError("must be between 0 and 3600 seconds")
+    return n
 
 
 def _length(value: str) -> int:
@@ -89,6 +96,14 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="USER:PASSWORD", help="require HTTP basic auth on the whole site")
     p.add_argument("--url", default=None,
                    help="public base URL used in links (default: from the request's Host)")
+    p.add_argument("--rate-limit", type=_typed(parse_rate, "rate-limit"), default=(2.0, 120),
+                   metavar="N/PERIOD",
+                   help="creates allowed per client address, e.g. 120/min (the burst is N), "
+                        "or off (default 120/min); over it the answer is 429")
+    p.add_argument("--header-timeout", type=_typed(_seconds, "header-timeout"), default=10.0,
+                   help="seconds a connection has to send its request head (default 10)")
+    p.add_argument("--body-timeout", type=_typed(_seconds, "body-timeout"), default=30.0,
+                   help="seconds an upload may stall before it is dropped with 408 (default 30)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
 
@@ -118,6 +133,9 @@ def config_from(args: argparse.Namespace) -> Config:
         subtitle=args.subtitle,
         auth=args.auth,
         url=args.url,
+        rate_limit=args.rate_limit,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
         extra=vars(args),
     )
 

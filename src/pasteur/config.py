@@ -30,6 +30,18 @@ def parse_auth(value: str) -> tuple[str, str]:
     return user, password
 
 
+def parse_rate(value: str) -> tuple[float, int] | None:
+    """'60/min', '5/s', '1000/hour' -> (tokens per second, burst); 'off' or '0' -> None."""
+    if value.strip().lower() in ("0", "off", "none"):
+        return None
+    count, sep, period = value.partition("/")
+    seconds = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+               "h": 3600, "hour": 3600}.get(period.strip().lower() if sep else "s")
+    if seconds is None or not count.strip().isdigit() or int(count) <= 0:
+        raise ValueError(f"not a rate: {value!r} (try 60/min, 5/s or off)")
+    return int(count) / seconds, int(count)
+
+
 @dataclass
 class Config:
     data: Path = Path("pasteur-data")
@@ -41,6 +53,9 @@ class Config:
     subtitle: str = "a zero-knowledge pastebin on Git"
     auth: tuple[str, str] | None = None
     url: str | None = None  # public base URL, e.g. https://paste.example.org
+    rate_limit: tuple[float, int] | None = (2.0, 120)  # creates per second per client, burst
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

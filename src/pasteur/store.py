@@ -141,6 +141,7 @@ class Store:
     @staticmethod
     def _open_or_init(path: Path) -> pygit2.Repository:
         if (path / "HEAD").exists():
+            Store._remove_stale_locks(path)
             repo = pygit2.Repository(str(path))
         else:
             path.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,13 @@ class Store:
             cfg["gc.auto"] = "0"
             cfg["receive.denyCurrentBranch"] = "ignore"
         return repo
+
+    @staticmethod
+    def _remove_stale_locks(path: Path) -> None:
+        """Lock files left by a crash (this process is the only writer)."""
+        for lock in [*path.glob("refs/**/*.lock"), *path.glob("*.lock")]:
+            log.warning("removing stale lock %s", lock)
+            lock.unlink(missing_ok=True)
 
     def _load_head(self) -> None:
         try:
