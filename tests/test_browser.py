@@ -416,6 +416,9 @@ def test_no_csp_violations_on_any_page(page, server, encrypted_link):
         csp = response.headers.get("content-security-policy", "")
         assert "script-src 'self'" in csp and "style-src 'self'" in csp, path
         page.wait_for_load_state("networkidle")
+        if "no-such" in path:  # the HTML error page
+            assert response.status == 404
+            assert page.locator("h1").inner_text() == "404"
     assert not [p for p in page.problems if "CSP" in p or "Refused" in p]
 
 
