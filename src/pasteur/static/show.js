@@ -78,7 +78,7 @@ async function show() {
   article.hidden = true;
   actions.hidden = true;
   code.textContent = "";
-  const key = decodeURIComponent(location.hash.slice(1));
+  const key = location.hash.slice(1);
   if (!key) return say(MESSAGES.nokey);
   if (!available()) return say(MESSAGES.nocrypto);
   say("Decrypting…", false);
