@@ -297,7 +297,7 @@ class Pasteur:
             return self.config.url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
-    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+    def render(self, template: str, status: int = 200, /, **context: Any) -> Response:
         html = self.templates.get_template(template).render(**context)
         return Response(html, status, media_type="text/html; charset=utf-8")
 
