@@ -10,9 +10,12 @@ from pathlib import Path
 import pygit2
 import pytest
 
-pytest.register_assert_rewrite("fixtures_git")
+pytest.register_assert_rewrite("tests.fixtures_git")
 
-from fixtures_git import (  # noqa: E402
+from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint  # noqa: E402
+from pasteur.store import Change, Store  # noqa: E402
+from pasteur.sync import integrate, redact  # noqa: E402
+from tests.fixtures_git import (  # noqa: E402
     SSH_SEED,
     GitDaemon,
     HttpGit,
@@ -25,11 +28,7 @@ from fixtures_git import (  # noqa: E402
     stop,
 )
 
-from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint  # noqa: E402
-from pasteur.store import Change, Store  # noqa: E402
-from pasteur.sync import integrate, redact  # noqa: E402
-
-pytest_plugins = ["fixtures_git"]
+pytest_plugins = ["tests.fixtures_git"]
 pytestmark = pytest.mark.timeout(60)
 
 
