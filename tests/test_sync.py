@@ -10,12 +10,14 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
+from pasteur.store import Change, Store
+from pasteur.sync import redact
+from pasteur.syncmerge import integrate
+
 pytest.register_assert_rewrite("tests.fixtures_git")
 
-from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint  # noqa: E402
-from pasteur.store import Change, Store  # noqa: E402
-from pasteur.sync import integrate, redact  # noqa: E402
-from tests.fixtures_git import (  # noqa: E402
+from tests.fixtures_git import (  # noqa: E402 - after the rewrite registration
     SSH_SEED,
     GitDaemon,
     HttpGit,

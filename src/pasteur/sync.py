@@ -5,13 +5,8 @@ runs in a worker process (``pasteur.syncworker``) because pygit2 holds the GIL
 while it talks to a remote. Local work (integrating what was fetched) runs in
 the Store's writer thread, serialised with paste commits.
 
-Integration keeps history linear: with local head L, remote head R and merge
-base B, L == B fast-forwards to R, R == B only pushes, and otherwise each local
-commit after B is replayed on R (same additions, removals, author, message),
-then the result is pushed. A paste id added on both sides with different
-content keeps the remote's paste under that id; the local paste is kept under
-a derived id (``<id><6 hex of its blob>``) and the event is logged: no
-acknowledged content is lost.
+How history stays linear, and how collisions and erasures are handled: see
+``pasteur.syncmerge``.
 """
 
 from __future__ import annotations
@@ -24,16 +19,23 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
-from pygit2.enums import DeltaStatus, SortMode
 
 from .sshkeys import key_from_seed, new_seed, parse_fingerprint
-from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path
+from .store import Store
+from .syncmerge import (
+    Integration,
+    absorb,
+    count_ahead,
+    drop_unreachable,
+    integrate,
+    is_rewrite,
+)
 from .syncworker import TRACKING, is_ssh, split_credentials
 
 log = logging.getLogger("pasteur.sync")
@@ -209,6 +211,12 @@ class WorkerClient:
         await self._proc.stdin.drain()
         return self._proc
 
+    @contextlib.asynccontextmanager
+    async def paused(self) -> AsyncIterator[None]:
+        """No request runs meanwhile (for repository maintenance)."""
+        async with self._lock:
+            yield
+
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
@@ -228,110 +236,6 @@ class WorkerClient:
         except TimeoutError:
             proc.kill()
             await proc.wait()
-
-
-# -- integration (writer thread) -----------------------------------------------------
-
-
-@dataclass
-class Integration:
-    action: str  # "none", "fast-forward", "ahead", "replay"
-    replayed: int = 0
-    renamed: list[tuple[str, str]] = field(default_factory=list)
-
-
-def integrate(store: Store, remote: pygit2.Oid | None) -> Integration:
-    """Bring the remote's history into the local branch, linearly (writer thread)."""
-    local = store.head
-    if remote is None or local == remote:
-        return Integration("none")
-    repo = store.repo
-    if local is None:
-        store.reset_to(remote)
-        return Integration("fast-forward")
-    base = repo.merge_base(local, remote)
-    if base == local:
-        store.reset_to(remote)
-        return Integration("fast-forward")
-    if base == remote:
-        return Integration("ahead")
-    return replay(store, base, local, remote)
-
-
-def replay(
-    store: Store, base: pygit2.Oid | None, local: pygit2.Oid, remote: pygit2.Oid
-) -> Integration:
-    repo = store.repo
-    walker = repo.walk(local, SortMode.TOPOLOGICAL | SortMode.REVERSE)
-    if base is not None:
-        walker.hide(base)
-    remote_tree = repo[remote].peel(pygit2.Tree)
-    result = Integration("replay")
-    changes = []
-    for commit in walker:
-        add, remove = commit_delta(commit)
-        add = [_resolve_collision(remote_tree, pid, oid, result) for pid, oid in add]
-        changes.append(Change(add, remove, author_of(commit), commit.message))
-        result.replayed += 1
-    store.apply(changes, onto=remote)
-    return result
-
-
-def _resolve_collision(
-    remote_tree: pygit2.Tree, paste_id: str, oid: pygit2.Oid, result: Integration
-) -> tuple[str, pygit2.Oid]:
-    try:
-        theirs = remote_tree[shard_path(paste_id)].id
-    except KeyError:
-        return paste_id, oid
-    if theirs == oid:
-        return paste_id, oid
-    new_id = f"{paste_id}{str(oid)[:6]}"
-    log.warning(
-        "paste id collision: %s exists on the remote with other content; "
-        "the local paste %s is kept as %s", paste_id, paste_id, new_id,
-    )
-    result.renamed.append((paste_id, new_id))
-    return new_id, oid
-
-
-def commit_delta(commit: pygit2.Commit) -> tuple[list[tuple[str, pygit2.Oid]], list[str]]:
-    """Paste ids a commit added (or changed) and removed, against its first parent."""
-    if commit.parents:
-        diff = commit.parents[0].tree.diff_to_tree(commit.tree)
-    else:
-        diff = commit.tree.diff_to_tree(swap=True)
-    add: list[tuple[str, pygit2.Oid]] = []
-    remove: list[str] = []
-    for delta in diff.deltas:
-        if delta.status == DeltaStatus.DELETED:
-            remove.append(delta.old_file.path.rsplit("/", 1)[-1])
-        else:
-            add.append((delta.new_file.path.rsplit("/", 1)[-1], delta.new_file.id))
-    return add, remove
-
-
-def author_of(commit: pygit2.Commit) -> str | None:
-    a = commit.author
-    if a.name == DEFAULT_NAME and a.email == DEFAULT_EMAIL:
-        return None
-    return f"{a.name} <{a.email}>"
-
-
-def count_ahead(repo: pygit2.Repository, local: pygit2.Oid | None,
-                remote: pygit2.Oid | None, limit: int = 100_000) -> int:
-    """Commits on the local branch that the remote does not have."""
-    if local is None:
-        return 0
-    if remote is not None:
-        with contextlib.suppress(pygit2.GitError, KeyError, ValueError):
-            return repo.ahead_behind(local, remote)[0]
-    n = 0
-    for _ in repo.walk(local):
-        n += 1
-        if n >= limit:
-            break
-    return n
 
 
 # -- the syncer ------------------------------------------------------------------
@@ -400,10 +304,22 @@ class Syncer:
         else:
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
+        self._guard_erase()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
         self._task = loop.create_task(self._run(), name="pasteur-sync")
         self._wake.set()
+
+    def _guard_erase(self) -> None:
+        """Run the store's erasure (repack, prune) only while no fetch or push runs:
+        a repack during a fetch could delete the pack being written."""
+        erase: Callable[[], Awaitable[int]] = self.store.erase
+
+        async def erase_paused() -> int:
+            async with self.worker.paused():
+                return await erase()
+
+        self.store.erase = erase_paused  # type: ignore[method-assign]
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
         if self._task is not None:
@@ -451,21 +367,36 @@ class Syncer:
 
     async def push_pending(self) -> None:
         """Push until the remote has the local head; fetch and replay when rejected."""
-        for _ in range(PUSH_ROUNDS):
+        for rejected in range(PUSH_ROUNDS):
             head = self.store.head
             if head is None or head == self.remote_head:
                 return
+            known = self.remote_head
+            rewrite = await self.store.run_in_writer(
+                lambda h=head, k=known: is_rewrite(self.store.repo, h, k)
+            )
             try:
-                await self._push(head)
+                await self._push(head, lease=known if rewrite else None)
             except SyncFailure as exc:
                 if exc.kind != "rejected":
                     raise
-                await self.fetch_and_integrate()
-                await asyncio.sleep(random.uniform(0, 0.05))  # let a competing pusher finish
+                if rewrite:
+                    await self._fetch_and_absorb()
+                else:
+                    await self.fetch_and_integrate()
+                # back off a little, more after each defeat, so a busy peer
+                # cannot starve us
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** rejected)))
+            else:
+                if rewrite:
+                    log.info("sync: forced push of the rewritten history %s (was %s)",
+                             head, known)
+                    await self._drop_unreachable()
         raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
 
-    async def _push(self, head: pygit2.Oid) -> None:
-        reply = await self.worker.call("push", oid=str(head))
+    async def _push(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
+        args = {"lease": str(lease)} if lease is not None else {}
+        reply = await self.worker.call("push", oid=str(head), **args)
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "push failed"))
         self.remote_head = head
@@ -482,20 +413,43 @@ class Syncer:
 
     async def fetch_and_integrate(self) -> Integration:
         async with self._fetch_lock:
-            reply = await self.worker.call("fetch")
-            if not reply.get("ok"):
-                raise SyncFailure(reply.get("kind", "network"), reply.get("error", "fetch failed"))
-            self.last_fetch = time.time()
-            self.fetches += 1
-            remote = pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
-            result = await self._in_writer(lambda: integrate(self.store, remote))
+            remote = await self._fetch()
+            known = self.remote_head
+            result = await self._in_writer(lambda: integrate(self.store, remote, known))
             self.remote_head = remote
-            if result.renamed:
-                self.renamed.extend(result.renamed)
-            if result.action != "none":
-                log.info("sync: %s to %s (%d local commits replayed)", result.action,
-                         remote, result.replayed)
-            return result
+            self._noted(result, remote)
+        if result.remote_rewritten:
+            await self._drop_unreachable()
+        return result
+
+    async def _fetch_and_absorb(self) -> None:
+        """The remote moved while our history was rewritten: take its new commits."""
+        async with self._fetch_lock:
+            remote = await self._fetch()
+            known = self.remote_head
+            if remote is not None and known is not None:
+                result = await self._in_writer(lambda: absorb(self.store, known, remote))
+                self._noted(result, remote)
+            self.remote_head = remote
+
+    async def _fetch(self) -> pygit2.Oid | None:
+        reply = await self.worker.call("fetch")
+        if not reply.get("ok"):
+            raise SyncFailure(reply.get("kind", "network"), reply.get("error", "fetch failed"))
+        self.last_fetch = time.time()
+        self.fetches += 1
+        return pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
+
+    def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
+        self.renamed.extend(result.renamed)
+        if result.action != "none":
+            log.info("sync: %s with %s (%d commits applied)", result.action, remote,
+                     result.replayed)
+
+    async def _drop_unreachable(self) -> None:
+        """Delete erased pastes' objects once no ref reaches them (no network work meanwhile)."""
+        async with self.worker.paused():
+            await self.store.run_in_writer(lambda: drop_unreachable(self.store))
 
     async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
         result = await self.store.run_in_writer(fn)

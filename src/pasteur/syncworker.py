@@ -20,6 +20,7 @@ Nothing here writes the server's branch.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -142,6 +143,7 @@ class Callbacks(pygit2.RemoteCallbacks):
         self.token = token
         self.attempts = 0
         self.refused: list[str] = []
+        self.lease: str | None = None
 
     def credentials(
         self, url: str, username_from_url: str | None, allowed_types: CredentialType
@@ -165,6 +167,19 @@ class Callbacks(pygit2.RemoteCallbacks):
 
     def _which(self) -> str:
         return "the SSH key from --ssh-seed" if is_ssh(self.settings.url) else "the token"
+
+    def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
+        # Force-with-lease: the remote's current value comes from this very
+        # connection's advertisement, and receive-pack updates the ref only if
+        # it still has that value, so nothing pushed by others in between is lost.
+        if self.lease is None:
+            return
+        for update in updates:
+            if str(update.src) != self.lease:
+                raise SyncFailure(
+                    "rejected",
+                    f"the remote moved to {update.src} (expected {self.lease}): fetch first",
+                )
 
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message:
@@ -218,10 +233,13 @@ class Worker:
         if ref is not None:
             ref.delete()
 
-    def push(self, oid: str) -> dict[str, Any]:
+    def push(self, oid: str, lease: str | None = None) -> dict[str, Any]:
+        """Push a commit to the branch: a fast-forward, or with ``lease`` a forced
+        push that succeeds only if the remote branch is still at ``lease``."""
         remote = self.remote()
         cb = self.callbacks()
-        spec = f"{oid}:refs/heads/{self.settings.branch}"
+        cb.lease = lease
+        spec = f"{'+' if lease else ''}{oid}:refs/heads/{self.settings.branch}"
         self._guard(lambda: remote.push([spec], callbacks=cb), cb)
         if cb.refused:
             raise SyncFailure("rejected", "; ".join(cb.refused))
@@ -288,7 +306,7 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
         if op == "fetch":
             return worker.fetch()
         if op == "push":
-            return worker.push(request["oid"])
+            return worker.push(request["oid"], request.get("lease"))
         if op == "check":
             return worker.check()
         raise SyncFailure("config", f"unknown operation {op!r}")
@@ -299,6 +317,7 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
 
 
 def main() -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server stops us by closing stdin
     _install_certificate_check()
     return serve(sys.stdin, sys.stdout)
 

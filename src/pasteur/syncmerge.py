@@ -1,0 +1,224 @@
+"""Integrating a fetched remote history into the local branch (writer thread).
+
+History stays linear: never a merge commit, never a second root. With local
+head L, remote head R, merge base B and K the remote head we knew before the
+fetch:
+
+- L == B: fast-forward to R;
+- R == B: we are ahead, just push;
+- otherwise replay the local commits after B that K does not hold (those are
+  the ones never pushed) on top of R, with the same additions, removals,
+  author and message, and move the branch there in one durable step.
+
+Hiding K matters when the remote was rewritten (another instance erased
+pastes from history and force-pushed): our copies of the old commits are not
+replayed, so the erased pastes do not come back.
+
+When the *local* history was rewritten (this instance erased pastes), the
+remote commits it lacks (after K) are applied on top of the local head
+instead, and the result is force-pushed with a lease on the remote head.
+
+A paste id added on both sides with different content keeps the remote's
+paste under that id; the local paste is kept under ``<id><6 hex of its blob>``
+and the event is logged: no acknowledged content is lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import subprocess
+from dataclasses import dataclass, field
+
+import pygit2
+from pygit2.enums import DeltaStatus, SortMode
+
+from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path
+
+log = logging.getLogger("pasteur.sync")
+
+
+@dataclass
+class Integration:
+    action: str  # "none", "fast-forward", "ahead", "replay", "absorb"
+    replayed: int = 0
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    remote_rewritten: bool = False
+
+
+def integrate(
+    store: Store, remote: pygit2.Oid | None, known: pygit2.Oid | None = None
+) -> Integration:
+    """Bring the remote's history into the local branch, linearly."""
+    local = store.head
+    if remote is None or local == remote:
+        return Integration("none")
+    if local is None:
+        store.reset_to(remote)
+        return Integration("fast-forward")
+    repo = store.repo
+    known = known if known is not None and known != remote and _exists(repo, known) else None
+    rewritten = known is not None and not repo.descendant_of(remote, known)
+    if rewritten:
+        log.warning("the remote history was rewritten (%s is gone from it)", known)
+    base = repo.merge_base(local, remote)
+    if base == local or (rewritten and _holds(repo, known, local)):
+        store.reset_to(remote)
+        return Integration("fast-forward", remote_rewritten=rewritten)
+    if base == remote:
+        return Integration("ahead")
+    hide = [base, known] if rewritten else [base]
+    result = _replay(store, local, remote, [h for h in hide if h is not None])
+    result.remote_rewritten = rewritten
+    return result
+
+
+def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
+    """After a local rewrite: apply the remote commits after ``known`` on the head."""
+    repo = store.repo
+    hide = known if _exists(repo, known) and repo.descendant_of(remote, known) else None
+    if hide is None:
+        hide = repo.merge_base(remote, known) if _exists(repo, known) else None
+    walker = repo.walk(remote, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    if hide is not None:
+        walker.hide(hide)
+    tree = store.head and repo[store.head].peel(pygit2.Tree)
+    result = Integration("absorb")
+    changes = []
+    for commit in walker:
+        change = _change_of(commit, tree, result, theirs_win=False)
+        if change is not None:
+            changes.append(change)
+            result.replayed += 1
+    if changes:
+        store.apply(changes)
+    return result
+
+
+def _replay(
+    store: Store, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid]
+) -> Integration:
+    repo = store.repo
+    walker = repo.walk(local, SortMode.TOPOLOGICAL | SortMode.REVERSE)
+    for oid in hide:
+        walker.hide(oid)
+    remote_tree = repo[remote].peel(pygit2.Tree)
+    result = Integration("replay")
+    changes = []
+    for commit in walker:
+        change = _change_of(commit, remote_tree, result, theirs_win=True)
+        if change is not None:
+            changes.append(change)
+            result.replayed += 1
+    store.apply(changes, onto=remote)
+    return result
+
+
+def _change_of(
+    commit: pygit2.Commit, other: pygit2.Tree | None, result: Integration, theirs_win: bool
+) -> Change | None:
+    """The commit as a Change to re-apply where ``other`` is the tree it lands on.
+
+    Additions already there with the same content are dropped; an id there
+    with other content is a collision: with ``theirs_win`` our paste moves to
+    a derived id, otherwise the incoming paste does.
+    """
+    add, remove = commit_delta(commit)
+    kept: list[tuple[str, pygit2.Oid]] = []
+    for paste_id, oid in add:
+        present = _entry(other, paste_id)
+        if present == oid:
+            continue
+        if present is None:
+            kept.append((paste_id, oid))
+            continue
+        kept.append((_rename(paste_id, oid, result, local=theirs_win), oid))
+    if not kept and not remove:
+        return None
+    return Change(kept, remove, author_of(commit), commit.message)
+
+
+def _rename(paste_id: str, oid: pygit2.Oid, result: Integration, local: bool) -> str:
+    new_id = f"{paste_id}{str(oid)[:6]}"
+    side = "local" if local else "incoming"
+    log.warning("paste id collision: %s exists with other content; the %s paste %s is kept as %s",
+                paste_id, side, paste_id, new_id)
+    result.renamed.append((paste_id, new_id))
+    return new_id
+
+
+def _entry(tree: pygit2.Tree | None, paste_id: str) -> pygit2.Oid | None:
+    if tree is None:
+        return None
+    try:
+        return tree[shard_path(paste_id)].id
+    except KeyError:
+        return None
+
+
+def _exists(repo: pygit2.Repository, oid: pygit2.Oid) -> bool:
+    try:
+        repo[oid]
+    except (KeyError, ValueError):
+        return False
+    return True
+
+
+def _holds(repo: pygit2.Repository, known: pygit2.Oid | None, local: pygit2.Oid) -> bool:
+    """Whether every local commit was on the remote once (nothing unpushed)."""
+    return known is not None and (known == local or repo.descendant_of(known, local))
+
+
+def commit_delta(commit: pygit2.Commit) -> tuple[list[tuple[str, pygit2.Oid]], list[str]]:
+    """Paste ids a commit added (or changed) and removed, against its first parent."""
+    if commit.parents:
+        diff = commit.parents[0].tree.diff_to_tree(commit.tree)
+    else:
+        diff = commit.tree.diff_to_tree(swap=True)
+    add: list[tuple[str, pygit2.Oid]] = []
+    remove: list[str] = []
+    for delta in diff.deltas:
+        if delta.status == DeltaStatus.DELETED:
+            remove.append(delta.old_file.path.rsplit("/", 1)[-1])
+        else:
+            add.append((delta.new_file.path.rsplit("/", 1)[-1], delta.new_file.id))
+    return add, remove
+
+
+def author_of(commit: pygit2.Commit) -> str | None:
+    a = commit.author
+    if a.name == DEFAULT_NAME and a.email == DEFAULT_EMAIL:
+        return None
+    return f"{a.name} <{a.email}>"
+
+
+def is_rewrite(repo: pygit2.Repository, head: pygit2.Oid, known: pygit2.Oid | None) -> bool:
+    """Whether the local head dropped commits the remote had (a local history rewrite)."""
+    if known is None or head == known or not _exists(repo, known):
+        return False
+    return not repo.descendant_of(head, known)
+
+
+def count_ahead(repo: pygit2.Repository, local: pygit2.Oid | None,
+                remote: pygit2.Oid | None, limit: int = 100_000) -> int:
+    """Commits on the local branch that the remote does not have."""
+    if local is None:
+        return 0
+    if remote is not None:
+        with contextlib.suppress(pygit2.GitError, KeyError, ValueError):
+            return repo.ahead_behind(local, remote)[0]
+    n = 0
+    for _ in repo.walk(local):
+        n += 1
+        if n >= limit:
+            break
+    return n
+
+
+def drop_unreachable(store: Store) -> None:
+    """Delete objects no ref reaches (erased pastes left by a history rewrite)."""
+    git = ["git", "-C", str(store.path)]
+    for args in (["reflog", "expire", "--expire=now", "--all"],
+                 ["repack", "-a", "-d", "-q"],
+                 ["prune", "--expire=now"]):
+        subprocess.run([*git, *args], check=True, capture_output=True)
