@@ -267,10 +267,13 @@ class Instance:
         return self._client
 
     def paste(self, text: str) -> str:
+        return self.paste_json(text)["code"]
+
+    def paste_json(self, text: str) -> dict:
         r = self.client().post("/", files={"paste": (None, text.encode())},
                                headers={"accept": "application/json"})
         r.raise_for_status()
-        return r.json()["code"]
+        return r.json()
 
     def get(self, paste_id: str) -> int:
         return self.client().get(f"/{paste_id}", params={"raw": "true"}).status_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -300,3 +301,50 @@ def test_no_remote_means_no_sync(pasteurs: list[Instance], tmp_path: Path) -> No
     assert a.paste("local") and pygit2.Repository(str(tmp_path / "a" / "repo.git")).head_is_unborn \
         is False
 
+
+
+def has_object(repo: Path, oid: str) -> bool:
+    return subprocess.run(["git", "-C", repo, "cat-file", "-e", oid]).returncode == 0
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def test_erasure_reaches_the_remote_and_other_instances(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "e.git", first_commit=True)
+    url = git_daemon.url("e.git")
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0", "--erase-interval", "1s")
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "1")
+    pasteurs += [a, b]
+    secret = a.paste_json("secret text")
+    sid = secret["code"]
+    keep_a = a.paste("kept on A")
+    wait_synced(a)
+    keep_b = b.paste("kept on B")
+    wait_synced(b)
+    assert get(b, sid) == 200 and get(a, keep_b) == 200
+    blob = git("-C", bare, "rev-parse", f"main:{sid[0]}/{sid[1]}/{sid}").strip()
+    assert has_object(b.data / "repo.git", blob)
+    deleted = a.client().delete(f"/{sid}", headers={"x-delete-token": secret["delete_token"]})
+    assert deleted.is_success
+    more_b = b.paste("written on B meanwhile")
+
+    def erased_from_remote() -> bool:
+        objects = git("-C", bare, "rev-list", "--objects", "main")
+        return blob not in objects and more_b in "".join(remote_ids(bare))
+
+    wait_for("the erasure on the remote", erased_from_remote)
+    wait_synced(a)
+    wait_synced(b)
+    wait_for("the erasure on B", lambda: not has_object(b.data / "repo.git", blob))
+    assert not has_object(a.data / "repo.git", blob)
+    assert sorted(remote_ids(bare)) == sorted([keep_a, keep_b, more_b])
+    assert get(b, sid) == 404 and get(a, more_b) == 200
+    assert_clean_linear(bare)
