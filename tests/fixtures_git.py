@@ -141,7 +141,7 @@ def git_daemon(tmp_path: Path) -> Iterator[GitDaemon]:
 class Sshd:
     dir: Path
     port: int
-    fingerprint: str
+    fingerprints: dict[str, str]  # key type -> SHA256:...
     user: str
     proc: subprocess.Popen
 
@@ -161,16 +161,19 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         pytest.skip("sshd is not installed (apt-get install openssh-server)")
     d = tmp_path / "sshd"
     d.mkdir()
-    host_key = d / "host_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key], check=True)
-    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", host_key],
-                         check=True, capture_output=True, text=True).stdout
-    fingerprint = out.split()[1]
+    fingerprints = {}
+    for kind in ("ed25519", "ecdsa"):
+        key = d / f"host_{kind}"
+        subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", key], check=True)
+        out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", key],
+                             check=True, capture_output=True, text=True).stdout
+        fingerprints[kind] = out.split()[1]
     (d / "authorized_keys").write_text(key_from_seed(SSH_SEED).public + "\n")
     port = free_port()
     config = d / "sshd_config"
     config.write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {host_key}\n"
+        f"Port {port}\nListenAddress 127.0.0.1\n"
+        f"HostKey {d / 'host_ed25519'}\nHostKey {d / 'host_ecdsa'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nStrictModes no\n"
         f"PidFile {d / 'sshd.pid'}\nPasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\nUsePAM no\nPermitRootLogin prohibit-password\n"
@@ -180,7 +183,7 @@ def sshd(tmp_path: Path) -> Iterator[Sshd]:
         Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
     proc = popen_logged([binary, "-D", "-e", "-f", config], d / "log")
     wait_port(port, proc=proc)
-    yield Sshd(d, port, fingerprint, getpass.getuser(), proc)
+    yield Sshd(d, port, fingerprints, getpass.getuser(), proc)
     stop(proc)
 
 

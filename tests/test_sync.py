@@ -156,7 +156,8 @@ def test_git_daemon_push_and_restart_from_remote(
 def test_ssh_with_pinned_host_key(sshd: Sshd, pasteurs: list[Instance], tmp_path: Path) -> None:
     bare = bare_remote(tmp_path / "ssh.git")
     url = sshd.url(bare)
-    a = start_pasteur(tmp_path / "a", "-r", url, "--ssh-auth", sshd.fingerprint,
+    pins = ",".join(sshd.fingerprints.values())  # every key type the host has
+    a = start_pasteur(tmp_path / "a", "-r", url, "--ssh-auth", pins,
                       env={"PASTEUR_SSH_SEED": SSH_SEED})
     pasteurs.append(a)
     pid = a.paste("over ssh")
@@ -172,7 +173,8 @@ def test_ssh_wrong_fingerprint_is_refused(sshd: Sshd, tmp_path: Path) -> None:
                          "--ssh-seed", SSH_SEED, wait=False)
     code, out = wait_exit(inst)
     assert code != 0
-    assert "host key mismatch" in out and sshd.fingerprint in out and wrong in out
+    assert "host key mismatch" in out and wrong in out
+    assert any(f"the server's key is {fp}" in out for fp in sshd.fingerprints.values())
 
 
 def test_ssh_without_pin_is_refused(sshd: Sshd, tmp_path: Path) -> None:
@@ -186,7 +188,7 @@ def test_ssh_without_pin_is_refused(sshd: Sshd, tmp_path: Path) -> None:
 def test_ssh_wrong_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
     bare = bare_remote(tmp_path / "ssh.git")
     inst = start_pasteur(tmp_path / "a", "-r", sshd.url(bare), "--ssh-seed", "another seed",
-                         "--ssh-auth", sshd.fingerprint, wait=False)
+                         "--ssh-auth", ",".join(sshd.fingerprints.values()), wait=False)
     code, out = wait_exit(inst)
     assert code != 0 and "refused our credentials" in out
 

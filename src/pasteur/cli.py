@@ -13,7 +13,7 @@ from typing import Any
 
 from . import __version__
 from .config import Config, parse_auth, parse_duration, parse_rate, parse_size
-from .sync import add_keygen_arguments, add_sync_arguments, keygen
+from .synccli import add_keygen_arguments, add_sync_arguments, keygen
 
 ENV_PREFIX = "PASTEUR_"
 
@@ -137,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
     keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
                             description="Print a new seed and the matching OpenSSH public key.")
     add_keygen_arguments(keygen)
+    from .client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -187,6 +190,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("paste", "get"):
+        from .client import run
+
+        return run(args)
     if args.command == "serve":
         if args.max_expiry is not None and (
             args.default_expiry is None or args.default_expiry > args.max_expiry

@@ -72,3 +72,11 @@ def parse_fingerprint(value: str) -> bytes:
     if len(digest) != 32:
         raise ValueError(f"a SHA256 fingerprint has 32 bytes, {value!r} has {len(digest)}")
     return digest
+
+
+def parse_fingerprints(value: str) -> list[bytes]:
+    """One or more fingerprints, separated by commas or spaces (a host has one key per type)."""
+    items = [v for v in value.replace(",", " ").split() if v]
+    if not items:
+        raise ValueError("no fingerprint given")
+    return [parse_fingerprint(v) for v in items]

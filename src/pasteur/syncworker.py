@@ -31,7 +31,7 @@ import pygit2
 from pygit2.enums import CredentialType
 from pygit2.ffi import C
 
-from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprint
+from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
 
 TRACKING = "refs/remotes/origin/{branch}"
 MAX_AUTH_ATTEMPTS = 2
@@ -97,7 +97,7 @@ class HostKeyPin:
     """The SSH host key check, installed as libgit2's certificate callback."""
 
     def __init__(self, pin: str | None, insecure: bool) -> None:
-        self.digest = parse_fingerprint(pin) if pin else None
+        self.digests = parse_fingerprints(pin) if pin else []
         self.insecure = insecure
         self.failure: str | None = None
 
@@ -105,16 +105,17 @@ class HostKeyPin:
         hostkey = _ffi.cast("pasteur_cert_hostkey *", int(pygit2.ffi.cast("uintptr_t", cert)))
         if hostkey.cert_type != GIT_CERT_HOSTKEY_LIBSSH2:
             return bool(valid)  # TLS: the system's CA check decides
-        if self.digest is None:
+        if not self.digests:
             return self.insecure
         if not hostkey.type & GIT_CERT_SSH_SHA256:
             self.failure = f"the SSH server {host} sent no SHA-256 host key hash"
             return False
         got = bytes(_ffi.buffer(hostkey.hash_sha256, 32))
-        if got != self.digest:
+        if got not in self.digests:
+            pins = ", ".join(fingerprint_of_hash(d) for d in self.digests)
             self.failure = (
                 f"SSH host key mismatch for {host}: the server's key is "
-                f"{fingerprint_of_hash(got)}, --ssh-auth pins {fingerprint_of_hash(self.digest)}"
+                f"{fingerprint_of_hash(got)}, --ssh-auth pins {pins}"
             )
             return False
         return True
