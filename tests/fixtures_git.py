@@ -152,15 +152,14 @@ class Sshd:
 SSH_SEED = "pasteur-test-seed-0123456789"
 
 
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[Sshd]:
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
     from pasteur.sshkeys import key_from_seed
 
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(binary).exists():
         pytest.skip("sshd is not installed (apt-get install openssh-server)")
-    d = tmp_path / "sshd"
-    d.mkdir()
+    d = tmp_path_factory.mktemp("sshd")
     fingerprints = {}
     for kind in ("ed25519", "ecdsa"):
         key = d / f"host_{kind}"
@@ -208,12 +207,12 @@ def _http_backend() -> str:
     return f"{exec_path}/git-http-backend"
 
 
-@pytest.fixture
-def http_git(tmp_path: Path) -> Iterator[HttpGit]:
+@pytest.fixture(scope="module")
+def http_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpGit]:
     binary = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
     if not Path(binary).exists():
         pytest.skip("lighttpd is not installed (apt-get install lighttpd)")
-    d = tmp_path / "http"
+    d = tmp_path_factory.mktemp("http")
     root = d / "repos"
     root.mkdir(parents=True)
     user, token = "pasteur", "s3cret-token-xyz"

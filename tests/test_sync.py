@@ -13,8 +13,8 @@ import pytest
 
 from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
 from pasteur.store import Change, Store
-from pasteur.sync import redact
-from pasteur.syncmerge import integrate
+from pasteur.sync import SyncOptions, WorkerClient, redact
+from pasteur.syncmerge import integrate, paste_id_of
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 
@@ -194,8 +194,8 @@ def test_ssh_wrong_key_is_refused(sshd: Sshd, tmp_path: Path) -> None:
 
 
 def test_http_with_token(http_git: HttpGit, pasteurs: list[Instance], tmp_path: Path) -> None:
-    bare = bare_remote(http_git.root / "h.git", first_commit=True)
-    a = start_pasteur(tmp_path / "a", "-r", http_git.url("h.git"),
+    bare = bare_remote(http_git.root / "token.git", first_commit=True)
+    a = start_pasteur(tmp_path / "a", "-r", http_git.url("token.git"),
                       env={"PASTEUR_REMOTE_TOKEN": http_git.token})
     pasteurs.append(a)
     pid = a.paste("over http")
@@ -205,8 +205,8 @@ def test_http_with_token(http_git: HttpGit, pasteurs: list[Instance], tmp_path: 
 
 
 def test_http_wrong_token_is_refused(http_git: HttpGit, tmp_path: Path) -> None:
-    bare_remote(http_git.root / "h.git")
-    inst = start_pasteur(tmp_path / "a", "-r", http_git.url("h.git"), "--remote-token", "nope",
+    bare_remote(http_git.root / "wrong.git")
+    inst = start_pasteur(tmp_path / "a", "-r", http_git.url("wrong.git"), "--remote-token", "nope",
                          wait=False)
     code, out = wait_exit(inst)
     assert code != 0 and "refused our credentials" in out and "nope" not in out
@@ -350,3 +350,32 @@ def test_erasure_reaches_the_remote_and_other_instances(
     assert sorted(remote_ids(bare)) == sorted([keep_a, keep_b, more_b])
     assert get(b, sid) == 404 and get(a, more_b) == 200
     assert_clean_linear(bare)
+
+
+def test_only_sharded_paths_are_pastes() -> None:
+    assert paste_id_of("A/b/Ab3x") == "Ab3x"
+    assert paste_id_of("README.md") is None
+    assert paste_id_of("a/b/xyz") is None  # not under its own shard
+    assert paste_id_of("A/b/Ab-x") is None
+
+
+async def test_worker_is_restarted_after_a_crash(git_daemon: GitDaemon, tmp_path: Path) -> None:
+    bare = bare_remote(git_daemon.base / "w.git", first_commit=True)
+    store = Store(tmp_path / "local.git")
+    options = SyncOptions(url=git_daemon.url("w.git"))
+    worker = WorkerClient(options.worker_settings(str(store.path)))
+    try:
+        first = await worker.call("fetch")
+        assert first == {"ok": True, "head": git("-C", bare, "rev-parse", "main").strip()}
+        assert worker._proc is not None
+        worker._proc.kill()
+        await worker._proc.wait()
+        assert await worker.call("fetch") == first
+        bad = WorkerClient(SyncOptions(url=git_daemon.url("none.git")).worker_settings(
+            str(store.path)))
+        reply = await bad.call("fetch")
+        assert reply["ok"] is False and reply["kind"] == "config"
+        await bad.close()
+    finally:
+        await worker.close()
+        await store.stop()

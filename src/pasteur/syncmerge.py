@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
-from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path
+from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
 
 log = logging.getLogger("pasteur.sync")
 
@@ -178,11 +178,24 @@ def commit_delta(commit: pygit2.Commit) -> tuple[list[tuple[str, pygit2.Oid]], l
     add: list[tuple[str, pygit2.Oid]] = []
     remove: list[str] = []
     for delta in diff.deltas:
-        if delta.status == DeltaStatus.DELETED:
-            remove.append(delta.old_file.path.rsplit("/", 1)[-1])
+        deleted = delta.status == DeltaStatus.DELETED
+        path = delta.old_file.path if deleted else delta.new_file.path
+        paste_id = paste_id_of(path)
+        if paste_id is None:
+            log.warning("commit %s: %s is not a paste (a/b/<id>): left out", commit.id, path)
+        elif deleted:
+            remove.append(paste_id)
         else:
-            add.append((delta.new_file.path.rsplit("/", 1)[-1], delta.new_file.id))
+            add.append((paste_id, delta.new_file.id))
     return add, remove
+
+
+def paste_id_of(path: str) -> str | None:
+    """The id of a paste's path ``a/b/<id>``, or None for anything else."""
+    parts = path.split("/")
+    if len(parts) != 3 or not valid_id(parts[2]) or shard_path(parts[2]) != path:
+        return None
+    return parts[2]
 
 
 def author_of(commit: pygit2.Commit) -> str | None:
