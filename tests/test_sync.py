@@ -317,13 +317,18 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = 30.0) -> Non
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("b_polls", [True, False], ids=["B-polls", "B-idle"])
 def test_erasure_reaches_the_remote_and_other_instances(
-    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path, b_polls: bool
 ) -> None:
+    """A deletes and erases a paste B has read. B-polls: B fetches every second and
+    pushes while A erases (A's forced push may lose its lease and absorb B's
+    paste). B-idle: B never sees the deletion commit, only the rewritten
+    history; the erase marker keeps it from restoring the paste."""
     bare = bare_remote(git_daemon.base / "e.git", first_commit=True)
     url = git_daemon.url("e.git")
     a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0", "--erase-interval", "1s")
-    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "1")
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "1" if b_polls else "0")
     pasteurs += [a, b]
     secret = a.paste_json("secret text")
     sid = secret["code"]
@@ -336,19 +341,25 @@ def test_erasure_reaches_the_remote_and_other_instances(
     assert has_object(b.data / "repo.git", blob)
     deleted = a.client().delete(f"/{sid}", headers={"x-delete-token": secret["delete_token"]})
     assert deleted.is_success
-    more_b = b.paste("written on B meanwhile")
+    kept = [keep_a, keep_b]
+    if b_polls:
+        kept.append(b.paste("written on B meanwhile"))
 
     def erased_from_remote() -> bool:
         objects = git("-C", bare, "rev-list", "--objects", "main")
-        return blob not in objects and more_b in "".join(remote_ids(bare))
+        return blob not in objects and set(kept) <= set(remote_ids(bare))
 
     wait_for("the erasure on the remote", erased_from_remote)
+    if not b_polls:
+        assert get(b, "Zzzz") == 404  # a miss: B fetches the rewritten history
     wait_synced(a)
     wait_synced(b)
     wait_for("the erasure on B", lambda: not has_object(b.data / "repo.git", blob))
     assert not has_object(a.data / "repo.git", blob)
-    assert sorted(remote_ids(bare)) == sorted([keep_a, keep_b, more_b])
-    assert get(b, sid) == 404 and get(a, more_b) == 200
+    assert b.health()["sync"]["restored"] == []
+    assert sorted(remote_ids(bare)) == sorted(kept)
+    assert get(b, sid) == 404 and all(get(a, i) == 200 for i in kept)
+    assert "Erased: " + sid in git("-C", bare, "log", "--format=%B", "main")
     assert_clean_linear(bare)
 
 
@@ -379,3 +390,24 @@ async def test_worker_is_restarted_after_a_crash(git_daemon: GitDaemon, tmp_path
     finally:
         await worker.close()
         await store.stop()
+
+
+def test_a_rewrite_by_hand_loses_no_paste(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "r.git", first_commit=True)
+    first = git("-C", bare, "rev-parse", "main").strip()
+    a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("r.git"), "--sync-interval", "0")
+    pasteurs.append(a)
+    pid = a.paste("acknowledged")
+    wait_synced(a)
+    # someone force-pushes a history without the paste
+    tree = git("-C", bare, "rev-parse", f"{first}^{{tree}}").strip()
+    other = git("-C", bare, "commit-tree", tree, "-p", first, "-m", "by hand").strip()
+    git("-C", bare, "update-ref", "refs/heads/main", other)
+    assert get(a, "Zzzz") == 404  # a miss: A fetches and sees the rewrite
+    sync = wait_synced(a)
+    assert sync["restored"] == [pid]
+    assert remote_ids(bare) == [pid] and get(a, pid) == 200
+    assert other in git("-C", bare, "rev-list", "main")
+    assert_clean_linear(bare)

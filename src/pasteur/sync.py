@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,12 +26,13 @@ from urllib.parse import urlsplit, urlunsplit
 import pygit2
 
 from .sshkeys import parse_fingerprints
-from .store import Store
+from .store import Change, Store
 from .syncmerge import (
     Integration,
     absorb,
     count_ahead,
     drop_unreachable,
+    erase_message,
     integrate,
     is_rewrite,
 )
@@ -172,12 +173,6 @@ class WorkerClient:
         await self._proc.stdin.drain()
         return self._proc
 
-    @contextlib.asynccontextmanager
-    async def paused(self) -> AsyncIterator[None]:
-        """No request runs meanwhile (for repository maintenance)."""
-        async with self._lock:
-            yield
-
     async def _kill(self) -> None:
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
@@ -232,9 +227,13 @@ class Syncer:
         self.pushes = 0
         self.fetches = 0
         self.renamed: list[tuple[str, str]] = []
+        self.restored: list[str] = []
         self._backoff = Backoff()
         self._wake = asyncio.Event()
-        self._fetch_lock = asyncio.Lock()
+        # Held by every fetch, push and erasure: one network or history
+        # operation at a time, each seeing a consistent head and remote head.
+        self._sync_lock = asyncio.Lock()
+        self._marker_file = store.path / "pasteur-erase-marker"
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -266,21 +265,41 @@ class Syncer:
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
         self._guard_erase()
+        await self._commit_erase_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
         self._task = loop.create_task(self._run(), name="pasteur-sync")
         self._wake.set()
 
     def _guard_erase(self) -> None:
-        """Run the store's erasure (repack, prune) only while no fetch or push runs:
-        a repack during a fetch could delete the pack being written."""
+        """Wrap the store's erasure: no fetch or push meanwhile (a repack during a
+        fetch could delete the pack being written), and a marker commit listing
+        the erased ids before anything is pushed, so that other instances know
+        the pastes are gone on purpose and do not restore them."""
         erase: Callable[[], Awaitable[int]] = self.store.erase
 
-        async def erase_paused() -> int:
-            async with self.worker.paused():
-                return await erase()
+        async def erase_guarded() -> int:
+            async with self._sync_lock:
+                ids = self.store.pending_erasure()
+                if ids:
+                    self._marker_file.write_text("".join(f"{i}\n" for i in sorted(ids)))
+                erased = await erase()
+                await self._commit_erase_marker()
+                return erased
 
-        self.store.erase = erase_paused  # type: ignore[method-assign]
+        self.store.erase = erase_guarded  # type: ignore[method-assign]
+
+    async def _commit_erase_marker(self) -> None:
+        """Commit the pending erase marker (also after a crash between erase and marker)."""
+        try:
+            ids = set(self._marker_file.read_text().split())
+        except FileNotFoundError:
+            return
+        if ids and not self.store.pending_erasure():  # the erasure is done
+            marker = Change([], [], None, erase_message(ids))
+            await self.store.run_in_writer(lambda: self.store.apply([marker]))
+        if not self.store.pending_erasure():
+            self._marker_file.unlink(missing_ok=True)
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
         if self._task is not None:
@@ -329,30 +348,30 @@ class Syncer:
     async def push_pending(self) -> None:
         """Push until the remote has the local head; fetch and replay when rejected."""
         for rejected in range(PUSH_ROUNDS):
-            head = self.store.head
-            if head is None or head == self.remote_head:
-                return
-            known = self.remote_head
-            rewrite = await self.store.run_in_writer(
-                lambda h=head, k=known: is_rewrite(self.store.repo, h, k)
-            )
-            try:
-                await self._push(head, lease=known if rewrite else None)
-            except SyncFailure as exc:
-                if exc.kind != "rejected":
-                    raise
-                if rewrite:
-                    await self._fetch_and_absorb()
+            async with self._sync_lock:
+                head, known = self.store.head, self.remote_head
+                if head is None or head == known:
+                    return
+                rewrite = await self.store.run_in_writer(
+                    lambda h=head, k=known: is_rewrite(self.store.repo, h, k)
+                )
+                try:
+                    await self._push(head, lease=known if rewrite else None)
+                except SyncFailure as exc:
+                    if exc.kind != "rejected":
+                        raise
                 else:
-                    await self.fetch_and_integrate()
-                # back off a little, more after each defeat, so a busy peer
-                # cannot starve us
-                await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** rejected)))
+                    if rewrite:
+                        log.info("sync: forced push of the rewritten history %s (was %s)",
+                                 head, known)
+                        await self._drop_unreachable()
+                    continue
+            if rewrite:
+                await self._fetch_and_absorb()
             else:
-                if rewrite:
-                    log.info("sync: forced push of the rewritten history %s (was %s)",
-                             head, known)
-                    await self._drop_unreachable()
+                await self.fetch_and_integrate()
+            # back off a little, more after each defeat, so a busy peer cannot starve us
+            await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** rejected)))
         raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
 
     async def _push(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
@@ -373,19 +392,19 @@ class Syncer:
     # -- fetch ----------------------------------------------------------------
 
     async def fetch_and_integrate(self) -> Integration:
-        async with self._fetch_lock:
+        async with self._sync_lock:
             remote = await self._fetch()
             known = self.remote_head
             result = await self._in_writer(lambda: integrate(self.store, remote, known))
             self.remote_head = remote
             self._noted(result, remote)
-        if result.remote_rewritten:
-            await self._drop_unreachable()
+            if result.remote_rewritten:
+                await self._drop_unreachable()
         return result
 
     async def _fetch_and_absorb(self) -> None:
         """The remote moved while our history was rewritten: take its new commits."""
-        async with self._fetch_lock:
+        async with self._sync_lock:
             remote = await self._fetch()
             known = self.remote_head
             if remote is not None and known is not None:
@@ -403,14 +422,15 @@ class Syncer:
 
     def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
         self.renamed.extend(result.renamed)
+        self.restored.extend(result.restored)
         if result.action != "none":
             log.info("sync: %s with %s (%d commits applied)", result.action, remote,
                      result.replayed)
 
     async def _drop_unreachable(self) -> None:
-        """Delete erased pastes' objects once no ref reaches them (no network work meanwhile)."""
-        async with self.worker.paused():
-            await self.store.run_in_writer(lambda: drop_unreachable(self.store))
+        """Delete erased pastes' objects once no ref reaches them (under the sync lock:
+        no network work meanwhile)."""
+        await self.store.run_in_writer(lambda: drop_unreachable(self.store))
 
     async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
         result = await self.store.run_in_writer(fn)
@@ -470,6 +490,7 @@ class Syncer:
             "pushes": self.pushes,
             "fetches": self.fetches,
             "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
+            "restored": self.restored,
         }
 
 

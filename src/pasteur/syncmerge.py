@@ -12,7 +12,10 @@ fetch:
 
 Hiding K matters when the remote was rewritten (another instance erased
 pastes from history and force-pushed): our copies of the old commits are not
-replayed, so the erased pastes do not come back.
+replayed, so the erased pastes do not come back. The erasing instance adds a
+commit whose message lists the erased ids (``Erased: id id``); a paste of the
+local tree that the rewritten remote lacks and does not list is restored (a
+rewrite by hand, e.g. a forced push that dropped commits, loses nothing).
 
 When the *local* history was rewritten (this instance erased pastes), the
 remote commits it lacks (after K) are applied on top of the local head
@@ -44,6 +47,7 @@ class Integration:
     replayed: int = 0
     renamed: list[tuple[str, str]] = field(default_factory=list)
     remote_rewritten: bool = False
+    restored: list[str] = field(default_factory=list)
 
 
 def integrate(
@@ -62,15 +66,17 @@ def integrate(
     if rewritten:
         log.warning("the remote history was rewritten (%s is gone from it)", known)
     base = repo.merge_base(local, remote)
-    if base == local or (rewritten and _holds(repo, known, local)):
+    if rewritten:
+        hide = [h for h in (base, known) if h is not None]
+        result = _replay(store, local, remote, hide, restore=True)
+        result.remote_rewritten = True
+        return result
+    if base == local:
         store.reset_to(remote)
-        return Integration("fast-forward", remote_rewritten=rewritten)
+        return Integration("fast-forward")
     if base == remote:
         return Integration("ahead")
-    hide = [base, known] if rewritten else [base]
-    result = _replay(store, local, remote, [h for h in hide if h is not None])
-    result.remote_rewritten = rewritten
-    return result
+    return _replay(store, local, remote, [base] if base is not None else [])
 
 
 def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
@@ -96,8 +102,14 @@ def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
 
 
 def _replay(
-    store: Store, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid]
+    store: Store, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid],
+    restore: bool = False,
 ) -> Integration:
+    """Replay local commits not reachable from ``hide`` on ``remote`` (one durable step).
+
+    With ``restore`` (the remote was rewritten), pastes of the local tree that
+    the remote lost without listing them as erased are added back.
+    """
     repo = store.repo
     walker = repo.walk(local, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     for oid in hide:
@@ -110,8 +122,62 @@ def _replay(
         if change is not None:
             changes.append(change)
             result.replayed += 1
+    if restore:
+        lost = _lost(repo, local, remote, hide[0] if hide else None, changes)
+        if lost:
+            log.warning("the remote rewrite dropped %d pastes it does not list as erased; "
+                        "restoring them: %s", len(lost), " ".join(i for i, _ in lost))
+            changes.append(Change(lost, [], None, f"Restore {len(lost)} pastes"))
+            result.restored = [i for i, _ in lost]
     store.apply(changes, onto=remote)
     return result
+
+
+ERASED = "Erased:"
+
+
+def erase_message(ids: set[str]) -> str:
+    """The message of the commit that tells other instances which pastes were erased."""
+    return f"Erase {len(ids)} pastes\n\n{ERASED} {' '.join(sorted(ids))}\n"
+
+
+def _erased_since(repo: pygit2.Repository, remote: pygit2.Oid, base: pygit2.Oid | None,
+                  limit: int = 100_000) -> set[str]:
+    walker = repo.walk(remote)
+    if base is not None:
+        walker.hide(base)
+    erased: set[str] = set()
+    for n, commit in enumerate(walker):
+        if n >= limit:
+            break
+        for line in commit.message.splitlines():
+            if line.startswith(ERASED):
+                erased.update(line[len(ERASED):].split())
+    return erased
+
+
+def _lost(
+    repo: pygit2.Repository, local: pygit2.Oid, remote: pygit2.Oid, base: pygit2.Oid | None,
+    changes: list[Change],
+) -> list[tuple[str, pygit2.Oid]]:
+    """Pastes of the local tree missing from the rewritten remote and not erased there."""
+    local_tree = repo[local].peel(pygit2.Tree)
+    remote_tree = repo[remote].peel(pygit2.Tree)
+    replayed = {pid for change in changes for pid, _ in change.add}
+    missing = [
+        (delta.new_file.path, delta.new_file.id)
+        for delta in remote_tree.diff_to_tree(local_tree).deltas
+        if delta.status == DeltaStatus.ADDED
+    ]
+    if not missing:
+        return []
+    erased = _erased_since(repo, remote, base)
+    lost = []
+    for path, oid in missing:
+        paste_id = paste_id_of(path)
+        if paste_id is not None and paste_id not in replayed and paste_id not in erased:
+            lost.append((paste_id, oid))
+    return lost
 
 
 def _change_of(
@@ -162,11 +228,6 @@ def _exists(repo: pygit2.Repository, oid: pygit2.Oid) -> bool:
     except (KeyError, ValueError):
         return False
     return True
-
-
-def _holds(repo: pygit2.Repository, known: pygit2.Oid | None, local: pygit2.Oid) -> bool:
-    """Whether every local commit was on the remote once (nothing unpushed)."""
-    return known is not None and (known == local or repo.descendant_of(known, local))
 
 
 def commit_delta(commit: pygit2.Commit) -> tuple[list[tuple[str, pygit2.Oid]], list[str]]:
