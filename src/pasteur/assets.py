@@ -1,0 +1,112 @@
+"""Static assets: a read-only bundle, compressed once, served with ETags.
+
+Every file under ``pasteur/static`` (plus the generated Pygments stylesheet)
+is loaded at start-up and compressed with brotli, zstd and gzip; a request
+gets the smallest variant its ``Accept-Encoding`` allows, a strong ETag per
+variant, ``Vary: Accept-Encoding``, a 304 for a matching ``If-None-Match``
+and a year of caching (URLs carry the content hash: ``/static/x.css?v=…``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import mimetypes
+from dataclasses import dataclass, field
+from importlib import resources
+
+import brotli
+import zstandard
+from pygments.formatters import HtmlFormatter
+
+TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain; charset=utf-8",
+    ".html": "text/html; charset=utf-8",
+}
+COMPRESSIBLE = (".js", ".mjs", ".css", ".json", ".svg", ".txt", ".html", ".map")
+# Preference when a client accepts several encodings.
+ENCODINGS = ("br", "zstd", "gzip")
+
+
+@dataclass
+class Asset:
+    name: str
+    content_type: str
+    digest: str
+    variants: dict[str, bytes] = field(default_factory=dict)  # encoding ("" = identity)
+
+    def etag(self, encoding: str) -> str:
+        return f'"{self.digest}{"-" + encoding if encoding else ""}"'
+
+
+def pygments_css() -> bytes:
+    light = HtmlFormatter(style="default").get_style_defs(".highlight")
+    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
+    return (
+        f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n".encode()
+    )
+
+
+def _compress(name: str, data: bytes) -> dict[str, bytes]:
+    variants = {"": data}
+    if not name.endswith(COMPRESSIBLE) or len(data) < 256:
+        return variants
+    for enc, packed in (
+        ("br", brotli.compress(data, quality=11)),
+        ("zstd", zstandard.ZstdCompressor(level=19).compress(data)),
+        ("gzip", gzip.compress(data, compresslevel=9, mtime=0)),
+    ):
+        if len(packed) < len(data):
+            variants[enc] = packed
+    return variants
+
+
+class Bundle:
+    def __init__(self) -> None:
+        self.assets: dict[str, Asset] = {}
+        root = resources.files("pasteur") / "static"
+        self._walk(root, "")
+        self.add("pygments.css", pygments_css())
+
+    def _walk(self, node, prefix: str) -> None:  # noqa: ANN001 - importlib Traversable
+        for child in node.iterdir():
+            name = f"{prefix}{child.name}"
+            if child.is_dir():
+                self._walk(child, name + "/")
+            elif not child.name.startswith(".") and child.name != "README":
+                self.add(name, child.read_bytes())
+
+    def add(self, name: str, data: bytes) -> None:
+        ext = "." + name.rsplit(".", 1)[-1] if "." in name else ""
+        ctype = TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        digest = hashlib.sha256(data).hexdigest()[:16]
+        self.assets[name] = Asset(name, ctype, digest, _compress(name, data))
+
+    def url(self, name: str) -> str:
+        asset = self.assets.get(name)
+        if asset is None:
+            raise KeyError(f"no static asset {name!r}")
+        return f"/static/{name}?v={asset.digest}"
+
+    def get(self, name: str) -> Asset | None:
+        return self.assets.get(name)
+
+
+def choose_encoding(asset: Asset, accept_encoding: str) -> str:
+    if len(asset.variants) == 1 or not accept_encoding:
+        return ""
+    accepted = set()
+    for item in accept_encoding.lower().split(","):
+        token, _, params = item.strip().partition(";")
+        if params.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
+            continue
+        accepted.add(token.strip())
+    for enc in ENCODINGS:
+        if enc in asset.variants and (enc in accepted or "*" in accepted):
+            return enc
+    return ""

@@ -1,0 +1,157 @@
+"""The ``pasteur`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .config import Config, parse_auth, parse_size
+
+ENV_PREFIX = "PASTEUR_"
+
+
+def _typed(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
+    def convert(value: str) -> Any:
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{what}: {exc}") from None
+
+    convert.__name__ = what
+    return convert
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 <= port <= 65535:
+        raise ValueError("must be between 0 and 65535")
+    return port
+
+
+def _length(value: str) -> int:
+    n = int(value)
+    if not 2 <= n <= 64:
+        raise ValueError("must be between 2 and 64")
+    return n
+
+
+class EnvDefaults:
+    """Every long flag also reads ``PASTEUR_<NAME>`` (dashes become underscores)."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    def apply(self) -> None:
+        for action in self.parser._actions:  # noqa: SLF001 - argparse has no public walk
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if not longs or action.dest in ("help", "version"):
+                continue
+            env = ENV_PREFIX + longs[0][2:].upper().replace("-", "_")
+            if action.help and action.help is not argparse.SUPPRESS:
+                action.help += f" [env {env}]"
+            value = os.environ.get(env)
+            if value is None:
+                continue
+            if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
+                action.default = value.lower() in ("1", "true", "yes", "on")
+            elif action.type is not None:
+                try:
+                    action.default = action.type(value)
+                except argparse.ArgumentTypeError as exc:
+                    self.parser.error(f"{env}: {exc}")
+            else:
+                action.default = value
+
+
+def add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-p", "--port", type=_typed(_port, "port"), default=4343,
+                   help="port to listen on (default 4343)")
+    p.add_argument("--bind", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    p.add_argument("--data", type=Path, default=Path("pasteur-data"),
+                   help="data directory; the Git repository is DATA/repo.git "
+                        "(default ./pasteur-data)")
+    p.add_argument("--length", type=_typed(_length, "length"), default=4,
+                   help="length of new paste ids, random from [A-Za-z0-9] (default 4)")
+    p.add_argument("-m", "--max", dest="max_size", type=_typed(parse_size, "max"),
+                   default=1 << 20, help="largest paste accepted, e.g. 64KiB, 1MiB (default 1MiB)")
+    p.add_argument("--title", default="Pasteur", help="title of the pages")
+    p.add_argument("--subtitle", default="a zero-knowledge pastebin on Git",
+                   help="subtitle of the pages")
+    p.add_argument("--auth", type=_typed(parse_auth, "auth"), default=None,
+                   metavar="USER:PASSWORD", help="require HTTP basic auth on the whole site")
+    p.add_argument("--url", default=None,
+                   help="public base URL used in links (default: from the request's Host)")
+    p.add_argument("--log-level", default="info",
+                   choices=["debug", "info", "warning", "error"], help="log verbosity")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="pasteur",
+        description="A self-hosted, zero-knowledge pastebin whose pastes live in Git.",
+    )
+    parser.add_argument("--version", action="version", version=f"pasteur {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = sub.add_parser("serve", help="run the server",
+                           description="Run the Pasteur server.")
+    add_serve_arguments(serve)
+    EnvDefaults(serve).apply()
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> Config:
+    return Config(
+        data=args.data,
+        bind=args.bind,
+        port=args.port,
+        length=args.length,
+        max_size=args.max_size,
+        title=args.title,
+        subtitle=args.subtitle,
+        auth=args.auth,
+        url=args.url,
+        extra=vars(args),
+    )
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def serve(args: argparse.Namespace) -> int:
+    from .server import run
+
+    setup_logging(args.log_level)
+    config = config_from(args)
+    try:
+        return asyncio.run(run(config))
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "serve":
+        return serve(args)
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

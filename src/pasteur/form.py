@@ -1,0 +1,164 @@
+"""Reading an upload as a stream: multipart/form-data or a raw body.
+
+The body is parsed while it arrives (``multipart.PushMultipartParser``), the
+paste field is kept up to its limit and nothing else is buffered: memory is
+bounded by ``--max`` whatever the body size, and a body that crosses the limit
+is refused with 413 at once, without reading the rest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+from multipart import MultipartError, ParserLimitReached, PushMultipartParser, parse_options_header
+
+# Small fields and their limits (bytes).
+FIELDS = {
+    "hl": 64,
+    "ln": 16,
+    "raw": 16,
+    "encrypted": 16,
+    "iv": 64,
+    "user": 256,
+    "comment": 2048,
+}
+PASTE_FIELD = "paste"
+MAX_PARTS = 32
+MAX_HEADER = 4096
+# Room for the multipart framing and small fields around the paste.
+FORM_OVERHEAD = 64 * 1024
+
+
+class FormError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Upload:
+    paste: bytes = b""
+    filename: str | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    has_paste: bool = False
+
+    def flag(self, name: str) -> bool:
+        return self.fields.get(name, "").lower() in ("1", "true", "on", "yes")
+
+
+def b64_length(n: int) -> int:
+    """Length of n bytes in unpadded base64."""
+    return (n * 4 + 2) // 3
+
+
+def body_limit(max_paste: int) -> int:
+    return b64_length(max_paste + 16) + FORM_OVERHEAD
+
+
+def too_large(max_paste: int) -> FormError:
+    return FormError(413, f"paste too large: the limit is {format_size(max_paste)}")
+
+
+def format_size(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.4g} {unit}"
+    return f"{n} bytes"
+
+
+async def read_upload(
+    chunks: AsyncIterator[bytes],
+    content_type: str,
+    content_length: int | None,
+    max_paste: int,
+) -> Upload:
+    """Read a POST body into an Upload, enforcing every limit while streaming."""
+    limit = body_limit(max_paste)
+    if content_length is not None and content_length > limit:
+        raise too_large(max_paste)
+    mime, options = parse_options_header(content_type or "")
+    if mime == "multipart/form-data":
+        boundary = options.get("boundary")
+        if not boundary:
+            raise FormError(400, "multipart/form-data without a boundary")
+        return await _read_multipart(chunks, boundary, content_length or -1, max_paste, limit)
+    return await _read_raw(chunks, max_paste)
+
+
+async def _read_raw(chunks: AsyncIterator[bytes], max_paste: int) -> Upload:
+    buf = bytearray()
+    async for chunk in chunks:
+        if len(buf) + len(chunk) > max_paste:
+            raise too_large(max_paste)
+        buf += chunk
+    return Upload(paste=bytes(buf), has_paste=True)
+
+
+async def _read_multipart(
+    chunks: AsyncIterator[bytes], boundary: str, length: int, max_paste: int, limit: int
+) -> Upload:
+    upload = Upload()
+    # An encrypted paste arrives as base64url of the ciphertext (+16 bytes tag).
+    paste_limit = max(max_paste, b64_length(max_paste + 16))
+    try:
+        parser = PushMultipartParser(
+            boundary,
+            content_length=length,
+            max_header_size=MAX_HEADER,
+            max_header_count=8,
+            max_segment_count=MAX_PARTS,
+            strict=True,
+        )
+    except MultipartError as exc:
+        raise FormError(400, f"malformed multipart body: {exc}") from exc
+    received = 0
+    name: str | None = None
+    buf = bytearray()
+    cap = 0
+    try:
+        with parser:
+            async for chunk in chunks:
+                received += len(chunk)
+                if received > limit:
+                    raise too_large(max_paste)
+                for event in parser.parse(chunk):
+                    if event is None:  # end of a part
+                        if name == PASTE_FIELD:
+                            upload.paste = bytes(buf)
+                            upload.has_paste = True
+                        elif name is not None:
+                            upload.fields[name] = _text(name, buf)
+                        name = None
+                    elif isinstance(event, bytes | bytearray):
+                        if name is None:
+                            continue
+                        if len(buf) + len(event) > cap:
+                            if name == PASTE_FIELD:
+                                raise too_large(max_paste)
+                            raise FormError(400, f"field {name!r} is too long")
+                        buf += event
+                    else:
+                        if event.name == PASTE_FIELD:
+                            if upload.has_paste:
+                                raise FormError(400, "more than one paste field")
+                            upload.filename = event.filename
+                            name, cap = PASTE_FIELD, paste_limit
+                        elif event.name in FIELDS:
+                            name, cap = event.name, FIELDS[event.name]
+                        else:
+                            name = None  # unknown fields are skipped, not stored
+                        buf = bytearray()
+    except ParserLimitReached as exc:
+        raise FormError(400, f"form refused: {exc}") from exc
+    except MultipartError as exc:
+        raise FormError(400, f"malformed multipart body: {exc}") from exc
+    return upload
+
+
+def _text(name: str, value: bytearray) -> str:
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FormError(400, f"field {name!r} is not valid UTF-8") from exc

@@ -1,0 +1,1 @@
+// placeholder: the browser module lands with the browser branch

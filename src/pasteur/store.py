@@ -1,0 +1,419 @@
+"""Pastes in a bare Git repository, one blob per paste in a sharded tree.
+
+Layout: ``<a>/<b>/<id>`` where ``a`` and ``b`` are the first two characters of
+the id (measured: ~3 ms per commit at 100k pastes, against ~450 ms for a flat
+tree). History is linear on ``refs/heads/main``.
+
+Writes go through one writer thread (group commit): the pastes that arrive
+while a batch is being committed form the next batch. Anonymous pastes of a
+batch share one commit; a paste with a user or a comment gets its own commit
+(author and message). A batch is acknowledged only once its objects and the
+branch ref are on disk (fsync of every new file and directory, or one
+``syncfs`` for large batches), so an acknowledged paste survives a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import re
+import secrets
+import string
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pygit2
+from pygit2.enums import FileMode
+
+log = logging.getLogger("pasteur.store")
+
+BRANCH = "refs/heads/main"
+ALPHABET = string.ascii_letters + string.digits
+ID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
+DEFAULT_NAME = "Pasteur"
+DEFAULT_EMAIL = "pasteur@localhost"
+MAX_BATCH = 256
+# Below this many files to sync, fsync each one in parallel (ext4 merges
+# concurrent fsyncs into few journal commits); above, one syncfs is cheaper.
+FSYNC_FILES_LIMIT = 96
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class StoreError(Exception):
+    """The repository cannot be written (disk full, read-only, corrupt)."""
+
+
+def shard_path(paste_id: str) -> str:
+    return f"{paste_id[0]}/{paste_id[1]}/{paste_id}"
+
+
+def valid_id(paste_id: str) -> bool:
+    return ID_RE.fullmatch(paste_id) is not None
+
+
+@dataclass
+class Pending:
+    paste_id: str
+    data: bytes
+    author: str | None
+    message: str | None
+    future: asyncio.Future[None] = field(repr=False)
+
+
+@dataclass
+class Change:
+    """A group of tree edits committed together: additions and removals."""
+
+    add: list[tuple[str, pygit2.Oid]]
+    remove: list[str]
+    author: str | None
+    message: str
+
+
+def _fsync_path(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err))
+    finally:
+        os.close(fd)
+
+
+def signature(name: str | None, when: int | None = None) -> pygit2.Signature:
+    """A commit signature for an optional user name ("Name <mail>" accepted)."""
+    when = int(time.time()) if when is None else when
+    if not name:
+        return pygit2.Signature(DEFAULT_NAME, DEFAULT_EMAIL, when, 0)
+    m = re.fullmatch(r"\s*(.*?)\s*<([^<>\s]+)>\s*", name)
+    if m and m.group(1):
+        return pygit2.Signature(m.group(1), m.group(2), when, 0)
+    clean = re.sub(r"[<>\n\r\x00]", "", name).strip() or DEFAULT_NAME
+    return pygit2.Signature(clean, DEFAULT_EMAIL, when, 0)
+
+
+class Store:
+    """The paste repository: reads from the event loop, writes in one thread."""
+
+    def __init__(self, path: Path, id_length: int = 4) -> None:
+        self.path = Path(path)
+        self.id_length = id_length
+        self.repo = self._open_or_init(self.path)
+        # A second handle for reads on the event loop: the writer thread owns
+        # ``self.repo``; libgit2 finds new loose objects and packs on disk.
+        self.reader = pygit2.Repository(str(self.path))
+        self._lock = threading.Lock()  # guards head/tree swaps
+        self.head: pygit2.Oid | None = None
+        self._tree: pygit2.Tree | None = None
+        self._load_head()
+        self._pending: list[Pending] = []
+        self._pending_ids: set[str] = set()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="pasteur-git")
+        self._fsyncers = ThreadPoolExecutor(32, thread_name_prefix="pasteur-fsync")
+        self.on_commit: list[Callable[[pygit2.Oid], None]] = []
+        self.commits = 0
+        self.batches = 0
+
+    # -- set-up -------------------------------------------------------------
+
+    @staticmethod
+    def _open_or_init(path: Path) -> pygit2.Repository:
+        if (path / "HEAD").exists():
+            repo = pygit2.Repository(str(path))
+        else:
+            path.mkdir(parents=True, exist_ok=True)
+            repo = pygit2.init_repository(str(path), bare=True, initial_head="main")
+            cfg = repo.config
+            cfg["core.fsync"] = "objects,reference"
+            cfg["gc.auto"] = "0"
+            cfg["receive.denyCurrentBranch"] = "ignore"
+        return repo
+
+    def _load_head(self) -> None:
+        try:
+            ref = self.repo.references.get(BRANCH)
+        except pygit2.GitError:
+            ref = None
+        if ref is None:
+            self.head, self._tree = None, None
+            return
+        commit = self.reader[ref.target]
+        assert isinstance(commit, pygit2.Commit)
+        self.head, self._tree = commit.id, commit.tree
+
+    # -- reads --------------------------------------------------------------
+
+    def get(self, paste_id: str) -> bytes | None:
+        """The stored document of a paste, or None (cheap: one tree walk)."""
+        tree = self._tree
+        if tree is None or not valid_id(paste_id):
+            return None
+        try:
+            obj = tree[shard_path(paste_id)]
+        except KeyError:
+            return None
+        if not isinstance(obj, pygit2.Blob):
+            return None
+        return obj.data
+
+    def __contains__(self, paste_id: str) -> bool:
+        return paste_id in self._pending_ids or self.get(paste_id) is not None
+
+    def ids(self) -> Iterable[str]:
+        """Every paste id in the current tree (walks the whole tree)."""
+        tree = self._tree
+        if tree is None:
+            return
+        for a in tree:
+            for b in self.reader[a.id]:
+                for leaf in self.reader[b.id]:
+                    yield leaf.name
+
+    def commit_of(self, paste_id: str, limit: int = 10_000) -> pygit2.Commit | None:
+        """The commit that added a paste (walks history from the tip)."""
+        if self.head is None:
+            return None
+        path = shard_path(paste_id)
+        found = None
+        for n, commit in enumerate(self.reader.walk(self.head)):
+            if n >= limit:
+                break
+            try:
+                commit.tree[path]
+            except KeyError:
+                break
+            found = commit
+        return found
+
+    # -- ids ----------------------------------------------------------------
+
+    def new_id(self) -> str:
+        length = self.id_length
+        for attempt in range(64):
+            paste_id = "".join(secrets.choice(ALPHABET) for _ in range(length))
+            if paste_id not in self:
+                return paste_id
+            if attempt % 8 == 7:  # the space is crowded: grow the id
+                length += 1
+        raise StoreError("no free paste id")
+
+    # -- writes -------------------------------------------------------------
+
+    def start(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="pasteur-commit")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            while self._pending:
+                await asyncio.sleep(0.01)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._writer.shutdown(wait=True)
+        self._fsyncers.shutdown(wait=True)
+
+    async def add(self, data: bytes, author: str | None = None, message: str | None = None) -> str:
+        """Store a paste durably; returns its new id once committed."""
+        assert self._wake is not None, "Store.start() was not called"
+        paste_id = self.new_id()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(Pending(paste_id, data, author or None, message or None, fut))
+        self._pending_ids.add(paste_id)
+        self._wake.set()
+        try:
+            await fut
+        finally:
+            self._pending_ids.discard(paste_id)
+        return paste_id
+
+    async def run_in_writer(self, fn: Callable[[], object]) -> object:
+        """Run ``fn`` in the writer thread (serialised with commits)."""
+        return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                batch = self._pending[:MAX_BATCH]
+                del self._pending[:MAX_BATCH]
+                try:
+                    await loop.run_in_executor(self._writer, self._commit_batch, batch)
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                    log.error("commit failed: %s", exc)
+                    err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_exception(err)
+                else:
+                    for p in batch:
+                        if not p.future.done():
+                            p.future.set_result(None)
+
+    def _commit_batch(self, batch: Sequence[Pending]) -> None:
+        repo = self.repo
+        written: list[pygit2.Oid] = []
+        changes: list[Change] = []
+        anonymous: list[tuple[str, pygit2.Oid]] = []
+        for p in batch:
+            oid = repo.create_blob(p.data)
+            written.append(oid)
+            if p.author is None and p.message is None:
+                anonymous.append((p.paste_id, oid))
+            else:
+                msg = p.message or f"Add paste {p.paste_id}"
+                changes.append(Change([(p.paste_id, oid)], [], p.author, msg))
+        if anonymous:
+            msg = (
+                f"Add paste {anonymous[0][0]}"
+                if len(anonymous) == 1
+                else f"Add {len(anonymous)} pastes"
+            )
+            changes.insert(0, Change(anonymous, [], None, msg))
+        self.apply(changes, written)
+        self.batches += 1
+
+    def apply(self, changes: Sequence[Change], written: list[pygit2.Oid] | None = None) -> None:
+        """Commit changes on top of the branch and make them durable.
+
+        Runs in the writer thread. ``written`` lists objects already written
+        by the caller that must be synced too.
+        """
+        repo = self.repo
+        written = list(written or [])
+        parent = self.head
+        tree = repo[self._tree.id] if self._tree is not None else None
+        now = int(time.time())
+        for change in changes:
+            tree_oid = self._edit_tree(tree, change.add, change.remove, written)
+            author = signature(change.author, now)
+            committer = signature(None, now)
+            parents = [parent] if parent is not None else []
+            message = change.message if change.message.endswith("\n") else change.message + "\n"
+            parent = repo.create_commit(None, author, committer, message, tree_oid, parents)
+            written.append(parent)
+            tree = repo[tree_oid]
+            self.commits += 1
+        if parent is None or parent == self.head:
+            return
+        self._sync_objects(written)
+        self._set_ref(parent)
+        commit = self.reader[parent]
+        with self._lock:
+            self.head, self._tree = parent, commit.tree
+        for cb in self.on_commit:
+            cb(parent)
+
+    def reset_to(self, oid: pygit2.Oid) -> None:
+        """Move the branch to an existing commit (writer thread; e.g. after a rebase)."""
+        self._set_ref(oid)
+        commit = self.reader[oid]
+        with self._lock:
+            self.head, self._tree = oid, commit.tree
+
+    def _edit_tree(
+        self,
+        root: pygit2.Tree | None,
+        add: Iterable[tuple[str, pygit2.Oid]],
+        remove: Iterable[str],
+        written: list[pygit2.Oid],
+    ) -> pygit2.Oid:
+        repo = self.repo
+        edits: dict[str, dict[str, dict[str, pygit2.Oid | None]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for paste_id, oid in add:
+            edits[paste_id[0]][paste_id[1]][paste_id] = oid
+        for paste_id in remove:
+            edits[paste_id[0]][paste_id[1]][paste_id] = None
+
+        def sub(tree: pygit2.Tree | None, name: str) -> pygit2.Tree | None:
+            if tree is None:
+                return None
+            try:
+                entry = tree[name]
+            except KeyError:
+                return None
+            return entry if isinstance(entry, pygit2.Tree) else None
+
+        root_b = repo.TreeBuilder(root) if root is not None else repo.TreeBuilder()
+        for a, by_b in edits.items():
+            mid = sub(root, a)
+            mid_b = repo.TreeBuilder(mid) if mid is not None else repo.TreeBuilder()
+            for b, leaves in by_b.items():
+                leaf = sub(mid, b)
+                leaf_b = repo.TreeBuilder(leaf) if leaf is not None else repo.TreeBuilder()
+                for paste_id, oid in leaves.items():
+                    if oid is None:
+                        if leaf_b.get(paste_id) is not None:
+                            leaf_b.remove(paste_id)
+                    else:
+                        leaf_b.insert(paste_id, oid, FileMode.BLOB)
+                self._put(mid_b, b, leaf_b, written)
+            self._put(root_b, a, mid_b, written)
+        oid = root_b.write()
+        written.append(oid)
+        return oid
+
+    @staticmethod
+    def _put(
+        parent: pygit2.TreeBuilder, name: str, child: pygit2.TreeBuilder, written: list
+    ) -> None:
+        if len(child) == 0:
+            if parent.get(name) is not None:
+                parent.remove(name)
+            return
+        oid = child.write()
+        written.append(oid)
+        parent.insert(name, oid, FileMode.TREE)
+
+    # -- durability ---------------------------------------------------------
+
+    def _sync_objects(self, oids: Sequence[pygit2.Oid]) -> None:
+        objects = self.path / "objects"
+        files = []
+        dirs = set()
+        for oid in oids:
+            hexid = str(oid)
+            files.append(f"{objects}/{hexid[:2]}/{hexid[2:]}")
+            dirs.add(f"{objects}/{hexid[:2]}")
+        paths = files + sorted(dirs) + [str(objects)]
+        if len(paths) > FSYNC_FILES_LIMIT:
+            _syncfs(str(objects))
+        else:
+            list(self._fsyncers.map(_fsync_path, paths))
+
+    def _set_ref(self, oid: pygit2.Oid) -> None:
+        self.repo.references.create(BRANCH, oid, force=True)
+        ref_file = self.path / BRANCH
+        if ref_file.exists():
+            paths = [str(ref_file), str(ref_file.parent)]
+        else:  # packed ref
+            paths = [str(self.path / "packed-refs"), str(self.path)]
+        list(self._fsyncers.map(_fsync_path, paths))

@@ -1,0 +1,90 @@
+"""The command line: help, flags, environment variables and bad input."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from pasteur.cli import build_parser
+from pasteur.config import parse_size
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pasteur", *args], capture_output=True,
+                          text=True, timeout=30, env=env)
+
+
+def test_help_documents_every_flag():
+    out = run("serve", "--help").stdout
+    for flag in ("--port", "--bind", "--data", "--length", "--max", "--title", "--subtitle",
+                 "--auth", "PASTEUR_PORT", "PASTEUR_MAX"):
+        assert flag in out
+    assert run("--help").returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["serve", "--max", "12XB"], "max"),
+        (["serve", "--port", "99999"], "port"),
+        (["serve", "--length", "1"], "length"),
+        (["serve", "--auth", "nopassword"], "USER:PASSWORD"),
+        (["serve", "--frobnicate"], "unrecognized"),
+        (["nonsense"], "invalid choice"),
+    ],
+)
+def test_bad_flags_exit_2(args, needle):
+    r = run(*args)
+    assert r.returncode == 2
+    assert needle in r.stderr
+
+
+def test_no_command_prints_help():
+    r = run()
+    assert r.returncode == 2 and "serve" in r.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1MiB", 1 << 20), ("64KiB", 64 << 10), ("64k", 64 << 10), ("1000", 1000),
+     ("2 MB", 2 << 20), ("1.5GiB", 3 << 29)],
+)
+def test_parse_size(text, size):
+    assert parse_size(text) == size
+
+
+def test_environment_variables(monkeypatch):
+    monkeypatch.setenv("PASTEUR_MAX", "64KiB")
+    monkeypatch.setenv("PASTEUR_PORT", "5555")
+    monkeypatch.setenv("PASTEUR_TITLE", "Env title")
+    args = build_parser().parse_args(["serve"])
+    assert args.max_size == 64 << 10 and args.port == 5555 and args.title == "Env title"
+    args = build_parser().parse_args(["serve", "--port", "6000"])
+    assert args.port == 6000  # a flag beats the environment
+
+
+def test_bad_environment_variable_is_clear(monkeypatch):
+    import os
+
+    r = run("serve", env={**os.environ, "PASTEUR_MAX": "lots"})
+    assert r.returncode == 2 and "PASTEUR_MAX" in r.stderr
+
+
+def test_port_in_use_is_a_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run("serve", "--port", str(port), "--data", str(tmp_path / "d"))
+    assert r.returncode != 0
+    assert "address already in use" in r.stderr.lower()
+
+
+def test_server_env_config(server_factory):
+    srv = server_factory(env={"PASTEUR_LENGTH": "7"})
+    r = httpx.post(srv.url + "/", content=b"x")
+    assert len(r.text.strip().rsplit("/", 1)[1]) == 7
