@@ -225,22 +225,8 @@ async def hello_app(scope: dict, receive, send) -> None:  # noqa: ANN001 - ASGI
     await send({"type": "http.response.body", "body": body})
 
 
-def https_args(*argv: str):  # noqa: ANN201 - argparse.Namespace
-    """Parse options the way `pasteur serve` does (HTTPS group + host/port/data)."""
-    import argparse
+def https_args(*argv: str):  # noqa: ANN201 - pasteur.config.Config
+    """Parse options the way `pasteur serve` does, into the core's Config."""
+    from pasteur.cli import build_parser, config_from
 
-    from pasteur.https import add_https_arguments
-
-    try:
-        from pasteur.cli import build_parser  # the core's parser, once merged
-    except ImportError:
-        build_parser = None
-    if build_parser is not None:
-        parser = build_parser()
-        return parser.parse_args(["serve", *argv])
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=4343)
-    parser.add_argument("--data-dir")
-    add_https_arguments(parser)
-    return parser.parse_args(list(argv))
+    return config_from(build_parser().parse_args(["serve", *argv]))

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.timeout(60)
 def acme_argv(pebble: Pebble, tmp_path: Path, host: str, *extra: str) -> list[str]:
     return ["--https", "--hostname", host, "--acme-directory", pebble.directory,
             "--acme-ca", str(pebble.ca_bundle), "--https-port", str(free_port()),
-            "--http-port", str(pebble.http_port), "--data-dir", str(tmp_path), *extra]
+            "--http-port", str(pebble.http_port), "--data", str(tmp_path), *extra]
 
 
 @contextlib.asynccontextmanager
@@ -147,7 +147,7 @@ async def test_restart_reuses_stored_certificate(pebble: Pebble, tmp_path: Path)
 async def test_unreachable_acme_server(tmp_path: Path) -> None:
     argv = ["--https", "--hostname", f"www.{ZONE}", "--acme-directory",
             f"https://127.0.0.1:{free_port()}/dir", "--https-port", str(free_port()),
-            "--http-port", str(free_port()), "--data-dir", str(tmp_path)]
+            "--http-port", str(free_port()), "--data", str(tmp_path)]
     with pytest.raises(HttpsError) as e:
         async with running(*argv):
             pass
@@ -207,7 +207,7 @@ def test_dns_server_unreachable() -> None:
 ])
 def test_bad_options(argv: list[str], message: str, tmp_path: Path) -> None:
     with pytest.raises(HttpsError) as e:
-        HttpsServer(hello_app, https_args(*argv, "--data-dir", str(tmp_path)))
+        HttpsServer(hello_app, https_args(*argv, "--data", str(tmp_path)))
     assert str(e.value).startswith(message)
 
 

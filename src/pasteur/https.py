@@ -18,6 +18,7 @@ import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from cryptography import x509
@@ -83,16 +84,25 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
                    help="port of the zone's primary (default 53)")
 
 
+HTTPS_OPTIONS = ("https", "tls_cert", "tls_key", "hostname", "https_port", "http_port", "email",
+                 "production", "acme_directory", "acme_ca", "account_seed", "cert_seed",
+                 "dns_key", "dns_addr", "dns_port")
+
+
+def options(config: Any) -> SimpleNamespace:
+    """The HTTPS options from the core's Config (its `extra` holds the parsed flags) or a
+    Namespace, with every option present (None/False when not given)."""
+    values: dict[str, Any] = dict.fromkeys(HTTPS_OPTIONS)
+    values.update(getattr(config, "extra", None) or {})
+    values.update({k: v for k, v in vars(config).items() if k != "extra"})
+    values["bind"] = values.get("bind") or values.get("host") or "127.0.0.1"
+    values["data"] = Path(values.get("data") or "pasteur-data")
+    return SimpleNamespace(**values)
+
+
 def https_requested(config: Any) -> bool:
-    return bool(getattr(config, "https", False) or getattr(config, "tls_cert", None))
-
-
-def _data_dir(config: Any) -> Path:
-    for name in ("data_dir", "data"):
-        value = getattr(config, name, None)
-        if value:
-            return Path(value)
-    return Path("pasteur-data")
+    opts = options(config)
+    return bool(opts.https or opts.tls_cert)
 
 
 def acme_settings(config: Any) -> AcmeSettings:
@@ -109,7 +119,7 @@ def acme_settings(config: Any) -> AcmeSettings:
     except AcmeError as e:
         raise fail(str(e)) from None
     return AcmeSettings(
-        hostname=config.hostname.rstrip(".").lower(), data_dir=_data_dir(config),
+        hostname=config.hostname.rstrip(".").lower(), data_dir=config.data,
         directory=directory, email=config.email, ca_bundle=config.acme_ca,
         account_seed=config.account_seed, cert_seed=config.cert_seed, dns=dns_cfg)
 
@@ -237,21 +247,21 @@ def _bind(host: str, port: int) -> str:
 class HttpsServer:
     """The TLS listener, the port-80 listener and, with --https, the ACME renewal loop."""
 
-    def __init__(self, app: ASGIApp, config: Any) -> None:
+    def __init__(self, app: ASGIApp, core_config: Any) -> None:
         self.app = app
-        self.config = config
+        self.config = config = options(core_config)
         self.tls = LiveTLS()
         self.tokens: dict[str, str] = {}
         self.manager: CertificateManager | None = None
-        self.host: str = getattr(config, "host", None) or "127.0.0.1"
-        acme = bool(getattr(config, "https", False)) and not config.tls_cert
+        self.host: str = config.bind
+        acme = bool(config.https) and not config.tls_cert
         if bool(config.tls_cert) != bool(config.tls_key):
             raise fail("--tls-cert and --tls-key go together")
         if acme:
             self.manager = CertificateManager(acme_settings(config), self.tokens)
-        default_https = 443 if getattr(config, "https", False) else getattr(config, "port", 443)
+        default_https = 443 if config.https or not config.port else config.port
         self.https_port: int = config.https_port or default_https
-        default_http = 80 if getattr(config, "https", False) else 0
+        default_http = 80 if config.https else 0
         self.http_port: int = default_http if config.http_port is None else config.http_port
         if self.manager and self.manager.settings.dns is None and not self.http_port:
             raise fail("HTTP-01 needs the port-80 listener: drop --http-port 0, or use DNS-01 "
@@ -267,8 +277,7 @@ class HttpsServer:
         """Serve until stop(); raises HttpsError when something is wrong."""
         try:
             if self.http_port:
-                hostname = getattr(self.config, "hostname", None)
-                self._start(redirect_app(hostname, self.https_port, self.tokens),
+                self._start(redirect_app(self.config.hostname, self.https_port, self.tokens),
                             self.http_port, secure=False)
             if self.manager is not None:
                 try:

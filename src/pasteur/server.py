@@ -6,6 +6,7 @@ import logging
 
 import uvicorn
 
+from . import https
 from .app import create_app
 from .config import Config
 from .store import Store, StoreError
@@ -24,6 +25,9 @@ async def run(config: Config) -> int:
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
     app = create_app(config, store)
+    if https.https_requested(config):  # TLS, HTTP/2, ACME: see https.py
+        await https.serve(app, config)
+        return 0
     server = uvicorn.Server(
         uvicorn.Config(
             app,
