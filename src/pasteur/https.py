@@ -19,23 +19,12 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.utils import wrap_app
+if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
+    from hypercorn.config import Config as HypercornConfig
 
-from .acme import (
-    PRODUCTION,
-    STAGING,
-    AcmeError,
-    AcmeSettings,
-    CertificateManager,
-    DnsSettings,
-    Issued,
-)
+    from .acme import AcmeSettings, CertificateManager, Issued
 
 log = logging.getLogger("pasteur.https")
 
@@ -107,6 +96,8 @@ def https_requested(config: Any) -> bool:
 
 def acme_settings(config: Any) -> AcmeSettings:
     """ACME settings from the parsed options; raises HttpsError on bad input."""
+    from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
+
     if not getattr(config, "hostname", None):
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
     directory = config.acme_directory or (PRODUCTION if config.production else STAGING)
@@ -128,6 +119,9 @@ def acme_settings(config: Any) -> AcmeSettings:
 
 
 def fingerprint(cert_pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
     cert = x509.load_pem_x509_certificate(cert_pem)
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
@@ -168,19 +162,19 @@ class LiveTLS:
                  issued.not_after)
 
 
-class _TLSConfig(HypercornConfig):
+def _tls_config(tls: LiveTLS) -> HypercornConfig:
     """Hypercorn configuration that uses our live SSLContext."""
+    from hypercorn.config import Config
 
-    def __init__(self, tls: LiveTLS) -> None:
-        super().__init__()
-        self._tls = tls
+    class TLSConfig(Config):
+        @property
+        def ssl_enabled(self) -> bool:  # type: ignore[override]
+            return True
 
-    @property
-    def ssl_enabled(self) -> bool:  # type: ignore[override]
-        return True
+        def create_ssl_context(self) -> ssl.SSLContext:
+            return tls.context
 
-    def create_ssl_context(self) -> ssl.SSLContext:
-        return self._tls.context
+    return TLSConfig()
 
 
 # --- port 80: redirect and HTTP-01 ----------------------------------------------------
@@ -232,7 +226,7 @@ async def _respond(send: Callable, status: int, headers: list, body: bytes) -> N
 
 
 def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornConfig:
-    config.bind = binds  # TLS if the config has it (see _TLSConfig), plain otherwise
+    config.bind = binds  # TLS if the config has it (see _tls_config), plain otherwise
     config.accesslog = None
     config.errorlog = logging.getLogger("pasteur.hypercorn")
     config.graceful_timeout = 5
@@ -258,6 +252,8 @@ class HttpsServer:
         if bool(config.tls_cert) != bool(config.tls_key):
             raise fail("--tls-cert and --tls-key go together")
         if acme:
+            from .acme import CertificateManager
+
             self.manager = CertificateManager(acme_settings(config), self.tokens)
         default_https = 443 if config.https or not config.port else config.port
         self.https_port: int = config.https_port or default_https
@@ -280,6 +276,8 @@ class HttpsServer:
                 self._start(redirect_app(self.config.hostname, self.https_port, self.tokens),
                             self.http_port, secure=False)
             if self.manager is not None:
+                from .acme import AcmeError
+
                 try:
                     self.tls.load(await self.manager.obtain())
                 except AcmeError as e:
@@ -305,7 +303,11 @@ class HttpsServer:
                 log.error("listener failed: %s", result)
 
     def _start(self, app: ASGIApp, port: int, secure: bool) -> None:
-        base = _TLSConfig(self.tls) if secure else HypercornConfig()
+        from hypercorn.asyncio.run import worker_serve
+        from hypercorn.config import Config
+        from hypercorn.utils import wrap_app
+
+        base = _tls_config(self.tls) if secure else Config()
         hc = _hypercorn_config(base, [_bind(self.host, port)])
         try:
             sockets = hc.create_sockets()
