@@ -9,7 +9,9 @@ Import `knot_fixture`/`pebble_fixture` into a test module; the fixtures are name
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import datetime as dt
 import ipaddress
 import json
@@ -20,15 +22,19 @@ import ssl
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+if TYPE_CHECKING:
+    from pasteur.https import HttpsServer
 
 ZONE = "pasteur.test"
 TSIG_NAME = "pasteur-update"
@@ -70,6 +76,8 @@ def self_signed(directory: Path, name: str = "localhost", days: int = 30,
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(sans), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )
     cert_path, key_path = directory / f"{prefix}-cert.pem", directory / f"{prefix}-key.pem"
@@ -230,3 +238,24 @@ def https_args(*argv: str):  # noqa: ANN201 - pasteur.config.Config
     from pasteur.cli import build_parser, config_from
 
     return config_from(build_parser().parse_args(["serve", *argv]))
+
+
+@contextlib.asynccontextmanager
+async def running(*argv: str, watch_interval: float | None = None) -> AsyncIterator[HttpsServer]:
+    """`pasteur serve ARGV`'s HTTPS part serving `hello_app`, in this event loop."""
+    from pasteur.https import HttpsServer
+
+    server = HttpsServer(hello_app, https_args(*argv))
+    if watch_interval is not None:
+        server.watch_interval = watch_interval
+    task = asyncio.create_task(server.run())
+    ready = asyncio.create_task(server.ready.wait())
+    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        ready.cancel()
+        task.result()  # raises the server's error
+    try:
+        yield server
+    finally:
+        server.stop()
+        await task

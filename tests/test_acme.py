@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -34,6 +32,7 @@ from .fixtures_acme import (  # noqa: F401 - fixtures
     https_args,
     knot_fixture,
     pebble_fixture,
+    running,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -43,22 +42,6 @@ def acme_argv(pebble: Pebble, tmp_path: Path, host: str, *extra: str) -> list[st
     return ["--https", "--hostname", host, "--acme-directory", pebble.directory,
             "--acme-ca", str(pebble.ca_bundle), "--https-port", str(free_port()),
             "--http-port", str(pebble.http_port), "--data", str(tmp_path), *extra]
-
-
-@contextlib.asynccontextmanager
-async def running(*argv: str) -> AsyncIterator[HttpsServer]:
-    server = HttpsServer(hello_app, https_args(*argv))
-    task = asyncio.create_task(server.run())
-    ready = asyncio.create_task(server.ready.wait())
-    await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)
-    if task.done():
-        ready.cancel()
-        task.result()  # raises the server's error
-    try:
-        yield server
-    finally:
-        server.stop()
-        await task
 
 
 def client_for(pebble: Pebble) -> httpx.AsyncClient:

@@ -139,13 +139,16 @@ class LiveTLS:
         self.fingerprint: str | None = None
 
     def load_files(self, cert: str | Path, key: str | Path) -> None:
+        """Load (or swap in) a chain and key from files; checked on a scratch context first,
+        since a failed load_cert_chain can leave a context with a new chain and the old key."""
         try:
             cert_pem = Path(cert).read_bytes()
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
             self.context.load_cert_chain(cert, key)
-        except OSError as e:
-            raise fail(f"cannot read {e.filename or cert}: {e.strerror}") from None
         except (ssl.SSLError, ValueError) as e:
             raise fail(f"cannot use certificate {cert} with key {key}: {e}") from None
+        except OSError as e:
+            raise fail(f"cannot read {e.filename or cert}: {e.strerror}") from None
         self.fingerprint = fingerprint(cert_pem)
 
     def load(self, issued: Issued) -> None:
@@ -265,6 +268,7 @@ class HttpsServer:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self.watch_interval = 30.0  # seconds between checks of --tls-cert/--tls-key
 
     def stop(self) -> None:
         self._stop.set()
@@ -286,12 +290,34 @@ class HttpsServer:
                                                        name="renewal"))
             else:
                 self.tls.load_files(self.config.tls_cert, self.config.tls_key)
+                self._tasks.append(asyncio.create_task(self._watch_files(), name="renewal"))
             self._start(self.app, self.https_port, secure=True)
             self.ready.set()
             await self._stop.wait()
         finally:
             self._stop.set()
             await self._close()
+
+    async def _watch_files(self) -> None:
+        """Swap in --tls-cert/--tls-key when they change on disk (e.g. renewed by certbot)."""
+        paths = [Path(self.config.tls_cert), Path(self.config.tls_key)]
+
+        def stamp() -> list[tuple[float, int]]:
+            return [(p.stat().st_mtime, p.stat().st_size) for p in paths if p.exists()]
+
+        seen = stamp()
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            now = stamp()
+            if now == seen:
+                continue
+            seen = now
+            try:
+                self.tls.load_files(*paths)
+            except HttpsError as e:
+                log.warning("keeping the current certificate: %s", e)
+                continue
+            log.info("reloaded %s: sha256 %s", paths[0], self.tls.fingerprint)
 
     async def _close(self) -> None:
         for task in self._tasks:
