@@ -470,7 +470,7 @@ class CertificateManager:
                 continue
             try:
                 issued = await self._issue()
-            except AcmeError as e:
+            except Exception as e:  # noqa: BLE001 - whatever it is, keep serving and retry
                 self.failures += 1
                 wait = delay * random.uniform(0.8, 1.2)
                 log.warning("certificate renewal failed: %s; keeping the current certificate, "

@@ -233,7 +233,8 @@ def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornCon
     config.accesslog = None
     config.errorlog = logging.getLogger("pasteur.hypercorn")
     config.graceful_timeout = 5
-    config.keep_alive_timeout = 75
+    config.keep_alive_timeout = 15  # as the plain-HTTP listener (server.KEEPALIVE_TIMEOUT)
+    config.include_server_header = False
     return config
 
 
