@@ -2,11 +2,13 @@
 
 Usage: python bench/tls_servers.py [seconds]. Needs wrk and openssl; runs the
 server on CPU 0 and wrk (64 connections, HTTPS/1.1) on CPU 1 against a 2 KiB GET.
-The app is a Starlette app, as in Pasteur. Results go to stdout.
+The app is a Starlette app, as in Pasteur. granian is not a dependency of Pasteur:
+`pip install granian` to include it (skipped otherwise). Results go to stdout.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import socket
@@ -71,6 +73,8 @@ def main() -> None:
         "hypercorn uvloop": ["-m", "hypercorn", "--worker-class", "uvloop"],
         "granian": ["-m", "granian", "--interface", "asgi", "--workers", "1"],
     }
+    if importlib.util.find_spec("granian") is None:
+        del candidates["granian"]
     for name, args in candidates.items():
         port = _free_port()
         if name == "granian":

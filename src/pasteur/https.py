@@ -45,6 +45,17 @@ def fail(message: str) -> HttpsError:
 # --- command line ---------------------------------------------------------------------
 
 
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port: {value!r} is not between 0 and 65535")
+    return port
+
+
+
 def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     """Add the HTTPS and ACME options to a parser (or an argument group)."""
     g = parser.add_argument_group("HTTPS") if hasattr(parser, "add_argument_group") else parser
@@ -53,9 +64,9 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain")
     g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
     g.add_argument("--hostname", metavar="NAME", help="public name of the server (certificate)")
-    g.add_argument("--https-port", type=int, metavar="N",
+    g.add_argument("--https-port", type=_port, metavar="N",
                    help="port of the HTTPS listener (default 443 with --https, else --port)")
-    g.add_argument("--http-port", type=int, metavar="N",
+    g.add_argument("--http-port", type=_port, metavar="N",
                    help="port that redirects to HTTPS and answers ACME HTTP-01 "
                         "(default 80 with --https; 0 to disable)")
     g.add_argument("--email", help="contact address for the ACME account")
@@ -69,7 +80,7 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     g.add_argument("--dns-key", metavar="NAME:ALG:SECRET",
                    help="TSIG key for DNS-01 by RFC 2136 update (e.g. k:hmac-sha256:BASE64)")
     g.add_argument("--dns-addr", metavar="IP", help="address of the zone's primary DNS server")
-    g.add_argument("--dns-port", type=int, default=None, metavar="N",
+    g.add_argument("--dns-port", type=_port, default=None, metavar="N",
                    help="port of the zone's primary (default 53)")
 
 
