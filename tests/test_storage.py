@@ -40,7 +40,9 @@ def test_user_and_comment_become_author_and_message(server):
     assert server.git("log", "-1", "--format=%an %s").startswith("Pasteur Add paste")
 
 
-def test_concurrent_burst_then_fsck(server):
+def test_concurrent_burst_then_fsck(server_factory):
+    server = server_factory("--rate-limit", "off")
+
     async def burst() -> list[str]:
         async with httpx.AsyncClient(base_url=server.url, timeout=30,
                                      limits=httpx.Limits(max_connections=64)) as c:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import heapq
 import hmac
 import json
 import logging
@@ -13,15 +16,15 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from . import languages
 from .assets import Bundle, choose_encoding
-from .config import Config
+from .config import Config, parse_duration
 from .form import FormError, format_size, read_upload
-from .paste import InvalidPaste, Paste
+from .paste import InvalidPaste, Paste, iso, kdf_params, new_token, parse_iso
 from .render import environment, highlight
 from .store import Store, StoreError, valid_id
 
@@ -153,6 +156,117 @@ class PageCache:
             self.size -= len(body)
 
 
+CREATOR_COOKIE = "pasteur_creator"
+
+
+class Sweeper:
+    """Removes expired pastes when they fall due, and erases removed ones.
+
+    Pastes with an expiry are watched from their creation (and found by a scan
+    of the tree at start-up, in small steps between requests); a paste read
+    after its expiry is refused anyway. Removed pastes are erased from history
+    and the object store every ``--erase-interval``.
+    """
+
+    TICK = 1.0
+    SCAN_STEP = 500
+
+    def __init__(self, pasteur: Pasteur) -> None:
+        self.pasteur = pasteur
+        self.due: list[tuple[float, str]] = []
+        self.watched: set[str] = set()
+        self.tasks: list[asyncio.Task[None]] = []
+        self.last_erase = time.monotonic()
+
+    def watch(self, paste_id: str, expires: str) -> None:
+        if paste_id not in self.watched:
+            self.watched.add(paste_id)
+            heapq.heappush(self.due, (parse_iso(expires), paste_id))
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._scan()), loop.create_task(self._run())]
+
+    async def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        for task in self.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    async def _scan(self) -> None:
+        store = self.pasteur.store
+        for n, paste_id in enumerate(list(store.ids())):
+            data = store.get(paste_id)
+            if data is not None and b'"expires"' in data[:256]:
+                try:
+                    paste = Paste.from_json(data)
+                except (InvalidPaste, KeyError, TypeError):
+                    continue
+                if paste.expires:
+                    self.watch(paste_id, paste.expires)
+            if n % self.SCAN_STEP == 0:
+                await asyncio.sleep(0)
+
+    async def _run(self) -> None:
+        config = self.pasteur.config
+        while True:
+            await asyncio.sleep(self.TICK)
+            try:
+                await self.sweep()
+                if (
+                    config.erase_interval is not None
+                    and time.monotonic() - self.last_erase >= config.erase_interval
+                ):
+                    self.last_erase = time.monotonic()
+                    await self.pasteur.store.erase()
+            except Exception as exc:  # noqa: BLE001 - keep sweeping; say why it failed
+                log.error("sweeping expired pastes failed: %s", exc)
+
+    async def sweep(self, now: float | None = None) -> list[str]:
+        now = time.time() if now is None else now
+        expired = []
+        while self.due and self.due[0][0] <= now:
+            _, paste_id = heapq.heappop(self.due)
+            self.watched.discard(paste_id)
+            expired.append(paste_id)
+        if expired:
+            await self.pasteur.store.remove(expired, "Expire")
+            for paste_id in expired:
+                self.pasteur.cache.forget(paste_id)
+        return expired
+
+
+class RateLimiter:
+    """A token bucket per client address (creates only)."""
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        """Take a token; returns 0 if allowed, else the seconds to wait."""
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        if len(self.buckets) >= self.MAX_CLIENTS and client not in self.buckets:
+            full = [
+                key
+                for key, (left, then) in self.buckets.items()
+                if left + (now - then) * self.rate >= self.burst
+            ]
+            for key in full:
+                del self.buckets[key]
+        self.buckets[client] = (tokens - 1, now)
+        return 0.0
+
+
 def wants(request: Request) -> str:
     accept = request.headers.get("accept", "")
     if "application/json" in accept:
@@ -170,6 +284,10 @@ class Pasteur:
         self.templates = environment(self.bundle.url)
         self.templates.globals.update(title=config.title, subtitle=config.subtitle)
         self.cache = PageCache()
+        self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
+        self.burning: set[str] = set()
+        self.commits: dict[str, str] = {}
+        self.sweeper = Sweeper(self)
         self.form_page: bytes | None = None
 
     # -- helpers ------------------------------------------------------------
@@ -179,7 +297,7 @@ class Pasteur:
             return self.config.url.rstrip("/")
         return str(request.base_url).rstrip("/")
 
-    def render(self, template: str, status: int = 200, **context: Any) -> Response:
+    def render(self, template: str, status: int = 200, /, **context: Any) -> Response:
         html = self.templates.get_template(template).render(**context)
         return Response(html, status, media_type="text/html; charset=utf-8")
 
@@ -203,6 +321,8 @@ class Pasteur:
             self.form_page = (
                 self.templates.get_template("form.html")
                 .render(
+                    expiries=self.config.expiry_choices(),
+                    default_expiry=self._default_expiry_choice(),
                     languages=languages.choices(),
                     max_size=self.config.max_size,
                     max_size_text=format_size(self.config.max_size),
@@ -211,7 +331,22 @@ class Pasteur:
             )
         return Response(self.form_page, media_type="text/html; charset=utf-8")
 
+    def _default_expiry_choice(self) -> str:
+        default = self.config.default_expiry
+        for value, _ in self.config.expiry_choices():
+            if parse_duration(value) == default:
+                return value
+        return ""
+
     async def create(self, request: Request) -> Response:
+        if self.limiter is not None:
+            wait = self.limiter.take(request.client.host if request.client else "-")
+            if wait > 0:
+                response = self.error(
+                    request, 429, f"too many pastes from your address: retry in {wait:.0f} s"
+                )
+                response.headers["retry-after"] = str(max(1, round(wait)))
+                return response
         length_header = request.headers.get("content-length")
         try:
             length = int(length_header) if length_header is not None else None
@@ -220,9 +355,12 @@ class Pasteur:
                 request.headers.get("content-type", ""),
                 length,
                 self.config.max_size,
+                self.config.body_timeout,
             )
         except FormError as exc:
-            return self.error(request, exc.status, exc.message, close=exc.status == 413)
+            return self.error(request, exc.status, exc.message, close=exc.status in (408, 413))
+        except ClientDisconnect:
+            return self.error(request, 400, "the client went away before the end of the upload")
         except ValueError:
             return self.error(request, 400, "bad Content-Length")
         fields = upload.fields
@@ -232,8 +370,11 @@ class Pasteur:
             upload.fields = fields
         try:
             paste = self._paste_from(upload)
+            paste, expiry = self._options(paste, upload)
         except FormError as exc:
             return self.error(request, exc.status, exc.message)
+        token, token_hash = new_token()
+        paste = paste.with_options(del_hash=token_hash)
         user = fields.get("user", "").strip() or None
         comment = fields.get("comment", "").strip() or None
         try:
@@ -242,14 +383,55 @@ class Pasteur:
             return self.error(
                 request, 503, f"the paste could not be stored, nothing was saved ({exc})"
             )
-        url = f"{self.base_url(request)}/{paste_id}"
-        raw = not paste.encrypted and upload.flag("raw")
+        if paste.expires:
+            self.sweeper.watch(paste_id, paste.expires)
+        base = self.base_url(request)
+        url = f"{base}/{paste_id}"
+        raw = not paste.encrypted and upload.flag("raw") and not paste.burn
         kind = wants(request)
+        delete_url = f"{url}/delete?token={token}"
         if kind == "json":
-            return JSONResponse({"code": paste_id, "url": url}, 201)
-        if kind == "html":
-            return RedirectResponse(f"/{paste_id}" + ("?raw=true" if raw else ""), 303)
-        return PlainTextResponse(url + "\n", 201, headers={"location": url})
+            body = {"code": paste_id, "url": url, "delete_url": delete_url,
+                    "delete_token": token, "expires": paste.expires, "burn": paste.burn}
+            response: Response = JSONResponse(body, 201)
+        elif kind == "html":
+            response = RedirectResponse(f"/{paste_id}" + ("?raw=true" if raw else ""), 303)
+        else:
+            response = PlainTextResponse(url + "\n", 201, headers={"location": url})
+        response.headers["x-delete-token"] = token
+        response.headers["x-delete-url"] = delete_url
+        # The creator's browser keeps the token in a cookie scoped to the paste:
+        # its page then offers "delete", and a burn paste is not burned by it.
+        response.set_cookie(
+            CREATOR_COOKIE, token, max_age=expiry or 365 * 86400, path=f"/{paste_id}",
+            httponly=True, samesite="strict", secure=base.startswith("https:"),
+        )
+        return response
+
+    def _options(self, paste: Paste, upload: Any) -> tuple[Paste, int | None]:
+        """Expiry, burn after reading and password parameters of a new paste."""
+        fields = upload.fields
+        config = self.config
+        try:
+            expiry = (
+                parse_duration(fields["expiry"]) if fields.get("expiry") else config.default_expiry
+            )
+        except ValueError as exc:
+            raise FormError(400, str(exc)) from exc
+        if config.max_expiry is not None and (expiry is None or expiry > config.max_expiry):
+            raise FormError(
+                400, f"expiry too long: pastes here expire within {config.max_expiry} s at most"
+            )
+        kdf = None
+        if fields.get("salt") or fields.get("iter"):
+            if not paste.encrypted:
+                raise FormError(400, "a password protects encrypted pastes only")
+            try:
+                kdf = kdf_params(fields.get("salt", ""), fields.get("iter", ""))
+            except InvalidPaste as exc:
+                raise FormError(400, f"bad password parameters: {exc}") from exc
+        expires = iso(time.time() + expiry) if expiry else None
+        return paste.with_options(expires=expires, burn=upload.flag("burn"), kdf=kdf), expiry
 
     def _paste_from(self, upload: Any) -> Paste:
         if not upload.has_paste:
@@ -295,6 +477,25 @@ class Pasteur:
         paste_id = request.path_params["paste_id"]
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
+        found = await self.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        paste, data = found
+        query = request.query_params
+        raw = query.get("raw", "").lower() in TRUE
+        creator = self.is_creator(request, paste)
+        api = raw or wants(request) == "json"
+        if paste.burn and not creator:
+            if not api:  # a person (or a link preview): ask before burning
+                return self.render("burn.html", id=paste_id, created=paste.created,
+                                   encrypted=paste.encrypted)
+            return await self.burn(request, paste_id, paste, data, raw)
+        return self.present(request, paste_id, paste, data, raw, creator)
+
+    async def lookup(self, request: Request, paste_id: str) -> tuple[Paste, bytes] | Response:
+        """The paste of an id, or the error page saying why there is none."""
+        if not valid_id(paste_id):
+            return self.error(request, 404, "no such page")
         data = self.store.get(paste_id)
         if data is None:
             return self.error(request, 404, f"no paste {paste_id}")
@@ -303,14 +504,54 @@ class Pasteur:
         except (InvalidPaste, KeyError, TypeError) as exc:
             log.error("paste %s is unreadable: %s", paste_id, exc)
             return self.error(request, 500, f"paste {paste_id} is stored in an unknown format")
+        if paste.expired():
+            self.sweeper.watch(paste_id, paste.expires or iso(0))
+            return self.error(request, 410, f"paste {paste_id} has expired")
+        return paste, data
+
+    def is_creator(self, request: Request, paste: Paste) -> bool:
+        token = request.cookies.get(CREATOR_COOKIE)
+        return bool(token) and paste.token_ok(token)
+
+    async def burn(
+        self, request: Request, paste_id: str, paste: Paste, data: bytes, raw: bool
+    ) -> Response:
+        """Serve a burn-after-reading paste once, then delete it."""
+        if paste_id in self.burning:
+            return self.error(request, 410, f"paste {paste_id} was burned after reading")
+        self.burning.add(paste_id)
+        try:
+            await self.delete(paste_id, "Burn")
+        except StoreError as exc:
+            self.burning.discard(paste_id)
+            return self.error(request, 503, f"the paste could not be burned, so it is not shown "
+                                            f"({exc})")
+        response = self.present(request, paste_id, paste, data, raw, creator=False, cache=False)
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    async def delete(self, paste_id: str, reason: str) -> None:
+        await self.store.remove([paste_id], reason)
+        self.cache.forget(paste_id)
+
+    def present(
+        self,
+        request: Request,
+        paste_id: str,
+        paste: Paste,
+        data: bytes,
+        raw: bool,
+        creator: bool,
+        cache: bool = True,
+    ) -> Response:
         query = request.query_params
-        raw = query.get("raw", "").lower() in TRUE
+        meta = {"id": paste_id, "created": paste.created, "expires": paste.expires,
+                "burn": paste.burn, "creator": creator, "commit_link": self.commit_link(paste_id)}
         if paste.encrypted:
             if raw or wants(request) == "json":
-                return Response(data, media_type="application/json")
-            return self.render(
-                "encrypted.html", id=paste_id, created=paste.created, ct=paste.ct, iv=paste.iv
-            )
+                return Response(data, media_type="application/json",
+                                headers={"cache-control": "no-store"})
+            return self.render("encrypted.html", ct=paste.ct, iv=paste.iv, kdf=paste.kdf, **meta)
         if raw:
             return Response(paste.text, media_type="text/plain; charset=utf-8")
         lang = query.get("hl", paste.lang)
@@ -318,20 +559,96 @@ class Pasteur:
             return self.error(request, 400, f"unknown language {lang!r}")
         ln_param = query.get("ln")
         ln = paste.ln if ln_param is None else ln_param.lower() in TRUE
-        key = (paste_id, lang, ln)
-        cached = self.cache.get(key)
+        key = (paste_id, lang, ln, creator)
+        cached = self.cache.get(key) if cache else None
         if cached is None:
             html = self.templates.get_template("show.html").render(
-                id=paste_id,
-                created=paste.created,
                 lang=lang,
                 ln=ln,
                 code_html=highlight(paste.text or "", lang, ln),
                 raw_url=f"/{paste_id}?raw=true",
+                **meta,
             )
             cached = (html.encode(), "text/html; charset=utf-8")
-            self.cache.put(key, *cached)
+            if cache and not paste.expires:
+                self.cache.put(key, *cached)
         return Response(cached[0], media_type=cached[1])
+
+    def commit_link(self, paste_id: str) -> str | None:
+        template = self.config.commit_url
+        if not template:
+            return None
+        commit = self.commits.get(paste_id)
+        if commit is None:
+            found = self.store.commit_of(paste_id)
+            if found is None:
+                return None
+            commit = self.commits[paste_id] = str(found.id)
+        return template.replace("{commit}", commit)
+
+    async def read_burn(self, request: Request) -> Response:
+        """POST /<id>/read: the reader confirmed; serve the paste once and burn it."""
+        paste_id = request.path_params["paste_id"]
+        found = await self.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        paste, data = found
+        if not paste.burn:
+            return self.present(request, paste_id, paste, data, False, False)
+        return await self.burn(request, paste_id, paste, data, raw=False)
+
+    async def delete_confirm(self, request: Request) -> Response:
+        """GET /<id>/delete?token=…: a page asking to confirm (a GET never deletes)."""
+        paste_id = request.path_params["paste_id"]
+        found = await self.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        return self.render("delete.html", id=paste_id, token=request.query_params.get("token", ""))
+
+    async def delete_paste(self, request: Request) -> Response:
+        """DELETE /<id> or POST /<id>/delete with the paste's delete token."""
+        paste_id = request.path_params["paste_id"]
+        found = await self.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        paste, _ = found
+        token = await self.token_of(request)
+        if not token:
+            return self.error(request, 403, "a delete token is needed to delete this paste")
+        if not paste.token_ok(token):
+            return self.error(request, 403, "wrong delete token: the paste is kept")
+        try:
+            await self.delete(paste_id, "Delete")
+        except StoreError as exc:
+            return self.error(request, 503, f"the paste could not be deleted ({exc})")
+        kind = wants(request)
+        if kind == "json":
+            response: Response = JSONResponse({"deleted": paste_id})
+        elif kind == "html" or request.method == "POST":
+            response = self.render("message.html", heading="Deleted",
+                                   message=f"Paste {paste_id} was deleted.")
+        else:
+            response = PlainTextResponse(f"deleted {paste_id}\n")
+        response.delete_cookie(CREATOR_COOKIE, path=f"/{paste_id}")
+        return response
+
+    async def token_of(self, request: Request) -> str:
+        for header in ("x-delete-token",):
+            if request.headers.get(header):
+                return request.headers[header]
+        auth = request.headers.get("authorization", "")
+        if auth.lower().startswith("bearer "):
+            return auth[7:].strip()
+        if request.query_params.get("token"):
+            return request.query_params["token"]
+        if request.method == "POST":
+            length = int(request.headers.get("content-length") or 0)
+            if 0 < length <= 4096:
+                form = await request.form()
+                value = form.get("token")
+                if isinstance(value, str) and value:
+                    return value
+        return request.cookies.get(CREATOR_COOKIE, "")
 
     async def static(self, request: Request) -> Response:
         asset = self.bundle.get(request.path_params["path"])
@@ -357,6 +674,8 @@ class Pasteur:
             "status": "ok",
             "head": str(store.head) if store.head else None,
             "commits": store.commits,
+            "pending_erasure": len(store.pending_erasure()),
+            "erased": store.erased,
         }
         sync = getattr(request.app.state, "sync", None)
         if sync is not None:
@@ -370,9 +689,11 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
     @asynccontextmanager
     async def lifespan(app: Starlette):  # noqa: ANN202
         pasteur.store.start()
+        pasteur.sweeper.start()
         try:
             yield
         finally:
+            await pasteur.sweeper.stop()
             await pasteur.store.stop()
 
     routes = [
@@ -381,6 +702,10 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
         Route("/healthz", pasteur.health, methods=["GET"]),
         Route("/static/{path:path}", pasteur.static, methods=["GET"]),
         Route("/{paste_id}", pasteur.show, methods=["GET"]),
+        Route("/{paste_id}", pasteur.delete_paste, methods=["DELETE"]),
+        Route("/{paste_id}/read", pasteur.read_burn, methods=["POST"]),
+        Route("/{paste_id}/delete", pasteur.delete_confirm, methods=["GET"]),
+        Route("/{paste_id}/delete", pasteur.delete_paste, methods=["POST"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.pasteur = pasteur

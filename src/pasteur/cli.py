@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, parse_auth, parse_size
+from .config import Config, parse_auth, parse_duration, parse_rate, parse_size
 
 ENV_PREFIX = "PASTEUR_"
 
@@ -33,6 +33,13 @@ def _port(value: str) -> int:
     if not 0 <= port <= 65535:
         raise ValueError("must be between 0 and 65535")
     return port
+
+
+def _seconds(value: str) -> float:
+    n = float(value)
+    if not 0 < n <= 3600:
+        raise ValueError("must be between 0 and 3600 seconds")
+    return n
 
 
 def _length(value: str) -> int:
@@ -89,6 +96,27 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="USER:PASSWORD", help="require HTTP basic auth on the whole site")
     p.add_argument("--url", default=None,
                    help="public base URL used in links (default: from the request's Host)")
+    p.add_argument("--rate-limit", type=_typed(parse_rate, "rate-limit"), default=(2.0, 120),
+                   metavar="N/PERIOD",
+                   help="creates allowed per client address, e.g. 120/min (the burst is N), "
+                        "or off (default 120/min); over it the answer is 429")
+    p.add_argument("--header-timeout", type=_typed(_seconds, "header-timeout"), default=10.0,
+                   help="seconds a connection has to send its request head (default 10)")
+    p.add_argument("--body-timeout", type=_typed(_seconds, "body-timeout"), default=30.0,
+                   help="seconds an upload may stall before it is dropped with 408 (default 30)")
+    p.add_argument("--default-expiry", type=_typed(parse_duration, "default-expiry"),
+                   default=None, metavar="DURATION",
+                   help="expiry of a paste that asks for none: 5m, 1h, 1d, 1w, 30d, 1y or never "
+                        "(default never)")
+    p.add_argument("--max-expiry", type=_typed(parse_duration, "max-expiry"), default=None,
+                   metavar="DURATION", help="longest expiry a paste may ask for (default never)")
+    p.add_argument("--erase-interval", type=_typed(parse_duration, "erase-interval"),
+                   default=600, metavar="DURATION",
+                   help="how often deleted, expired and burned pastes are erased from Git "
+                        "history and the object store (default 10m)")
+    p.add_argument("--commit-url", default=None, metavar="TEMPLATE",
+                   help="link from a paste to its commit, e.g. "
+                        "https://github.com/me/pastes/commit/{commit}")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
 
@@ -121,6 +149,13 @@ def config_from(args: argparse.Namespace) -> Config:
         subtitle=args.subtitle,
         auth=args.auth,
         url=args.url,
+        rate_limit=args.rate_limit,
+        header_timeout=args.header_timeout,
+        body_timeout=args.body_timeout,
+        default_expiry=args.default_expiry,
+        max_expiry=args.max_expiry,
+        erase_interval=args.erase_interval,
+        commit_url=args.commit_url,
         extra=vars(args),
     )
 
@@ -151,6 +186,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command == "serve":
+        if args.max_expiry is not None and (
+            args.default_expiry is None or args.default_expiry > args.max_expiry
+        ):
+            parser.error("--default-expiry must not be longer than --max-expiry")
         return serve(args)
     parser.error(f"unknown command {args.command}")
     return 2

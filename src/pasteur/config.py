@@ -23,11 +23,42 @@ def parse_size(value: str) -> int:
     return size
 
 
+_DURATION = re.compile(r"\s*(\d+)\s*(s|sec|m|min|h|hour|d|day|w|week|y|year)s?\s*", re.I)
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400,
+            "day": 86400, "w": 604800, "week": 604800, "y": 31536000, "year": 31536000}
+NEVER = ("never", "forever", "0", "none")
+# What the form offers, each filtered by --max-expiry.
+EXPIRY_CHOICES = (("5m", "5 minutes"), ("1h", "1 hour"), ("1d", "1 day"), ("1w", "1 week"),
+                  ("30d", "30 days"), ("1y", "1 year"), ("never", "never"))
+
+
+def parse_duration(value: str) -> int | None:
+    """'5m', '1h', '30d', '1y' -> seconds; 'never' -> None."""
+    if value.strip().lower() in NEVER:
+        return None
+    m = _DURATION.fullmatch(value)
+    if not m or int(m.group(1)) <= 0:
+        raise ValueError(f"not a duration: {value!r} (try 5m, 1h, 1d, 1w, 30d, 1y or never)")
+    return int(m.group(1)) * _SECONDS[m.group(2).lower()]
+
+
 def parse_auth(value: str) -> tuple[str, str]:
     user, sep, password = value.partition(":")
     if not sep or not user or not password:
         raise ValueError("expected USER:PASSWORD")
     return user, password
+
+
+def parse_rate(value: str) -> tuple[float, int] | None:
+    """'60/min', '5/s', '1000/hour' -> (tokens per second, burst); 'off' or '0' -> None."""
+    if value.strip().lower() in ("0", "off", "none"):
+        return None
+    count, sep, period = value.partition("/")
+    seconds = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60,
+               "h": 3600, "hour": 3600}.get(period.strip().lower() if sep else "s")
+    if seconds is None or not count.strip().isdigit() or int(count) <= 0:
+        raise ValueError(f"not a rate: {value!r} (try 60/min, 5/s or off)")
+    return int(count) / seconds, int(count)
 
 
 @dataclass
@@ -41,6 +72,21 @@ class Config:
     subtitle: str = "a zero-knowledge pastebin on Git"
     auth: tuple[str, str] | None = None
     url: str | None = None  # public base URL, e.g. https://paste.example.org
+    rate_limit: tuple[float, int] | None = (2.0, 120)  # creates per second per client, burst
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
+    default_expiry: int | None = None  # seconds; None = never
+    max_expiry: int | None = None
+    erase_interval: int | None = 600  # seconds; None = never
+    commit_url: str | None = None  # e.g. https://github.com/u/r/commit/{commit}
+
+    def expiry_choices(self) -> list[tuple[str, str]]:
+        return [
+            (value, label)
+            for value, label in EXPIRY_CHOICES
+            if self.max_expiry is None
+            or ((d := parse_duration(value)) is not None and d <= self.max_expiry)
+        ]
     extra: dict[str, object] = field(default_factory=dict)
 
     @property

@@ -1,49 +1,118 @@
-"""The encryption format shared by the browser and the terminal client (v1).
+"""Encryption format v1, shared by the browser (static/crypto.js) and the terminal client.
 
-key = 32 random bytes (base64url, no padding, in the URL fragment);
-iv = 12 random bytes; plaintext = UTF-8 JSON ``{"v":1,"text":…,"lang":…,"ln":…}``;
-ciphertext = AES-256-GCM(key, iv, plaintext) with its 16-byte tag appended
-and no additional data; ct and iv travel as base64url without padding.
+- key: 32 random bytes (AES-256), carried in the URL fragment as base64url without padding;
+- iv: 12 random bytes;
+- plaintext: UTF-8 JSON ``{"v": 1, "text": str, "lang": str, "ln": bool}`` (more keys may come,
+  e.g. ``"files"``; readers ignore keys they do not know);
+- ciphertext: AES-256-GCM(key, iv, plaintext), no additional data, 128-bit tag appended
+  (what WebCrypto returns);
+- ciphertext and iv travel and are stored as base64url without padding.
+
+The server never sees the key: it stores ``ct`` and ``iv`` only.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import os
-from typing import Any
+import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .paste import InvalidPaste, b64url_decode, b64url_encode
+VERSION = 1
+KEY_BYTES = 32
+IV_BYTES = 12
+TAG_BYTES = 16
+
+_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
 class DecryptError(ValueError):
-    """Wrong key, or the ciphertext was altered."""
+    """The paste cannot be decrypted: malformed input, wrong key, or altered ciphertext."""
 
 
-def encrypt(payload: dict[str, Any], key: bytes | None = None, iv: bytes | None = None
-            ) -> tuple[str, str, str]:
-    """Encrypt a payload; returns (key, iv, ct), each base64url."""
-    key = key if key is not None else os.urandom(32)
-    iv = iv if iv is not None else os.urandom(12)
-    plaintext = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    ct = AESGCM(key).encrypt(iv, plaintext, None)
-    return b64url_encode(key), b64url_encode(iv), b64url_encode(ct)
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def decrypt(key: str, iv: str, ct: str) -> dict[str, Any]:
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url without padding; refuse anything else (padding, other alphabets)."""
+    if not isinstance(text, str) or not _B64URL.fullmatch(text) or len(text) % 4 == 1:
+        raise ValueError("not base64url without padding")
     try:
-        raw_key, raw_iv, raw_ct = b64url_decode(key), b64url_decode(iv), b64url_decode(ct)
-    except InvalidPaste as exc:
-        raise DecryptError(f"malformed key or ciphertext: {exc}") from exc
-    if len(raw_key) != 32:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except binascii.Error as exc:  # pragma: no cover - the regex already filters
+        raise ValueError("not base64url") from exc
+
+
+def make_payload(text: str, lang: str = "", ln: bool = False) -> dict:
+    return {"v": VERSION, "text": text, "lang": lang, "ln": bool(ln)}
+
+
+def encode_payload(payload: dict) -> bytes:
+    """The plaintext bytes: compact JSON, UTF-8, like JavaScript's JSON.stringify."""
+    _check_payload(payload)
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def seal(key: bytes, iv: bytes, payload: dict) -> str:
+    """Deterministic encryption with a given key and iv (for test vectors): returns ct."""
+    if len(key) != KEY_BYTES or len(iv) != IV_BYTES:
+        raise ValueError("key must be 32 bytes and iv 12 bytes")
+    return b64url_encode(AESGCM(key).encrypt(iv, encode_payload(payload), None))
+
+
+def encrypt(
+    payload: dict, key: bytes | None = None, iv: bytes | None = None
+) -> tuple[str, str, str]:
+    """Encrypt a payload: returns (key, iv, ct), all base64url.
+
+    The key and iv are fresh random bytes; passing them is for tests only (an iv must
+    never be used twice with the same key).
+    """
+    key = os.urandom(KEY_BYTES) if key is None else key
+    iv = os.urandom(IV_BYTES) if iv is None else iv
+    ct = seal(key, iv, payload)
+    return b64url_encode(key), b64url_encode(iv), ct
+
+
+def decrypt(key_b64url: str, iv_b64url: str, ct_b64url: str) -> dict:
+    """Decrypt and check a payload; raises DecryptError."""
+    try:
+        key = b64url_decode(key_b64url)
+        iv = b64url_decode(iv_b64url)
+        ct = b64url_decode(ct_b64url)
+    except ValueError as exc:
+        raise DecryptError("malformed key, iv or ciphertext") from exc
+    if len(key) != KEY_BYTES:
         raise DecryptError("the key must be 32 bytes")
+    if len(iv) != IV_BYTES:
+        raise DecryptError("the iv must be 12 bytes")
+    if len(ct) < TAG_BYTES:
+        raise DecryptError("the ciphertext is too short")
     try:
-        plaintext = AESGCM(raw_key).decrypt(raw_iv, raw_ct, None)
-    except (InvalidTag, ValueError) as exc:
+        plain = AESGCM(key).decrypt(iv, ct, None)
+    except InvalidTag as exc:
         raise DecryptError("wrong key, or the paste was altered") from exc
-    payload = json.loads(plaintext)
-    if not isinstance(payload, dict) or payload.get("v") != 1:
-        raise DecryptError("unsupported payload version")
+    try:
+        payload = json.loads(plain.decode("utf-8"))
+        _check_payload(payload)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecryptError(f"not a valid v{VERSION} payload") from exc
     return payload
+
+
+def _check_payload(payload: object) -> None:
+    if not isinstance(payload, dict):
+        raise ValueError("the payload must be an object")
+    if payload.get("v") != VERSION:
+        raise ValueError(f"unsupported payload version {payload.get('v')!r}")
+    if not isinstance(payload.get("text"), str):
+        raise ValueError("the payload text must be a string")
+    if not isinstance(payload.get("lang", ""), str):
+        raise ValueError("the payload lang must be a string")
+    if not isinstance(payload.get("ln", False), bool):
+        raise ValueError("the payload ln must be a boolean")

@@ -8,6 +8,7 @@ is refused with 413 at once, without reading the rest.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -22,12 +23,20 @@ FIELDS = {
     "iv": 64,
     "user": 256,
     "comment": 2048,
+    "expiry": 16,
+    "burn": 16,
+    "salt": 64,
+    "iter": 16,
 }
 PASTE_FIELD = "paste"
 MAX_PARTS = 32
 MAX_HEADER = 4096
 # Room for the multipart framing and small fields around the paste.
 FORM_OVERHEAD = 64 * 1024
+
+
+# Seconds a request body may stall before the upload is answered 408.
+BODY_IDLE_TIMEOUT = 30.0
 
 
 class FormError(Exception):
@@ -68,13 +77,28 @@ def format_size(n: int) -> str:
     return f"{n} bytes"
 
 
+async def _guarded(chunks: AsyncIterator[bytes], idle: float) -> AsyncIterator[bytes]:
+    it = chunks.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(idle):
+                chunk = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise FormError(408, f"the upload stalled for {idle:g} s and was dropped") from None
+        yield chunk
+
+
 async def read_upload(
     chunks: AsyncIterator[bytes],
     content_type: str,
     content_length: int | None,
     max_paste: int,
+    idle_timeout: float = BODY_IDLE_TIMEOUT,
 ) -> Upload:
     """Read a POST body into an Upload, enforcing every limit while streaming."""
+    chunks = _guarded(chunks, idle_timeout)
     limit = body_limit(max_paste)
     if content_length is not None and content_length > limit:
         raise too_large(max_paste)

@@ -244,7 +244,11 @@ def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornCon
     config.accesslog = None
     config.errorlog = logging.getLogger("pasteur.hypercorn")
     config.graceful_timeout = 5
-    config.keep_alive_timeout = 15  # as the plain-HTTP listener (server.KEEPALIVE_TIMEOUT)
+    # Against slow and idle clients, as the plain-HTTP listener (see server.py): idle
+    # keep-alive, a silent connection and a slow TLS handshake are closed.
+    config.keep_alive_timeout = 15
+    config.read_timeout = 30
+    config.ssl_handshake_timeout = 10
     config.include_server_header = False
     return config
 

@@ -10,20 +10,32 @@ inside it, see ``pasteur.crypto``)::
 
     {"v": 1, "created": "...", "size": 44, "enc": "aes-256-gcm",
      "iv": "<base64url>", "ct": "<base64url>"}
+
+Optional plaintext metadata, only what the server needs: ``expires`` (ISO 8601
+UTC), ``burn`` (true: deleted by its first reading), ``del`` (SHA-256 hex of
+the delete token; the token itself is never stored) and, for a password
+paste, ``kdf`` ``{"alg": "pbkdf2-sha256", "salt": "<base64url>", "iter": N}``.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
+KDF_ALG = "pbkdf2-sha256"
+MIN_KDF_ITERATIONS = 600_000
+MAX_KDF_ITERATIONS = 10_000_000
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
 
@@ -45,7 +57,25 @@ def b64url_encode(data: bytes) -> str:
 
 
 def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return iso(time.time())
+
+
+def iso(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+def parse_iso(value: str) -> float:
+    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+
+
+def new_token() -> tuple[str, str]:
+    """A delete token and the hash that is stored in its place."""
+    token = secrets.token_urlsafe(18)
+    return token, token_hash(token)
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +87,39 @@ class Paste:
     ln: bool = False
     iv: str | None = None
     ct: str | None = None
+    expires: str | None = None
+    burn: bool = False
+    del_hash: str | None = None
+    kdf: dict[str, Any] | None = None
 
     @property
     def encrypted(self) -> bool:
         return self.ct is not None
 
+    def expired(self, now: float | None = None) -> bool:
+        if self.expires is None:
+            return False
+        return parse_iso(self.expires) <= (time.time() if now is None else now)
+
+    def token_ok(self, token: str) -> bool:
+        return self.del_hash is not None and hmac.compare_digest(
+            self.del_hash, token_hash(token)
+        )
+
+    def with_options(self, **changes: Any) -> Paste:
+        return replace(self, **changes)
+
     def to_json(self) -> bytes:
         doc: dict[str, Any] = {"v": VERSION, "created": self.created, "size": self.size}
+        if self.expires:
+            doc["expires"] = self.expires
+        if self.burn:
+            doc["burn"] = True
+        if self.del_hash:
+            doc["del"] = self.del_hash
         if self.encrypted:
+            if self.kdf:
+                doc["kdf"] = self.kdf
             doc.update(enc=ENC_ALG, iv=self.iv, ct=self.ct)
         else:
             doc.update(lang=self.lang, ln=self.ln, text=self.text)
@@ -78,15 +133,17 @@ class Paste:
             raise InvalidPaste("stored paste is not JSON") from exc
         if not isinstance(doc, dict) or doc.get("v") != VERSION:
             raise InvalidPaste(f"unsupported paste format {doc.get('v')!r}")
+        common = {
+            "created": doc["created"],
+            "size": doc["size"],
+            "expires": doc.get("expires"),
+            "burn": bool(doc.get("burn", False)),
+            "del_hash": doc.get("del"),
+        }
         if "ct" in doc:
-            return cls(created=doc["created"], size=doc["size"], iv=doc["iv"], ct=doc["ct"])
-        return cls(
-            created=doc["created"],
-            size=doc["size"],
-            text=doc["text"],
-            lang=doc.get("lang", ""),
-            ln=bool(doc.get("ln", False)),
-        )
+            return cls(iv=doc["iv"], ct=doc["ct"], kdf=doc.get("kdf"), **common)
+        return cls(text=doc["text"], lang=doc.get("lang", ""), ln=bool(doc.get("ln", False)),
+                   **common)
 
     @classmethod
     def plain(cls, text: str, lang: str = "", ln: bool = False) -> Paste:
@@ -102,3 +159,16 @@ class Paste:
         if len(raw_ct) < 16:
             raise InvalidPaste("the ciphertext is shorter than its authentication tag")
         return cls(created=now_iso(), size=len(raw_ct), ct=ct, iv=iv)
+
+
+def kdf_params(salt: str, iterations: str) -> dict[str, Any]:
+    """Validated PBKDF2 parameters of a password paste."""
+    if len(b64url_decode(salt)) < 16:
+        raise InvalidPaste("the password salt must be at least 16 bytes")
+    if not iterations.isdigit() or not (
+        MIN_KDF_ITERATIONS <= int(iterations) <= MAX_KDF_ITERATIONS
+    ):
+        raise InvalidPaste(
+            f"PBKDF2 iterations must be between {MIN_KDF_ITERATIONS} and {MAX_KDF_ITERATIONS}"
+        )
+    return {"alg": KDF_ALG, "salt": salt, "iter": int(iterations)}

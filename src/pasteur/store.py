@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import string
+import subprocess
 import threading
 import time
 from collections import defaultdict
@@ -54,6 +55,14 @@ class StoreError(Exception):
 
 def shard_path(paste_id: str) -> str:
     return f"{paste_id[0]}/{paste_id[1]}/{paste_id}"
+
+
+def _tree_has(tree: pygit2.Tree, paste_id: str) -> bool:
+    try:
+        tree[shard_path(paste_id)]
+    except KeyError:
+        return False
+    return True
 
 
 def valid_id(paste_id: str) -> bool:
@@ -135,12 +144,15 @@ class Store:
         self.on_commit: list[Callable[[pygit2.Oid], None]] = []
         self.commits = 0
         self.batches = 0
+        self.erased = 0
+        self._erase_file = self.path / "pasteur-erase"
 
     # -- set-up -------------------------------------------------------------
 
     @staticmethod
     def _open_or_init(path: Path) -> pygit2.Repository:
         if (path / "HEAD").exists():
+            Store._remove_stale_locks(path)
             repo = pygit2.Repository(str(path))
         else:
             path.mkdir(parents=True, exist_ok=True)
@@ -150,6 +162,13 @@ class Store:
             cfg["gc.auto"] = "0"
             cfg["receive.denyCurrentBranch"] = "ignore"
         return repo
+
+    @staticmethod
+    def _remove_stale_locks(path: Path) -> None:
+        """Lock files left by a crash (this process is the only writer)."""
+        for lock in [*path.glob("refs/**/*.lock"), *path.glob("*.lock")]:
+            log.warning("removing stale lock %s", lock)
+            lock.unlink(missing_ok=True)
 
     def _load_head(self) -> None:
         try:
@@ -329,6 +348,101 @@ class Store:
             self.head, self._tree = parent, commit.tree
         for cb in self.on_commit:
             cb(parent)
+
+    # -- deletion and erasure -----------------------------------------------
+
+    async def remove(self, paste_ids: Sequence[str], reason: str) -> None:
+        """Remove pastes from the served tree at once (one commit) and queue
+        their content for erasure from the object store and history."""
+        ids = [i for i in paste_ids if valid_id(i)]
+        if not ids:
+            return
+        message = f"{reason} paste {ids[0]}" if len(ids) == 1 else f"{reason} {len(ids)} pastes"
+
+        def work() -> None:
+            present = [i for i in ids if self._in_tree(i)]
+            if present:
+                self.apply([Change([], present, None, message)])
+            with self._erase_file.open("a") as f:
+                f.write("".join(f"{i}\n" for i in ids))
+                f.flush()
+                os.fsync(f.fileno())
+
+        await self.run_in_writer(work)
+
+    def _in_tree(self, paste_id: str) -> bool:
+        tree = self._tree
+        return tree is not None and _tree_has(tree, paste_id)
+
+    def pending_erasure(self) -> set[str]:
+        try:
+            return set(self._erase_file.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    async def erase(self) -> int:
+        """Erase removed pastes from history and the object store (writer thread).
+
+        History is rewritten without them (same authors, messages and dates;
+        commits left empty are dropped), then ``git repack -a -d`` and ``git
+        prune --expire=now`` delete the unreachable objects. Commit ids after
+        the oldest erased paste change: a remote gets a forced push.
+        """
+        return await self.run_in_writer(self._erase)  # type: ignore[return-value]
+
+    def _erase(self) -> int:
+        ids = self.pending_erasure()
+        if not ids:
+            return 0
+        if self.head is not None:
+            self._rewrite_without(ids)
+        git = ["git", "-C", str(self.path)]
+        for args in (["reflog", "expire", "--expire=now", "--all"],
+                     ["repack", "-a", "-d", "-q"],
+                     ["prune", "--expire=now"]):
+            subprocess.run([*git, *args], check=True, capture_output=True)
+        self._erase_file.unlink(missing_ok=True)
+        self.erased += len(ids)
+        log.info("erased %d pastes from history and the object store", len(ids))
+        return len(ids)
+
+    def _rewrite_without(self, ids: set[str]) -> None:
+        repo = self.repo
+        assert self.head is not None
+        chain = list(repo.walk(self.head, pygit2.enums.SortMode.TOPOLOGICAL
+                               | pygit2.enums.SortMode.REVERSE))
+        written: list[pygit2.Oid] = []
+        new_parent: pygit2.Oid | None = None
+        new_parent_tree: pygit2.Oid | None = None
+        rewriting = False
+        for commit in chain:
+            present = [i for i in ids if _tree_has(commit.tree, i)]
+            if not present and not rewriting:
+                new_parent, new_parent_tree = commit.id, commit.tree_id
+                continue
+            rewriting = True
+            tree_oid = (
+                self._edit_tree(commit.tree, [], present, written) if present else commit.tree_id
+            )
+            if tree_oid == new_parent_tree:
+                continue  # the commit only added what is erased
+            parents = [new_parent] if new_parent is not None else []
+            new_parent = repo.create_commit(
+                None, commit.author, commit.committer, commit.message, tree_oid, parents
+            )
+            new_parent_tree = tree_oid
+            written.append(new_parent)
+        if not rewriting:
+            return
+        self._sync_objects(written)
+        if new_parent is None:  # nothing left at all
+            self.repo.references.delete(BRANCH)
+            with self._lock:
+                self.head, self._tree = None, None
+            return
+        self.reset_to(new_parent)
+        for cb in self.on_commit:
+            cb(new_parent)
 
     def reset_to(self, oid: pygit2.Oid) -> None:
         """Move the branch to an existing commit (writer thread; e.g. after a rebase)."""

@@ -1,1 +1,122 @@
-// placeholder: the browser module lands with the browser branch
+// The paste form: encrypts in the browser when "encrypted" is checked, shows
+// the size against the limit. Without JavaScript the form still posts
+// unencrypted pastes the ordinary way.
+import { available, encrypt, makePayload } from "./crypto.js";
+
+const form = document.getElementById("paste-form");
+const textarea = form.elements.paste;
+const status = document.getElementById("form-status");
+const sizeOut = document.getElementById("paste-size");
+const submit = form.querySelector("button[type=submit]");
+const maxSize = () => Number(form.dataset.maxSize) || Infinity;
+const encoder = new TextEncoder();
+
+const NO_CRYPTO =
+  "Encryption is not available: this browser only allows it on secure pages " +
+  "(https, or http on localhost), and this page came over plain http. " +
+  "Open the site over https, or uncheck “encrypted” to paste in clear.";
+const RAW_ENCRYPTED =
+  "“raw” and “encrypted” cannot go together: the raw view is served as text " +
+  "by the server, which cannot decrypt the paste. Uncheck one of them.";
+
+function say(message) {
+  status.textContent = message;
+  status.hidden = !message;
+}
+
+function formatBytes(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
+}
+
+function showSize() {
+  const n = encoder.encode(textarea.value).length;
+  sizeOut.textContent = `${formatBytes(n)} of ${form.dataset.maxSizeText || formatBytes(maxSize())}`;
+  sizeOut.classList.toggle("over", n > maxSize());
+  return n;
+}
+
+function tooBig() {
+  return `The paste is too large: ${formatBytes(showSize())}, the limit is ${form.dataset.maxSizeText}.`;
+}
+
+async function errorMessage(response) {
+  try {
+    const body = await response.json();
+    if (body && typeof body.error === "string") return body.error;
+  } catch {
+    // not JSON: fall through
+  }
+  return `The server refused the paste (HTTP ${response.status}).`;
+}
+
+async function sendEncrypted() {
+  const fields = form.elements;
+  const payload = makePayload(textarea.value, fields.hl.value, fields.ln.checked);
+  const packed = encoder.encode(JSON.stringify(payload)).length;
+  if (packed > maxSize()) {
+    say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
+    return;
+  }
+  const { key, iv, ct } = await encrypt(payload);
+  const data = new FormData();
+  data.set("paste", ct);
+  data.set("iv", iv);
+  data.set("encrypted", "true");
+  for (const name of ["user", "comment"]) {
+    const value = fields[name].value.trim();
+    if (value) data.set(name, value);
+  }
+  let response;
+  try {
+    response = await fetch(form.action, {
+      method: "POST",
+      body: data,
+      headers: { Accept: "application/json" },
+      credentials: "same-origin",
+    });
+  } catch {
+    say("The server could not be reached; your text is still here, try again.");
+    return;
+  }
+  if (!response.ok) {
+    say(await errorMessage(response));
+    return;
+  }
+  const { code } = await response.json();
+  const target = new URL(encodeURIComponent(code), form.action);
+  target.hash = key;
+  location.assign(target.href);
+}
+
+form.addEventListener("submit", async (event) => {
+  say("");
+  if (showSize() > maxSize()) {
+    event.preventDefault();
+    say(tooBig());
+    return;
+  }
+  if (!form.elements.encrypted.checked) return; // the ordinary form post
+  event.preventDefault();
+  if (form.elements.raw.checked) return say(RAW_ENCRYPTED);
+  if (!available()) return say(NO_CRYPTO);
+  submit.disabled = true;
+  try {
+    await sendEncrypted();
+  } catch (error) {
+    say(`Encryption failed: ${error.message}`);
+  } finally {
+    submit.disabled = false;
+  }
+});
+
+textarea.addEventListener("input", showSize);
+textarea.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
+});
+if (!available()) {
+  document.getElementById("crypto-note").textContent =
+    "This page came over plain http, so the browser cannot encrypt here: use https, or uncheck “encrypted”.";
+}
+showSize();

@@ -1,0 +1,109 @@
+// Pasteur encryption format v1 (the same as pasteur/crypto.py):
+// AES-256-GCM, 32-byte random key carried in the URL fragment, 12-byte random
+// iv, no additional data, 128-bit tag appended; plaintext is the UTF-8 JSON
+// payload {"v":1,"text":…,"lang":…,"ln":…}; key, iv and ciphertext travel as
+// base64url without padding. No dependencies; the key never leaves the page.
+
+export const VERSION = 1;
+const KEY_BYTES = 32;
+const IV_BYTES = 12;
+const TAG_BYTES = 16;
+
+// Why decryption failed: "key" (malformed key), "data" (malformed iv or
+// ciphertext), "auth" (wrong key or altered paste), "payload" (bad content).
+export class DecryptError extends Error {
+  constructor(kind, message) {
+    super(message);
+    this.name = "DecryptError";
+    this.kind = kind;
+  }
+}
+
+// WebCrypto exists only in secure contexts (https, or http on localhost).
+export function available() {
+  return Boolean(globalThis.crypto && globalThis.crypto.subtle);
+}
+
+export function b64urlEncode(bytes) {
+  let bin = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    bin += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+export function b64urlDecode(text) {
+  if (typeof text !== "string" || !/^[A-Za-z0-9_-]*$/.test(text) || text.length % 4 === 1) {
+    throw new TypeError("not base64url without padding");
+  }
+  const bin = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+export function makePayload(text, lang = "", ln = false) {
+  return { v: VERSION, text, lang, ln: Boolean(ln) };
+}
+
+function checkPayload(p) {
+  if (p === null || typeof p !== "object" || Array.isArray(p)) throw new TypeError("the payload must be an object");
+  if (p.v !== VERSION) throw new TypeError(`unsupported payload version ${p.v}`);
+  if (typeof p.text !== "string") throw new TypeError("the payload text must be a string");
+  if ("lang" in p && typeof p.lang !== "string") throw new TypeError("the payload lang must be a string");
+  if ("ln" in p && typeof p.ln !== "boolean") throw new TypeError("the payload ln must be a boolean");
+}
+
+function importKey(raw, usage) {
+  return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, [usage]);
+}
+
+// Deterministic encryption with a given key and iv (Uint8Arrays): returns ct.
+export async function seal(key, iv, payload) {
+  checkPayload(payload);
+  if (key.length !== KEY_BYTES || iv.length !== IV_BYTES) throw new TypeError("key must be 32 bytes, iv 12");
+  const plain = new TextEncoder().encode(JSON.stringify(payload));
+  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, await importKey(key, "encrypt"), plain);
+  return b64urlEncode(new Uint8Array(ct));
+}
+
+// Encrypts with a fresh key and iv: resolves to {key, iv, ct}, all base64url.
+export async function encrypt(payload) {
+  const key = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
+  const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
+  const ct = await seal(key, iv, payload);
+  return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct };
+}
+
+// Decrypts and checks a payload; rejects with a DecryptError.
+export async function decrypt(keyText, ivText, ctText) {
+  let key, iv, ct;
+  try {
+    key = b64urlDecode(keyText);
+  } catch {
+    throw new DecryptError("key", "the key is not valid base64url");
+  }
+  if (key.length !== KEY_BYTES) throw new DecryptError("key", "the key must be 32 bytes");
+  try {
+    iv = b64urlDecode(ivText);
+    ct = b64urlDecode(ctText);
+  } catch {
+    throw new DecryptError("data", "the stored iv or ciphertext is malformed");
+  }
+  if (iv.length !== IV_BYTES || ct.length < TAG_BYTES) {
+    throw new DecryptError("data", "the stored iv or ciphertext is malformed");
+  }
+  let plain;
+  try {
+    plain = await crypto.subtle.decrypt({ name: "AES-GCM", iv }, await importKey(key, "decrypt"), ct);
+  } catch {
+    throw new DecryptError("auth", "wrong key, or the paste was altered");
+  }
+  try {
+    const payload = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain));
+    checkPayload(payload);
+    return payload;
+  } catch {
+    throw new DecryptError("payload", `not a valid v${VERSION} payload`);
+  }
+}

@@ -1,0 +1,437 @@
+"""The browser side against the real server, in headless Chromium (Playwright).
+
+One browser for the module; every page records console errors, page errors and
+Content-Security-Policy violations, and each test checks there were none.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pasteur import crypto
+
+playwright_api = pytest.importorskip("playwright.sync_api")
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A name that is not localhost: plain http to it is not a secure context,
+    # so WebCrypto is missing there (what a visitor of a plain-http site gets).
+    "--host-resolver-rules=MAP insecure.pasteur.test 127.0.0.1",
+]
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "crypto-v1.json").read_text("utf-8"))
+
+SECRET = "launch_codes_8f2c91"
+PYTHON_CODE = (
+    "import os\n"
+    "\n"
+    "def greet(name):\n"
+    f'    """Say hello; {SECRET}."""\n'
+    "    return f'Hello, {name}!'  # <b>not bold</b>\n"
+)
+
+# Reports CSP violations to the console, where the page fixture collects them.
+CSP_LISTENER = """
+document.addEventListener("securitypolicyviolation", (e) => {
+  console.error(`CSP violation: ${e.violatedDirective} blocked ${e.blockedURI}`);
+});
+"""
+
+
+@pytest.fixture(scope="module")
+def server(shared_server):
+    """One `pasteur serve` (tests/conftest.py) for the whole module."""
+    return shared_server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Problems(list):
+    """Console errors, uncaught page errors and CSP violations of one page."""
+
+    def ignore(self, text):
+        self[:] = [p for p in self if text not in p]
+
+    def check(self):
+        # A document served with an error status (404, 400) is logged as a failed
+        # load: that is expected where a test asks for one; anything else is not.
+        real = [p for p in self if "Failed to load resource" not in p]
+        assert real == [], real
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])
+    context.add_init_script(CSP_LISTENER)
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    problems = Problems()
+    pg.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.problems = problems
+    yield pg
+    context.close()
+    problems.check()
+
+
+def repo_of(data: Path) -> Path:
+    """The Git repository under the server's data directory."""
+    data = Path(data)
+    for candidate in [data, *sorted(data.rglob("*"))]:
+        if (
+            candidate.is_dir()
+            and (candidate / "HEAD").is_file()
+            and (candidate / "objects").is_dir()
+        ):
+            return candidate
+        if (candidate / ".git").is_dir():
+            return candidate / ".git"
+    raise AssertionError(f"no Git repository under {data}")
+
+
+def git(server, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo_of(server.data)), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+def commit_count(server) -> int:
+    try:
+        return int(git(server, "rev-list", "--count", "HEAD"))
+    except (subprocess.CalledProcessError, AssertionError):
+        return 0
+
+
+def stored_blob(server, paste_id: str) -> str:
+    return git(server, "cat-file", "-p", f"HEAD:{paste_id[0]}/{paste_id[1]}/{paste_id}")
+
+
+def wait_for_commit(server, before: int) -> None:
+    """The store may commit in groups: wait until HEAD moved."""
+    import time
+
+    deadline = time.monotonic() + 5
+    while commit_count(server) <= before and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def fill_form(page, server, text, lang="", ln=False, raw=False, encrypted=True):
+    page.goto(server.url + "/")
+    page.get_by_label("Your text").fill(text)
+    page.get_by_label("Language").select_option(lang)
+    page.get_by_label("Line numbers").set_checked(ln)
+    page.get_by_label("Raw").set_checked(raw)
+    page.get_by_label("Encrypted").set_checked(encrypted)
+
+
+def split_link(url: str) -> tuple[str, str]:
+    m = re.fullmatch(r".*/([A-Za-z0-9_-]+)#([A-Za-z0-9_-]+)", url)
+    assert m, url
+    return m.group(1), m.group(2)
+
+
+# -- 1, 2: encrypted paste through the form --------------------------------
+
+
+@pytest.fixture(scope="module")
+def encrypted_link(browser, server):
+    """Paste PYTHON_CODE encrypted through the form; the link with its key."""
+    context = browser.new_context()
+    pg = context.new_page()
+    fill_form(pg, server, PYTHON_CODE, lang="python", ln=True)
+    pg.get_by_role("button", name="Paste").click()
+    pg.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    url = pg.url
+    context.close()
+    return url
+
+
+def test_encrypted_paste_round_trip(page, server, encrypted_link):
+    paste_id, key = split_link(encrypted_link)
+    page.goto(encrypted_link)
+    code = page.locator("#paste-code")
+    code.locator(".hljs-keyword").first.wait_for()
+    assert code.inner_text() == PYTHON_CODE
+    assert code.locator(".hljs-string").count() > 0
+    assert "&lt;b&gt;" in code.inner_html()  # escaped, not markup
+    # Line numbers: one counted line per source line, drawn by CSS, not text.
+    assert page.locator("#paste").get_attribute("class") == "numbered"
+    assert code.locator(".line").count() == PYTHON_CODE.count("\n")
+    before = code.locator(".line").first.evaluate("e => getComputedStyle(e, '::before').content")
+    assert before == "counter(line)"
+    assert page.locator("#paste-status").is_hidden()
+    assert page.locator("#paste-lang").inner_text() == "python"
+    # Copy puts the exact text, without numbers, on the clipboard.
+    page.get_by_role("button", name="Copy").click()
+    assert page.evaluate("navigator.clipboard.readText()") == PYTHON_CODE
+    # Raw opens a Blob URL with the text in a new tab.
+    raw_link = page.get_by_role("link", name="Raw")
+    assert raw_link.get_attribute("href").startswith("blob:")
+    with page.context.expect_page() as popup_info:
+        raw_link.click()
+    popup = popup_info.value
+    popup.wait_for_load_state()
+    assert popup.locator("body").inner_text() == PYTHON_CODE
+    popup.close()
+    assert page.get_by_role("link", name="Download").get_attribute("download") == f"{paste_id}.txt"
+
+    # The server holds neither the text nor the key: not in Git, not in its log.
+    blob = stored_blob(server, paste_id)
+    log = Path(server.log_path).read_text("utf-8", errors="replace")
+    for secret in (SECRET, "def greet", key):
+        assert secret not in blob
+        assert secret not in log
+    assert page.locator("#paste").get_attribute("data-iv") in blob
+
+
+def test_encrypted_paste_without_key_or_with_wrong_key(page, server, encrypted_link):
+    paste_id, key = split_link(encrypted_link)
+    page.goto(f"{server.url}/{paste_id}")
+    status = page.locator("#paste-status")
+    assert "the link you opened has no key" in status.inner_text()
+    assert "ask its author for the full link" in status.inner_text()
+    assert page.locator("#paste").is_hidden()
+
+    wrong = crypto.b64url_encode(bytes(32))
+    page.goto(f"{server.url}/{paste_id}#{wrong}")  # same document: hashchange
+    page.get_by_text("the key in the link is wrong, or the paste was altered").wait_for()
+    assert page.locator("#paste").is_hidden()
+    assert SECRET not in page.content()
+
+    page.goto(f"{server.url}/{paste_id}#{key[:20]}")  # cut short
+    page.get_by_text("the key in the link you opened is malformed").wait_for()
+
+    page.goto(encrypted_link)  # the right key again shows the paste
+    page.locator("#paste-code .hljs-keyword").first.wait_for()
+
+
+# -- 3: unencrypted --------------------------------------------------------
+
+
+def test_unencrypted_paste_with_line_numbers_and_raw(page, server):
+    text = "def f(x):\n    return x * 2  # <i>\n\nprint(f(21))\n"
+    fill_form(page, server, text, lang="python", ln=True, encrypted=False)
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
+    paste_id = page.url.rsplit("/", 1)[1]
+    numbers = page.locator("#paste .ln")
+    assert numbers.all_inner_texts() == ["1", "2", "3", "4"]
+    assert numbers.first.evaluate("e => getComputedStyle(e).userSelect") == "none"
+    line = page.locator("#paste .line").first  # numbered once, not by counters too
+    assert line.evaluate("e => getComputedStyle(e, '::before').content") == "none"
+    assert page.locator("#paste .highlight .k").count() > 0  # Pygments classes
+    assert "&lt;i&gt;" in page.locator("#paste").inner_html()
+
+    raw = httpx.get(f"{server.url}/{paste_id}?raw=true")
+    assert raw.status_code == 200
+    assert raw.headers["content-type"].startswith("text/plain")
+    assert raw.text.replace("\r\n", "\n") == text
+
+    # With "raw" checked, the form lands on the raw view.
+    fill_form(page, server, "plain words\n", raw=True, encrypted=False)
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+\?raw=true$"))
+    assert page.locator("body").inner_text().strip() == "plain words"
+
+
+def test_show_page_works_without_javascript(browser, server):
+    context = browser.new_context(java_script_enabled=False)
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    fill_form(pg, server, "SELECT 1;\n", lang="sql", encrypted=False)
+    pg.get_by_role("button", name="Paste").click()
+    pg.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
+    assert pg.locator("#paste pre").inner_text() == "SELECT 1;\n"
+    # Encrypted without JavaScript: the server refuses and stores nothing.
+    before = commit_count(server)
+    fill_form(pg, server, "oops\n")
+    assert pg.locator("noscript").count() == 1
+    pg.get_by_role("button", name="Paste").click()
+    pg.get_by_text("nothing was stored").wait_for()
+    assert commit_count(server) == before
+    context.close()
+
+
+# -- 4: refusals in the form -------------------------------------------------
+
+
+def test_raw_and_encrypted_refused(page, server):
+    before = commit_count(server)
+    fill_form(page, server, "some text\n", raw=True, encrypted=True)
+    url = page.url
+    page.get_by_role("button", name="Paste").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "cannot go together" in alert.inner_text()
+    assert page.url == url
+    assert page.get_by_label("Your text").input_value() == "some text\n"
+    assert commit_count(server) == before
+
+
+def test_size_limit_checked_in_the_browser(page, server):
+    fill_form(page, server, "x" * 200)
+    page.evaluate("document.getElementById('paste-form').dataset.maxSize = '100'")
+    page.get_by_label("Your text").press("End")
+    page.get_by_role("button", name="Paste").click()
+    assert "too large" in page.get_by_role("alert").inner_text()
+
+
+def test_server_error_is_shown_and_text_kept(page, server):
+    fill_form(page, server, "kept text\n")
+    page.route(
+        "**/",
+        lambda route: (
+            route.fulfill(status=503, json={"error": "the store is down"})
+            if route.request.method == "POST"
+            else route.continue_()
+        ),
+    )
+    page.get_by_role("button", name="Paste").click()
+    assert page.get_by_role("alert").inner_text() == "the store is down"
+    assert page.get_by_label("Your text").input_value() == "kept text\n"
+
+
+def test_no_webcrypto_on_plain_http(page, server):
+    insecure = server.url.replace("127.0.0.1", "insecure.pasteur.test").replace(
+        "localhost", "insecure.pasteur.test"
+    )
+    page.goto(insecure + "/")
+    assert page.evaluate("window.isSecureContext") is False
+    page.get_by_label("Your text").fill("text\n")
+    before = commit_count(server)
+    page.get_by_role("button", name="Paste").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "https" in alert.inner_text() and "uncheck" in alert.inner_text()
+    assert commit_count(server) == before
+    # The show page says the same in plain words.
+    vec = VECTORS["valid"][0]
+    code = post_encrypted(server, vec["ct"], vec["iv"])
+    page.goto(f"{insecure}/{code}#{vec['key']}")
+    page.get_by_text("cannot decrypt it here").wait_for()
+    # Chromium's note that COOP needs a secure origin is expected on plain http.
+    page.problems.ignore("Cross-Origin-Opener-Policy header has been ignored")
+
+
+# -- 5: the shared format in Chromium --------------------------------------
+
+
+def post_encrypted(server, ct: str, iv: str) -> str:
+    r = httpx.post(
+        server.url + "/",
+        files={"paste": (None, ct), "iv": (None, iv), "encrypted": (None, "true")},
+        headers={"Accept": "application/json"},
+    )
+    assert r.status_code in (200, 201), r.text
+    return r.json()["code"]
+
+
+def test_crypto_vectors_in_chromium(page, server):
+    page.goto(server.url + "/")
+    result = page.evaluate(
+        """async (vectors) => {
+          const c = await import("/static/crypto.js");
+          const out = {decrypted: [], sealed: [], invalid: []};
+          for (const v of vectors.valid) {
+            out.decrypted.push(await c.decrypt(v.key, v.iv, v.ct));
+            out.sealed.push(await c.seal(c.b64urlDecode(v.key), c.b64urlDecode(v.iv), v.payload));
+          }
+          for (const v of vectors.invalid) {
+            try { await c.decrypt(v.key, v.iv, v.ct); out.invalid.push("decrypted!"); }
+            catch (e) { out.invalid.push(e.kind); }
+          }
+          const p = c.makePayload("round trip ✓\\n", "rust", true);
+          const e = await c.encrypt(p);
+          out.roundTrip = await c.decrypt(e.key, e.iv, e.ct);
+          out.lengths = [c.b64urlDecode(e.key).length, c.b64urlDecode(e.iv).length];
+          out.fresh = (await c.encrypt(p)).key !== e.key;
+          out.encrypted = e;
+          return out;
+        }""",
+        VECTORS,
+    )
+    assert result["decrypted"] == [v["payload"] for v in VECTORS["valid"]]
+    assert result["sealed"] == [v["ct"] for v in VECTORS["valid"]]
+    assert result["invalid"] == ["auth"] * len(VECTORS["invalid"])
+    assert result["roundTrip"] == {"v": 1, "text": "round trip ✓\n", "lang": "rust", "ln": True}
+    assert result["lengths"] == [32, 12] and result["fresh"]
+    e = result["encrypted"]  # and what the browser encrypts, Python decrypts
+    assert crypto.decrypt(e["key"], e["iv"], e["ct"])["text"] == "round trip ✓\n"
+
+
+def test_paste_encrypted_by_python_opens_in_browser(page, server):
+    text = 'fn main() {\n    println!("from the terminal");\n}\n'
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "rust", False))
+    code = post_encrypted(server, ct, iv)
+    page.goto(f"{server.url}/{code}#{key}")
+    page.locator("#paste-code .hljs-keyword").first.wait_for()
+    assert page.locator("#paste-code").inner_text() == text
+    assert page.locator("#paste").get_attribute("class") in (None, "")
+
+
+# -- 6: CSP on every kind of page ------------------------------------------
+
+
+def test_no_csp_violations_on_any_page(page, server, encrypted_link):
+    paste_id, _ = split_link(encrypted_link)
+    plain = httpx.post(
+        server.url + "/",
+        files={"paste": (None, "a = 1\n"), "hl": (None, "python"), "ln": (None, "true")},
+        headers={"Accept": "application/json"},
+    ).json()["code"]
+    for path in (
+        "/",
+        encrypted_link.split(server.url, 1)[1],
+        f"/{paste_id}",
+        f"/{plain}",
+        "/no-such-paste-here",
+        "/static/nope.js",
+    ):
+        response = page.goto(server.url + path)
+        csp = response.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "style-src 'self'" in csp, path
+        page.wait_for_load_state("networkidle")
+        if "no-such" in path:  # the HTML error page
+            assert response.status == 404
+            assert page.locator("h1").inner_text() == "404"
+    assert not [p for p in page.problems if "CSP" in p or "Refused" in p]
+
+
+def test_form_page_is_light(server):
+    """The form page (HTML, CSS, form.js and crypto.js) stays small, and has no highlight.js."""
+    html = httpx.get(server.url + "/", headers={"Accept-Encoding": "gzip"})
+    assert "hljs" not in html.text
+    urls = re.findall(r'(?:href|src)="(/static/[^"]+)"', html.text)
+    total = 0
+    for url in [*urls, "/static/crypto.js"]:
+        r = httpx.get(server.url + url, headers={"Accept-Encoding": "gzip"})
+        assert r.status_code == 200, url
+        total += int(r.headers.get("content-length", len(r.content)))
+    page = httpx.get(server.url + "/", headers={"Accept-Encoding": "identity"})
+    total += len(page.content)
+    assert total < 30 * 1024, total

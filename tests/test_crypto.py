@@ -1,0 +1,73 @@
+"""The v1 encryption format in Python, checked against the shared test vectors
+(tests/test_browser.py checks the same vectors with static/crypto.js in Chromium)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from pasteur import crypto
+
+VECTORS = json.loads((Path(__file__).parent / "vectors" / "crypto-v1.json").read_text("utf-8"))
+
+
+@pytest.mark.parametrize("vec", VECTORS["valid"], ids=lambda v: v["name"])
+def test_vector_decrypts(vec):
+    assert crypto.decrypt(vec["key"], vec["iv"], vec["ct"]) == vec["payload"]
+
+
+@pytest.mark.parametrize("vec", VECTORS["valid"], ids=lambda v: v["name"])
+def test_vector_encrypts_to_same_ct(vec):
+    key = crypto.b64url_decode(vec["key"])
+    iv = crypto.b64url_decode(vec["iv"])
+    assert crypto.seal(key, iv, vec["payload"]) == vec["ct"]
+
+
+@pytest.mark.parametrize("vec", VECTORS["invalid"], ids=lambda v: v["name"])
+def test_invalid_vector_fails(vec):
+    with pytest.raises(crypto.DecryptError):
+        crypto.decrypt(vec["key"], vec["iv"], vec["ct"])
+
+
+def test_round_trip_fresh_key_and_iv():
+    payload = crypto.make_payload("print('hi')\n" * 1000, "python", True)
+    key, iv, ct = crypto.encrypt(payload)
+    assert len(crypto.b64url_decode(key)) == 32
+    assert len(crypto.b64url_decode(iv)) == 12
+    assert "=" not in key + iv + ct and "+" not in key + iv + ct and "/" not in key + iv + ct
+    assert crypto.decrypt(key, iv, ct) == payload
+    key2, iv2, ct2 = crypto.encrypt(payload)
+    assert key2 != key and iv2 != iv and ct2 != ct
+
+
+def test_ciphertext_hides_plaintext():
+    key, iv, ct = crypto.encrypt(crypto.make_payload("very secret words"))
+    assert b"secret" not in crypto.b64url_decode(ct)
+
+
+@pytest.mark.parametrize(
+    "key, iv, ct",
+    [
+        ("AAEC=", "ZGVmZ2hpamtsbW5v", "AAAA"),  # padding refused
+        ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "ZGVmZ2hpamtsbW5v", "A+/"),  # not url
+        ("AAECAwQF", "ZGVmZ2hpamtsbW5v", "A" * 40),  # short key
+        ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "ZGVm", "A" * 40),  # short iv
+        ("AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8", "ZGVmZ2hpamtsbW5v", "AAAA"),  # no tag
+        ("", "", ""),
+    ],
+)
+def test_malformed_inputs(key, iv, ct):
+    with pytest.raises(crypto.DecryptError):
+        crypto.decrypt(key, iv, ct)
+
+
+def test_wrong_version_payload_refused():
+    key = bytes(32)
+    iv = bytes(12)
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    ct = crypto.b64url_encode(AESGCM(key).encrypt(iv, b'{"v":2,"text":"x"}', None))
+    with pytest.raises(crypto.DecryptError, match="v1"):
+        crypto.decrypt(crypto.b64url_encode(key), crypto.b64url_encode(iv), ct)
+    with pytest.raises(ValueError):
+        crypto.seal(key, iv, {"v": 2, "text": "x"})
