@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import ssl
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -33,6 +36,7 @@ from .fixtures_acme import (  # noqa: F401 - fixtures
     knot_fixture,
     pebble_fixture,
     running,
+    wait_port,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -256,3 +260,25 @@ def test_issuer_stores_random_keys_once(tmp_path: Path) -> None:
     one, two = AcmeIssuer(settings, {}), AcmeIssuer(settings, {})
     assert key_pem(one.account_key) == key_pem(two.account_key)
     assert key_pem(one.cert_key) != key_pem(one.account_key)
+
+
+def test_pasteur_serve_https_end_to_end(pebble: Pebble, tmp_path: Path) -> None:
+    """`pasteur serve --https`: real app, certificate from pebble, h2, port-80 redirect."""
+    host, port = f"www.{ZONE}", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PASTEUR_")}
+    argv = acme_argv(pebble, tmp_path, host, "--cert-seed", "e2e")
+    argv[argv.index("--https-port") + 1] = str(port)
+    proc = subprocess.Popen([sys.executable, "-m", "pasteur", "serve", *argv],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+    try:
+        wait_port(port, proc, timeout=30)
+        ctx = ssl.create_default_context(cadata=pebble.root_pem().decode())
+        with httpx.Client(http2=True, verify=ctx) as c:
+            r = c.get(f"https://127.0.0.1:{port}/healthz", extensions={"sni_hostname": host})
+            assert r.status_code == 200 and r.http_version == "HTTP/2"
+        r = httpx.get(f"http://127.0.0.1:{pebble.http_port}/abc")
+        assert r.status_code == 301 and r.headers["location"] == f"https://{host}:{port}/abc"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=10)
+    assert b"Traceback" not in err, err.decode()
