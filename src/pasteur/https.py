@@ -260,7 +260,7 @@ def _bind(host: str, port: int) -> str:
 class HttpsServer:
     """The TLS listener, the port-80 listener and, with --https, the ACME renewal loop."""
 
-    def __init__(self, app: ASGIApp, core_config: Any) -> None:
+    def __init__(self, app: ASGIApp | None, core_config: Any) -> None:
         self.app = app
         self.config = config = options(core_config)
         self.tls = LiveTLS()
@@ -307,6 +307,7 @@ class HttpsServer:
             else:
                 self.tls.load_files(self.config.tls_cert, self.config.tls_key)
                 self._tasks.append(asyncio.create_task(self._watch_files(), name="renewal"))
+            assert self.app is not None, "HttpsServer.app is not set"
             self._start(self.app, self.https_port, secure=True)
             self.ready.set()
             await self._stop.wait()
@@ -364,9 +365,22 @@ class HttpsServer:
         log.info("listening on %s://%s", scheme, _bind(self.host, port))
 
 
-async def serve(app: ASGIApp, config: Any) -> None:
+def prepare(config: Any) -> HttpsServer | None:
+    """Check the HTTPS options before anything else starts (called by `pasteur serve`):
+    None when HTTPS is not asked for; a bad option exits with one line."""
+    if not https_requested(config):
+        return None
+    try:
+        return HttpsServer(None, config)
+    except HttpsError as e:
+        raise SystemExit(f"pasteur: {e}") from None
+
+
+async def serve(app: ASGIApp, config: Any, server: HttpsServer | None = None) -> None:
     """Serve `app` over HTTPS as the options say (called by `pasteur serve`)."""
     try:
-        await HttpsServer(app, config).run()
+        server = server or HttpsServer(app, config)
+        server.app = app
+        await server.run()
     except HttpsError as e:
         raise SystemExit(f"pasteur: {e}") from None
