@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pasteur.https import HttpsServer
 
 ZONE = "pasteur.test"
+LOCKED_ZONE = "locked.test"  # served by knot, but no key may update it
 TSIG_NAME = "pasteur-update"
 TSIG_ALG = "hmac-sha256"
 TSIG_SECRET = base64.b64encode(b"pasteur test tsig secret, 32 byt").decode()
@@ -136,6 +137,7 @@ template:
 zone:
   - domain: {zone}
     acl: update
+  - domain: {locked}
 """
 
 ZONE_FILE = """\
@@ -157,8 +159,10 @@ def knot_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Knot]:
     (d / "db").mkdir()
     port = free_port()
     (d / "knot.conf").write_text(KNOT_CONF.format(dir=d, port=port, key=TSIG_NAME, alg=TSIG_ALG,
-                                                  secret=TSIG_SECRET, zone=ZONE))
-    (d / f"{ZONE}.zone").write_text(ZONE_FILE.format(zone=ZONE))
+                                                  secret=TSIG_SECRET, zone=ZONE,
+                                                  locked=LOCKED_ZONE))
+    for zone in (ZONE, LOCKED_ZONE):
+        (d / f"{zone}.zone").write_text(ZONE_FILE.format(zone=zone))
     proc = subprocess.Popen(["knotd", "-c", str(d / "knot.conf")], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

@@ -27,6 +27,7 @@ from pasteur.acme import (
 from pasteur.https import HttpsError, HttpsServer
 
 from .fixtures_acme import (  # noqa: F401 - fixtures
+    LOCKED_ZONE,
     ZONE,
     Knot,
     Pebble,
@@ -170,6 +171,9 @@ def test_bad_tsig_key(knot: Knot) -> None:
 def test_dns_server_refuses_update(knot: Knot) -> None:
     with pytest.raises(AcmeError, match="is not the primary of a zone holding"):
         dns_update(dns_cfg(knot), "_acme-challenge.www.example.org", "x", add=True)
+    # knot answers an update its ACL does not allow as a bad key (NOTAUTH, BADKEY)
+    with pytest.raises(AcmeError, match="rejected TSIG key .* not allowed to update"):
+        dns_update(dns_cfg(knot), f"_acme-challenge.www.{LOCKED_ZONE}", "x", add=True)
 
 
 def test_dns_server_unreachable() -> None:
