@@ -1,7 +1,8 @@
 """Measure HTTPS throughput of the candidate TLS servers (hypercorn, granian).
 
-Usage: python bench/tls_servers.py [seconds]. Needs wrk and openssl; runs the
-server on CPU 0 and wrk (64 connections, HTTPS/1.1) on CPU 1 against a 2 KiB GET.
+Usage: python bench/tls_servers.py [seconds]. Needs wrk and openssl; runs the server on
+CPU 0 and wrk (64 connections, HTTPS/1.1) on CPU 1 against a 2 KiB GET, then h2load
+(64 connections, h2) if installed (Debian package nghttp2-client).
 The app is a Starlette app, as in Pasteur. granian is not a dependency of Pasteur:
 `pip install granian` to include it (skipped otherwise). Results go to stdout.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -56,6 +58,17 @@ def _wrk(port: int, seconds: int) -> float:
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
 
 
+def _h2load(port: int, seconds: int) -> float | None:
+    if shutil.which("h2load") is None:  # Debian package nghttp2-client
+        return None
+    out = subprocess.run(
+        ["taskset", "-c", "1", "h2load", f"-D{seconds}", "-c64", "-m1",
+         f"https://127.0.0.1:{port}/"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    return float(re.search(r"finished in [\d.]+s, ([\d.]+) req/s", out).group(1))
+
+
 def main() -> None:
     seconds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     tmp = Path(tempfile.mkdtemp())
@@ -89,6 +102,9 @@ def main() -> None:
             _wait(port)
             rate = _wrk(port, seconds)
             print(f"{name:20s} HTTPS/1.1 {rate:8.0f} req/s", flush=True)
+            h2 = _h2load(port, seconds)
+            if h2 is not None:
+                print(f"{name:20s} h2        {h2:8.0f} req/s", flush=True)
         finally:
             proc.terminate()
             proc.wait()
