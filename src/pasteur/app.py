@@ -232,7 +232,8 @@ class Sweeper:
                     and time.monotonic() - self.last_erase >= config.erase_interval
                 ):
                     self.last_erase = time.monotonic()
-                    await self.pasteur.store.erase()
+                    if await self.pasteur.store.erase():
+                        self.pasteur.commits.clear()  # commit ids were rewritten
             except Exception as exc:  # noqa: BLE001 - keep sweeping; say why it failed
                 log.error("sweeping expired pastes failed: %s", exc)
 
