@@ -9,11 +9,14 @@ import heapq
 import hmac
 import json
 import logging
+import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -24,7 +27,17 @@ from . import languages
 from .assets import Bundle, choose_encoding
 from .config import Config, parse_duration
 from .form import FormError, format_size, read_upload
-from .paste import InvalidPaste, Paste, iso, kdf_params, new_token, parse_iso
+from .paste import (
+    InvalidPaste,
+    Paste,
+    checked_b64url,
+    escaped_text,
+    iso,
+    kdf_params,
+    new_token,
+    parse_iso,
+    write_document,
+)
 from .render import environment, highlight
 from .store import Store, StoreError, valid_id
 
@@ -219,7 +232,8 @@ class Sweeper:
                     and time.monotonic() - self.last_erase >= config.erase_interval
                 ):
                     self.last_erase = time.monotonic()
-                    await self.pasteur.store.erase()
+                    if await self.pasteur.store.erase():
+                        self.pasteur.commits.clear()  # commit ids were rewritten
             except Exception as exc:  # noqa: BLE001 - keep sweeping; say why it failed
                 log.error("sweeping expired pastes failed: %s", exc)
 
@@ -285,6 +299,8 @@ class Pasteur:
         self.templates.globals.update(title=config.title, subtitle=config.subtitle)
         self.cache = PageCache()
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
+        self.spool_dir = config.data / "tmp"
+        self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.burning: set[str] = set()
         self.commits: dict[str, str] = {}
         self.sweeper = Sweeper(self)
@@ -356,6 +372,7 @@ class Pasteur:
                 length,
                 self.config.max_size,
                 self.config.body_timeout,
+                self.spool_dir,
             )
         except FormError as exc:
             return self.error(request, exc.status, exc.message, close=exc.status in (408, 413))
@@ -368,21 +385,29 @@ class Pasteur:
             # A raw body (curl --data-binary): options come in the query string.
             fields = {k: v for k, v in request.query_params.items() if k in ("hl", "ln", "raw")}
             upload.fields = fields
-        try:
-            paste = self._paste_from(upload)
-            paste, expiry = self._options(paste, upload)
-        except FormError as exc:
-            return self.error(request, exc.status, exc.message)
         token, token_hash = new_token()
-        paste = paste.with_options(del_hash=token_hash)
         user = fields.get("user", "").strip() or None
         comment = fields.get("comment", "").strip() or None
+        document: bytes | Path = b""
         try:
-            paste_id = await self.store.add(paste.to_json(), user, comment)
+            paste, big = self._paste_from(upload)
+            paste, expiry = self._options(paste, upload)
+            paste = paste.with_options(del_hash=token_hash)
+            if big:
+                document = await asyncio.to_thread(self._write_document, paste, upload)
+            else:
+                document = paste.to_json()
+            paste_id = await self.store.add(document, user, comment)
+        except FormError as exc:
+            return self.error(request, exc.status, exc.message)
         except StoreError as exc:
             return self.error(
                 request, 503, f"the paste could not be stored, nothing was saved ({exc})"
             )
+        finally:
+            upload.close()
+            if isinstance(document, Path):
+                document.unlink(missing_ok=True)
         if paste.expires:
             self.sweeper.watch(paste_id, paste.expires)
         base = self.base_url(request)
@@ -433,12 +458,16 @@ class Pasteur:
         expires = iso(time.time() + expiry) if expiry else None
         return paste.with_options(expires=expires, burn=upload.flag("burn"), kdf=kdf), expiry
 
-    def _paste_from(self, upload: Any) -> Paste:
+    def _paste_from(self, upload: Any) -> tuple[Paste, bool]:
+        """The paste of an upload, and whether its content stays on disk (large)."""
         if not upload.has_paste:
             raise FormError(400, "the form has no 'paste' field")
-        if not upload.paste:
+        size = upload.body.size
+        if size == 0:
             raise FormError(400, "the paste is empty")
+        big = upload.body.spooled
         max_size = self.config.max_size
+        too_large = FormError(413, f"paste too large: the limit is {format_size(max_size)}")
         if upload.flag("encrypted"):
             if upload.flag("raw"):
                 raise FormError(
@@ -451,27 +480,51 @@ class Pasteur:
                     "encryption was asked for but the paste arrived unencrypted (is JavaScript "
                     "on?); nothing was stored. Uncheck 'encrypted' to paste in clear.",
                 )
+            # A large ciphertext is checked while it is copied (write_document).
+            ct = "A" * 22 if big else upload.paste.decode("ascii", "replace")
             try:
-                paste = Paste.sealed(upload.paste.decode("ascii"), iv)
-            except (UnicodeDecodeError, InvalidPaste) as exc:
+                paste = Paste.sealed(ct, iv)
+            except InvalidPaste as exc:
                 raise FormError(400, f"bad encrypted paste: {exc}") from exc
+            if big:
+                paste = paste.with_options(ct="", size=size * 3 // 4)
             if paste.size > max_size + 16:
-                raise FormError(413, f"paste too large: the limit is {format_size(max_size)}")
-            return paste
-        if len(upload.paste) > max_size:
-            raise FormError(413, f"paste too large: the limit is {format_size(max_size)}")
+                raise too_large
+            return paste, big
+        if size > max_size:
+            raise too_large
+        lang = upload.fields.get("hl", "")
+        if not lang and upload.filename:
+            lang = languages.guess_from_filename(upload.filename)
+        if lang and lang not in languages.NAMES:
+            raise FormError(400, f"unknown language {lang!r}")
+        if big:
+            return Paste.plain("", lang, upload.flag("ln")).with_options(size=size), True
         try:
             text = upload.paste.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormError(
                 400, f"the paste is not UTF-8 text (bad byte at offset {exc.start})"
             ) from exc
-        lang = upload.fields.get("hl", "")
-        if not lang and upload.filename:
-            lang = languages.guess_from_filename(upload.filename)
-        if lang and lang not in languages.NAMES:
-            raise FormError(400, f"unknown language {lang!r}")
-        return Paste.plain(text, lang, upload.flag("ln"))
+        return Paste.plain(text, lang, upload.flag("ln")), False
+
+    def _write_document(self, paste: Paste, upload: Any) -> Path:
+        """Write the stored document of a large paste to a file, checking its content."""
+        out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed over to the store
+            dir=self.spool_dir, prefix="paste-", delete=False
+        )
+        try:
+            with out:
+                body = upload.body.chunks()
+                content = checked_b64url(body) if paste.encrypted else escaped_text(body)
+                write_document(out, paste, content)
+        except InvalidPaste as exc:
+            Path(out.name).unlink(missing_ok=True)
+            raise FormError(400, f"bad paste: {exc}") from exc
+        except BaseException:
+            Path(out.name).unlink(missing_ok=True)
+            raise
+        return Path(out.name)
 
     async def show(self, request: Request) -> Response:
         paste_id = request.path_params["paste_id"]
@@ -642,12 +695,19 @@ class Pasteur:
         if request.query_params.get("token"):
             return request.query_params["token"]
         if request.method == "POST":
-            length = int(request.headers.get("content-length") or 0)
-            if 0 < length <= 4096:
-                form = await request.form()
-                value = form.get("token")
-                if isinstance(value, str) and value:
-                    return value
+            try:
+                upload = await read_upload(
+                    request.stream(), request.headers.get("content-type", ""),
+                    None, 4096, self.config.body_timeout,
+                )
+            except (FormError, ClientDisconnect):
+                upload = None
+            if upload is not None:
+                token = upload.fields.get("token")
+                if token is None and upload.paste:
+                    token = parse_qs(upload.paste.decode("utf-8", "replace")).get("token", [""])[0]
+                if token:
+                    return token
         return request.cookies.get(CREATOR_COOKIE, "")
 
     async def static(self, request: Request) -> Response:
@@ -716,6 +776,11 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return pasteur.error(request, 405, f"method {request.method} not allowed here")
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.exception("error on %s %s", request.method, request.url.path, exc_info=exc)
+        return pasteur.error(request, 500, "internal error: nothing was changed")
+
+    app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     front = Frontdoor(app, config.auth)

@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_https_arguments(serve)
     EnvDefaults(serve).apply()
+    from .client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -185,6 +188,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("paste", "get"):
+        from .client import run
+
+        return run(args)
     if args.command == "serve":
         if args.max_expiry is not None and (
             args.default_expiry is None or args.default_expiry > args.max_expiry

@@ -9,6 +9,11 @@
 - ciphertext and iv travel and are stored as base64url without padding.
 
 The server never sees the key: it stores ``ct`` and ``iv`` only.
+
+Password pastes: the AES key is PBKDF2-HMAC-SHA256(password = fragment key bytes ‖
+UTF-8 password, salt = 16 random bytes, iterations ≥ 600,000, 32 bytes); the salt
+(base64url) and the iteration count are sent as ``salt`` and ``iter`` and stored in
+clear. The fragment alone, or the password alone, decrypts nothing.
 """
 
 from __future__ import annotations
@@ -21,11 +26,15 @@ import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 VERSION = 1
 KEY_BYTES = 32
 IV_BYTES = 12
 TAG_BYTES = 16
+SALT_BYTES = 16
+KDF_ITERATIONS = 600_000
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -79,16 +88,43 @@ def encrypt(
     return b64url_encode(key), b64url_encode(iv), ct
 
 
-def decrypt(key_b64url: str, iv_b64url: str, ct_b64url: str) -> dict:
-    """Decrypt and check a payload; raises DecryptError."""
+def derive_key(key: bytes, password: str, salt: bytes, iterations: int) -> bytes:
+    """The AES key of a password paste (see the module's description)."""
+    kdf = PBKDF2HMAC(algorithm=SHA256(), length=KEY_BYTES, salt=salt, iterations=iterations)
+    return kdf.derive(key + password.encode("utf-8"))
+
+
+def encrypt_with_password(
+    payload: dict, password: str, iterations: int = KDF_ITERATIONS
+) -> tuple[str, str, str, str, int]:
+    """Encrypt with a password: returns (key, iv, ct, salt, iterations), base64url."""
+    key, iv, salt = os.urandom(KEY_BYTES), os.urandom(IV_BYTES), os.urandom(SALT_BYTES)
+    ct = seal(derive_key(key, password, salt, iterations), iv, payload)
+    return b64url_encode(key), b64url_encode(iv), ct, b64url_encode(salt), iterations
+
+
+def decrypt(
+    key_b64url: str,
+    iv_b64url: str,
+    ct_b64url: str,
+    password: str | None = None,
+    salt_b64url: str | None = None,
+    iterations: int | None = None,
+) -> dict:
+    """Decrypt and check a payload (with the password of a password paste)."""
     try:
         key = b64url_decode(key_b64url)
         iv = b64url_decode(iv_b64url)
         ct = b64url_decode(ct_b64url)
+        salt = b64url_decode(salt_b64url) if salt_b64url is not None else None
     except ValueError as exc:
         raise DecryptError("malformed key, iv or ciphertext") from exc
     if len(key) != KEY_BYTES:
         raise DecryptError("the key must be 32 bytes")
+    if salt is not None:
+        if password is None:
+            raise DecryptError("this paste needs a password")
+        key = derive_key(key, password, salt, iterations or KDF_ITERATIONS)
     if len(iv) != IV_BYTES:
         raise DecryptError("the iv must be 12 bytes")
     if len(ct) < TAG_BYTES:

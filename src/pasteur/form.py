@@ -9,8 +9,11 @@ is refused with 413 at once, without reading the rest.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import tempfile
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
 
 from multipart import MultipartError, ParserLimitReached, PushMultipartParser, parse_options_header
 
@@ -27,6 +30,7 @@ FIELDS = {
     "burn": 16,
     "salt": 64,
     "iter": 16,
+    "token": 64,
 }
 PASTE_FIELD = "paste"
 MAX_PARTS = 32
@@ -37,6 +41,48 @@ FORM_OVERHEAD = 64 * 1024
 
 # Seconds a request body may stall before the upload is answered 408.
 BODY_IDLE_TIMEOUT = 30.0
+# A paste field larger than this goes to a temporary file, not memory.
+SPOOL_THRESHOLD = 4 << 20
+
+
+class Spool:
+    """The paste field's bytes: in memory up to SPOOL_THRESHOLD, then on disk."""
+
+    def __init__(self, directory: Path | None = None, threshold: int = SPOOL_THRESHOLD) -> None:
+        self.directory = directory
+        self.threshold = threshold
+        self.buf = bytearray()
+        self.file: BinaryIO | None = None
+        self.size = 0
+
+    @property
+    def spooled(self) -> bool:
+        return self.file is not None
+
+    def write(self, chunk: bytes | bytearray) -> None:
+        self.size += len(chunk)
+        if self.file is None and len(self.buf) + len(chunk) > self.threshold:
+            self.file = tempfile.TemporaryFile(dir=self.directory, prefix="upload-")  # noqa: SIM115
+            self.file.write(self.buf)
+            self.buf = bytearray()
+        if self.file is not None:
+            self.file.write(chunk)
+        else:
+            self.buf += chunk
+
+    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
+        if self.file is None:
+            yield bytes(self.buf)
+            return
+        self.file.seek(0)
+        while block := self.file.read(size):
+            yield block
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+        self.buf = bytearray()
 
 
 class FormError(Exception):
@@ -48,10 +94,19 @@ class FormError(Exception):
 
 @dataclass
 class Upload:
-    paste: bytes = b""
+    body: Spool = field(default_factory=Spool)
     filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     has_paste: bool = False
+
+    @property
+    def paste(self) -> bytes:
+        """The paste field in memory (only when it was not spooled to disk)."""
+        assert not self.body.spooled, "a spooled paste is read with body.chunks()"
+        return bytes(self.body.buf)
+
+    def close(self) -> None:
+        self.body.close()
 
     def flag(self, name: str) -> bool:
         return self.fields.get(name, "").lower() in ("1", "true", "on", "yes")
@@ -96,6 +151,7 @@ async def read_upload(
     content_length: int | None,
     max_paste: int,
     idle_timeout: float = BODY_IDLE_TIMEOUT,
+    spool_dir: Path | None = None,
 ) -> Upload:
     """Read a POST body into an Upload, enforcing every limit while streaming."""
     chunks = _guarded(chunks, idle_timeout)
@@ -107,23 +163,33 @@ async def read_upload(
         boundary = options.get("boundary")
         if not boundary:
             raise FormError(400, "multipart/form-data without a boundary")
-        return await _read_multipart(chunks, boundary, content_length or -1, max_paste, limit)
-    return await _read_raw(chunks, max_paste)
-
-
-async def _read_raw(chunks: AsyncIterator[bytes], max_paste: int) -> Upload:
-    buf = bytearray()
-    async for chunk in chunks:
-        if len(buf) + len(chunk) > max_paste:
-            raise too_large(max_paste)
-        buf += chunk
-    return Upload(paste=bytes(buf), has_paste=True)
+        upload = Upload(Spool(spool_dir))
+        try:
+            await _read_multipart(upload, chunks, boundary, content_length or -1, max_paste, limit)
+        except BaseException:
+            upload.close()
+            raise
+        return upload
+    upload = Upload(Spool(spool_dir), has_paste=True)
+    try:
+        async for chunk in chunks:
+            if upload.body.size + len(chunk) > max_paste:
+                raise too_large(max_paste)
+            upload.body.write(chunk)
+    except BaseException:
+        upload.close()
+        raise
+    return upload
 
 
 async def _read_multipart(
-    chunks: AsyncIterator[bytes], boundary: str, length: int, max_paste: int, limit: int
-) -> Upload:
-    upload = Upload()
+    upload: Upload,
+    chunks: AsyncIterator[bytes],
+    boundary: str,
+    length: int,
+    max_paste: int,
+    limit: int,
+) -> None:
     # An encrypted paste arrives as base64url of the ciphertext (+16 bytes tag).
     paste_limit = max(max_paste, b64_length(max_paste + 16))
     try:
@@ -150,7 +216,6 @@ async def _read_multipart(
                 for event in parser.parse(chunk):
                     if event is None:  # end of a part
                         if name == PASTE_FIELD:
-                            upload.paste = bytes(buf)
                             upload.has_paste = True
                         elif name is not None:
                             upload.fields[name] = _text(name, buf)
@@ -158,9 +223,12 @@ async def _read_multipart(
                     elif isinstance(event, bytes | bytearray):
                         if name is None:
                             continue
-                        if len(buf) + len(event) > cap:
-                            if name == PASTE_FIELD:
+                        if name == PASTE_FIELD:
+                            if upload.body.size + len(event) > cap:
                                 raise too_large(max_paste)
+                            upload.body.write(event)
+                            continue
+                        if len(buf) + len(event) > cap:
                             raise FormError(400, f"field {name!r} is too long")
                         buf += event
                     else:
@@ -178,7 +246,6 @@ async def _read_multipart(
         raise FormError(400, f"form refused: {exc}") from exc
     except MultipartError as exc:
         raise FormError(400, f"malformed multipart body: {exc}") from exc
-    return upload
 
 
 def _text(name: str, value: bytearray) -> str:

@@ -21,15 +21,17 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
 import hashlib
 import hmac
 import json
 import re
 import secrets
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
@@ -37,6 +39,7 @@ KDF_ALG = "pbkdf2-sha256"
 MIN_KDF_ITERATIONS = 600_000
 MAX_KDF_ITERATIONS = 10_000_000
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_B64URL_BYTES = re.compile(rb"[A-Za-z0-9_-]*")
 
 
 class InvalidPaste(ValueError):
@@ -172,3 +175,49 @@ def kdf_params(salt: str, iterations: str) -> dict[str, Any]:
             f"PBKDF2 iterations must be between {MIN_KDF_ITERATIONS} and {MAX_KDF_ITERATIONS}"
         )
     return {"alg": KDF_ALG, "salt": salt, "iter": int(iterations)}
+
+
+def write_document(out: BinaryIO, paste: Paste, content: Iterable[bytes]) -> None:
+    """Write a paste's document with its content streamed in (large pastes).
+
+    ``paste`` carries the metadata with an empty text or ciphertext, which is
+    the document's last key; ``content`` yields it already JSON-escaped.
+    """
+    head = paste.to_json()
+    assert head.endswith(b'""}')
+    out.write(head[:-2])
+    for piece in content:
+        out.write(piece)
+    out.write(b'"}')
+
+
+def escaped_text(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """UTF-8 chunks -> JSON string content, refusing bad UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    for chunk in chunks:
+        try:
+            text = decoder.decode(chunk)
+        except UnicodeDecodeError as exc:
+            raise InvalidPaste(
+                f"the paste is not UTF-8 text (bad byte at offset {offset + exc.start})"
+            ) from exc
+        offset += len(chunk)
+        if text:
+            yield json.dumps(text, ensure_ascii=False)[1:-1].encode("utf-8")
+    try:
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError as exc:
+        raise InvalidPaste("the paste is not UTF-8 text (it ends inside a character)") from exc
+
+
+def checked_b64url(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Base64url chunks passed through, refusing any other character."""
+    total = 0
+    for chunk in chunks:
+        if not _B64URL_BYTES.fullmatch(chunk):
+            raise InvalidPaste("the ciphertext is not base64url")
+        total += len(chunk)
+        yield chunk
+    if total % 4 == 1:
+        raise InvalidPaste("the ciphertext is not base64url")

@@ -72,7 +72,7 @@ def valid_id(paste_id: str) -> bool:
 @dataclass
 class Pending:
     paste_id: str
-    data: bytes
+    data: bytes | Path  # the document, or a file holding it (large pastes)
     author: str | None
     message: str | None
     future: asyncio.Future[None] = field(repr=False)
@@ -255,7 +255,9 @@ class Store:
         self._writer.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
 
-    async def add(self, data: bytes, author: str | None = None, message: str | None = None) -> str:
+    async def add(
+        self, data: bytes | Path, author: str | None = None, message: str | None = None
+    ) -> str:
         """Store a paste durably; returns its new id once committed."""
         assert self._wake is not None, "Store.start() was not called"
         paste_id = self.new_id()
@@ -301,7 +303,10 @@ class Store:
         changes: list[Change] = []
         anonymous: list[tuple[str, pygit2.Oid]] = []
         for p in batch:
-            oid = repo.create_blob(p.data)
+            if isinstance(p.data, Path):
+                oid = repo.create_blob_fromdisk(str(p.data))
+            else:
+                oid = repo.create_blob(p.data)
             written.append(oid)
             if p.author is None and p.message is None:
                 anonymous.append((p.paste_id, oid))
