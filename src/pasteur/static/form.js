@@ -64,6 +64,8 @@ async function sendEncrypted() {
   data.set("paste", ct);
   data.set("iv", iv);
   data.set("encrypted", "true");
+  if (fields.expiry) data.set("expiry", fields.expiry.value);
+  if (fields.burn && fields.burn.checked) data.set("burn", "true");
   for (const name of ["user", "comment"]) {
     const value = fields[name].value.trim();
     if (value) data.set(name, value);
