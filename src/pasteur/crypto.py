@@ -8,13 +8,18 @@
   (what WebCrypto returns);
 - ciphertext and iv travel and are stored as base64url without padding.
 
-The server never sees the key: it stores ``ct`` and ``iv`` only.
+With a password, the AES key is PBKDF2-HMAC-SHA256(link key ‖ UTF-8(password), salt, iter),
+32 bytes; the salt (16 random bytes, base64url) and iter (600,000 by default) are stored in
+clear beside ``ct`` and ``iv``. Reading then needs both the full link and the password.
+
+The server never sees the key: it stores ``ct`` and ``iv`` (and ``salt``, ``iter``) only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
@@ -26,6 +31,9 @@ VERSION = 1
 KEY_BYTES = 32
 IV_BYTES = 12
 TAG_BYTES = 16
+KDF = "pbkdf2-sha256"
+KDF_ITERATIONS = 600_000
+SALT_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -79,16 +87,48 @@ def encrypt(
     return b64url_encode(key), b64url_encode(iv), ct
 
 
-def decrypt(key_b64url: str, iv_b64url: str, ct_b64url: str) -> dict:
-    """Decrypt and check a payload; raises DecryptError."""
+def derive_key(link_key: bytes, password: str, salt: bytes, iterations: int) -> bytes:
+    """The AES key of a password paste: PBKDF2-HMAC-SHA256(link key ‖ password)."""
+    material = link_key + password.encode("utf-8")
+    return hashlib.pbkdf2_hmac("sha256", material, salt, iterations, KEY_BYTES)
+
+
+def encrypt_with_password(
+    payload: dict, password: str, iterations: int = KDF_ITERATIONS
+) -> tuple[str, str, str, str, int]:
+    """Encrypt behind the link's key and a password: returns (key, iv, ct, salt, iter)."""
+    if not password:
+        raise ValueError("the password is empty")
+    key = os.urandom(KEY_BYTES)
+    iv = os.urandom(IV_BYTES)
+    salt = os.urandom(SALT_BYTES)
+    ct = seal(derive_key(key, password, salt, iterations), iv, payload)
+    return b64url_encode(key), b64url_encode(iv), ct, b64url_encode(salt), iterations
+
+
+def decrypt(
+    key_b64url: str,
+    iv_b64url: str,
+    ct_b64url: str,
+    password: str | None = None,
+    salt: str | None = None,
+    iterations: int | None = None,
+) -> dict:
+    """Decrypt and check a payload (a password paste also needs password, salt, iterations);
+    raises DecryptError."""
     try:
         key = b64url_decode(key_b64url)
         iv = b64url_decode(iv_b64url)
         ct = b64url_decode(ct_b64url)
+        raw_salt = b64url_decode(salt) if salt is not None else None
     except ValueError as exc:
-        raise DecryptError("malformed key, iv or ciphertext") from exc
+        raise DecryptError("malformed key, iv, salt or ciphertext") from exc
     if len(key) != KEY_BYTES:
         raise DecryptError("the key must be 32 bytes")
+    if password is not None:
+        if raw_salt is None or not isinstance(iterations, int) or iterations < 1:
+            raise DecryptError("a password paste needs its salt and iteration count")
+        key = derive_key(key, password, raw_salt, iterations)
     if len(iv) != IV_BYTES:
         raise DecryptError("the iv must be 12 bytes")
     if len(ct) < TAG_BYTES:
