@@ -491,7 +491,7 @@ def test_password_refused_without_encryption(page, server):
 
 def test_read_once_encrypted_paste(page, browser, server):
     fill_form(page, server, f"read me once {SECRET}\n")
-    page.get_by_label("Delete once read").check()
+    page.get_by_label("Burn after reading").check()
     page.get_by_role("button", name="Paste").click()
     page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
     link = page.url

@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -642,12 +643,19 @@ class Pasteur:
         if request.query_params.get("token"):
             return request.query_params["token"]
         if request.method == "POST":
-            length = int(request.headers.get("content-length") or 0)
-            if 0 < length <= 4096:
-                form = await request.form()
-                value = form.get("token")
-                if isinstance(value, str) and value:
-                    return value
+            try:
+                upload = await read_upload(
+                    request.stream(), request.headers.get("content-type", ""),
+                    None, 4096, self.config.body_timeout,
+                )
+            except (FormError, ClientDisconnect):
+                upload = None
+            if upload is not None:
+                token = upload.fields.get("token")
+                if token is None and upload.paste:
+                    token = parse_qs(upload.paste.decode("utf-8", "replace")).get("token", [""])[0]
+                if token:
+                    return token
         return request.cookies.get(CREATOR_COOKIE, "")
 
     async def static(self, request: Request) -> Response:
@@ -716,6 +724,11 @@ def create_app(config: Config, store: Store | None = None) -> ASGIApp:
     async def not_allowed(request: Request, exc: Exception) -> Response:
         return pasteur.error(request, 405, f"method {request.method} not allowed here")
 
+    async def crashed(request: Request, exc: Exception) -> Response:
+        log.exception("error on %s %s", request.method, request.url.path, exc_info=exc)
+        return pasteur.error(request, 500, "internal error: nothing was changed")
+
+    app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     front = Frontdoor(app, config.auth)

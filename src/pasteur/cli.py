@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the Pasteur server.")
     add_serve_arguments(serve)
     EnvDefaults(serve).apply()
+    from .client import add_client_commands
+
+    add_client_commands(sub)
     return parser
 
 
@@ -182,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command in ("paste", "get"):
+        from .client import run
+
+        return run(args)
     if args.command == "serve":
         if args.max_expiry is not None and (
             args.default_expiry is None or args.default_expiry > args.max_expiry

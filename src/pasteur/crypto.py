@@ -111,7 +111,7 @@ def decrypt(
     iv_b64url: str,
     ct_b64url: str,
     password: str | None = None,
-    salt: str | None = None,
+    salt_b64url: str | None = None,
     iterations: int | None = None,
 ) -> dict:
     """Decrypt and check a payload (a password paste also needs password, salt, iterations);
@@ -120,15 +120,17 @@ def decrypt(
         key = b64url_decode(key_b64url)
         iv = b64url_decode(iv_b64url)
         ct = b64url_decode(ct_b64url)
-        raw_salt = b64url_decode(salt) if salt is not None else None
+        salt = b64url_decode(salt_b64url) if salt_b64url is not None else None
     except ValueError as exc:
         raise DecryptError("malformed key, iv, salt or ciphertext") from exc
     if len(key) != KEY_BYTES:
         raise DecryptError("the key must be 32 bytes")
-    if password is not None:
-        if raw_salt is None or not isinstance(iterations, int) or iterations < 1:
+    if salt is not None or password is not None:
+        if password is None:
+            raise DecryptError("this paste needs a password")
+        if salt is None or not isinstance(iterations, int) or iterations < 1:
             raise DecryptError("a password paste needs its salt and iteration count")
-        key = derive_key(key, password, raw_salt, iterations)
+        key = derive_key(key, password, salt, iterations)
     if len(iv) != IV_BYTES:
         raise DecryptError("the iv must be 12 bytes")
     if len(ct) < TAG_BYTES:

@@ -27,6 +27,7 @@ FIELDS = {
     "burn": 16,
     "salt": 64,
     "iter": 16,
+    "token": 64,
 }
 PASTE_FIELD = "paste"
 MAX_PARTS = 32

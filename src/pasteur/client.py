@@ -1,0 +1,190 @@
+"""The terminal client: ``pasteur paste`` and ``pasteur get``.
+
+It encrypts and decrypts in exactly the browser's format (``pasteur.crypto``),
+so a paste made here opens in a browser and the reverse. The key stays in the
+URL fragment, which is never sent to the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from . import crypto, languages
+
+DEFAULT_SERVER = "http://127.0.0.1:4343"
+
+
+class ClientError(Exception):
+    """Printed as one line; the command exits 1."""
+
+
+def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF001
+    p = sub.add_parser("paste", help="encrypt and upload a paste from a file or stdin",
+                       description="Encrypt a file (or standard input) in the browser's format, "
+                                   "upload it and print its URL with the key.")
+    p.add_argument("file", nargs="?", type=Path, help="file to paste (default: standard input)")
+    p.add_argument("-s", "--server", default=os.environ.get("PASTEUR_SERVER", DEFAULT_SERVER),
+                   help=f"server URL (default {DEFAULT_SERVER}) [env PASTEUR_SERVER]")
+    p.add_argument("-l", "--lang", default=None,
+                   help="language for highlighting (default: guessed from the file name)")
+    p.add_argument("-n", "--ln", action="store_true", help="show line numbers")
+    p.add_argument("-e", "--expiry", default=None, help="5m, 1h, 1d, 1w, 30d, 1y or never")
+    p.add_argument("-b", "--burn", action="store_true", help="delete after the first reading")
+    p.add_argument("-p", "--password", action="store_true",
+                   help="protect with a password (asked, or PASTEUR_PASSWORD)")
+    p.add_argument("--plain", action="store_true",
+                   help="do not encrypt (the server can read it; it gets a raw view)")
+    p.add_argument("--user", default=None, help="Git author (stored in clear)")
+    p.add_argument("--comment", default=None, help="Git commit message (stored in clear)")
+    _tls_arguments(p)
+
+    g = sub.add_parser("get", help="download and decrypt a paste",
+                       description="Fetch a paste by its URL and print its text; the key is "
+                                   "read from the URL's fragment.")
+    g.add_argument("url", help="the paste's URL, with #key for an encrypted paste")
+    g.add_argument("-p", "--password", action="store_true",
+                   help="ask for the password (or PASTEUR_PASSWORD) if the paste has one")
+    _tls_arguments(g)
+
+
+def _tls_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cacert", type=Path, default=os.environ.get("PASTEUR_CACERT"),
+                   help="CA bundle to verify an HTTPS server [env PASTEUR_CACERT]")
+    p.add_argument("-k", "--insecure", action="store_true",
+                   help="do not verify the server's certificate")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+
+
+def _client(args: argparse.Namespace) -> httpx.Client:
+    verify: bool | str = True
+    if args.insecure:
+        verify = False
+    elif args.cacert:
+        verify = str(args.cacert)
+    return httpx.Client(verify=verify, timeout=args.timeout, http2=True)
+
+
+def _password(args: argparse.Namespace, confirm: bool) -> str:
+    env = os.environ.get("PASTEUR_PASSWORD")
+    if env:
+        return env
+    if not sys.stdin.isatty():
+        raise ClientError("a password is needed: set PASTEUR_PASSWORD (stdin is not a terminal)")
+    first = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Again: ") != first:
+        raise ClientError("the passwords differ")
+    if not first:
+        raise ClientError("empty password")
+    return first
+
+
+def _error_of(response: httpx.Response) -> str:
+    try:
+        return response.json().get("error", response.text.strip())
+    except ValueError:
+        return response.text.strip()
+
+
+def paste(args: argparse.Namespace) -> int:
+    if args.file is not None:
+        try:
+            data = args.file.read_bytes()
+        except OSError as exc:
+            raise ClientError(f"cannot read {args.file}: {exc.strerror}") from exc
+    else:
+        data = sys.stdin.buffer.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ClientError(f"the input is not UTF-8 text (bad byte at offset {exc.start})") from exc
+    if not text:
+        raise ClientError("nothing to paste: the input is empty")
+    lang = args.lang
+    if lang is None:
+        lang = languages.guess_from_filename(args.file.name) if args.file else ""
+    if lang and lang not in languages.NAMES:
+        raise ClientError(f"unknown language {lang!r}; known: {', '.join(sorted(languages.NAMES))}")
+    fields: dict[str, str] = {}
+    key = None
+    if args.plain:
+        if args.password:
+            raise ClientError("a password needs encryption: drop --plain")
+        fields.update(paste=text, hl=lang, ln="true" if args.ln else "")
+    else:
+        payload = crypto.make_payload(text, lang, args.ln)
+        if args.password:
+            key, iv, ct, salt, iterations = crypto.encrypt_with_password(
+                payload, _password(args, confirm=True)
+            )
+            fields.update(salt=salt, iter=str(iterations))
+        else:
+            key, iv, ct = crypto.encrypt(payload)
+        fields.update(paste=ct, iv=iv, encrypted="true")
+    for name in ("expiry", "user", "comment"):
+        if getattr(args, name):
+            fields[name] = getattr(args, name)
+    if args.burn:
+        fields["burn"] = "true"
+    files = {name: (None, value) for name, value in fields.items() if value}
+    server = args.server.rstrip("/")
+    with _client(args) as client:
+        try:
+            r = client.post(server + "/", files=files, headers={"accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {server}: {exc}") from exc
+    if r.status_code != 201:
+        raise ClientError(f"the server refused the paste ({r.status_code}): {_error_of(r)}")
+    body = r.json()
+    print(body["url"] + (f"#{key}" if key else ""))
+    print(f"delete: {body['delete_url']}", file=sys.stderr)
+    return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    parts = urlsplit(args.url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ClientError(f"not a paste URL: {args.url!r}")
+    key = parts.fragment
+    raw_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "raw=true", ""))
+    with _client(args) as client:
+        try:
+            r = client.get(raw_url, headers={"accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ClientError(f"cannot reach {parts.netloc}: {exc}") from exc
+    if r.status_code != 200:
+        raise ClientError(f"cannot get the paste ({r.status_code}): {_error_of(r)}")
+    if not r.headers.get("content-type", "").startswith("application/json"):
+        sys.stdout.write(r.text)  # an unencrypted paste
+        return 0
+    doc = r.json()
+    if not key:
+        raise ClientError("this paste is encrypted and the URL has no #key")
+    kdf = doc.get("kdf")
+    password = None
+    if kdf:
+        password = _password(args, confirm=False)
+    try:
+        payload = crypto.decrypt(
+            key, doc["iv"], doc["ct"], password,
+            kdf["salt"] if kdf else None, kdf["iter"] if kdf else None,
+        )
+    except crypto.DecryptError as exc:
+        hint = " (or the password)" if kdf else ""
+        raise ClientError(f"cannot decrypt: {exc}; check the key{hint}") from exc
+    sys.stdout.write(payload["text"])
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return paste(args) if args.command == "paste" else get(args)
+    except ClientError as exc:
+        print(f"pasteur: {exc}", file=sys.stderr)
+        return 1

@@ -1,0 +1,97 @@
+"""The terminal client against a real server: same format as the browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from pasteur.store import shard_path
+
+
+def pasteur(*args: str, stdin: bytes = b"", env: dict | None = None):
+    return subprocess.run([sys.executable, "-m", "pasteur", *args], input=stdin,
+                          capture_output=True, timeout=60, env={**os.environ, **(env or {})})
+
+
+def test_paste_and_get_round_trip(shared_server, tmp_path):
+    src = tmp_path / "hello.py"
+    src.write_text("print('secret from the terminal')\n")
+    r = pasteur("paste", "-s", shared_server.url, "--ln", str(src))
+    assert r.returncode == 0, r.stderr
+    url = r.stdout.decode().strip()
+    assert "#" in url and b"delete:" in r.stderr
+    pid, key = url.rsplit("/", 1)[1].split("#")
+    blob = shared_server.git("cat-file", "-p", f"HEAD:{shard_path(pid)}")
+    assert "secret from the terminal" not in blob and key not in blob
+    assert "python" not in blob  # the language travels inside the ciphertext
+    got = pasteur("get", url)
+    assert got.returncode == 0 and got.stdout == src.read_bytes()
+
+
+def test_stdin_plain_and_options(shared_server):
+    r = pasteur("paste", "-s", shared_server.url, "--plain", "-l", "rust", "-e", "1h",
+                "--user", "Term <t@example.org>", "--comment", "from a pipe",
+                stdin=b"fn main(){}\n")
+    assert r.returncode == 0, r.stderr
+    url = r.stdout.decode().strip()
+    assert "#" not in url
+    assert httpx.get(url + "?raw=true").text == "fn main(){}\n"
+    doc = json.loads(shared_server.git("cat-file", "-p",
+                                       f"HEAD:{shard_path(url.rsplit('/', 1)[1])}"))
+    assert doc["lang"] == "rust" and doc["expires"]
+    assert "Term|from a pipe" in shared_server.git("log", "-1", "--format=%an|%s")
+    assert pasteur("get", url).stdout == b"fn main(){}\n"
+
+
+def test_password(shared_server):
+    env = {"PASTEUR_PASSWORD": "correct horse"}
+    r = pasteur("paste", "-s", shared_server.url, "-p", stdin=b"pw text", env=env)
+    assert r.returncode == 0, r.stderr
+    url = r.stdout.decode().strip()
+    doc = httpx.get(url.split("#")[0] + "?raw=true").json()
+    assert doc["kdf"]["iter"] >= 600_000
+    assert pasteur("get", url, env=env).stdout == b"pw text"
+    bad = pasteur("get", url, env={"PASTEUR_PASSWORD": "wrong"})
+    assert bad.returncode == 1 and b"cannot decrypt" in bad.stderr
+
+
+def test_burn_from_terminal(shared_server):
+    url = pasteur("paste", "-s", shared_server.url, "-b", stdin=b"once").stdout.decode().strip()
+    assert pasteur("get", url).stdout == b"once"
+    again = pasteur("get", url)
+    assert again.returncode == 1 and b"404" in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "needle"),
+    [
+        (["paste", "-s", "http://127.0.0.1:1"], b"x", b"cannot reach"),
+        (["paste", "/nonexistent/file"], b"", b"cannot read"),
+        (["paste", "-l", "klingon"], b"x", b"unknown language"),
+        (["paste"], b"", b"empty"),
+        (["paste"], b"\xff\xfe", b"not UTF-8"),
+        (["get", "not a url"], b"", b"not a paste URL"),
+        (["paste", "--plain", "-p"], b"x", b"needs encryption"),
+    ],
+)
+def test_client_errors(shared_server, args, stdin, needle):
+    if "-s" not in args and args[0] == "paste":
+        args = [*args, "-s", shared_server.url]
+    r = pasteur(*args, stdin=stdin, env={"PASTEUR_PASSWORD": "x"})
+    assert r.returncode == 1
+    assert needle in r.stderr and len(r.stderr.splitlines()) == 1
+
+
+def test_get_errors(shared_server):
+    url = pasteur("paste", "-s", shared_server.url, stdin=b"k").stdout.decode().strip()
+    base, key = url.split("#")
+    assert b"no #key" in pasteur("get", base).stderr
+    wrong = pasteur("get", base + "#" + "A" * 43)
+    assert wrong.returncode == 1 and b"cannot decrypt" in wrong.stderr
+    missing = pasteur("get", shared_server.url + "/zzzzzz")
+    assert missing.returncode == 1 and b"404" in missing.stderr
