@@ -365,6 +365,19 @@ def test_crypto_vectors_in_chromium(page, server):
             try { await c.decrypt(v.key, v.iv, v.ct); out.invalid.push("decrypted!"); }
             catch (e) { out.invalid.push(e.kind); }
           }
+          out.password = [];
+          for (const v of vectors.password) {
+            const kdf = {password: v.password, salt: v.salt, iter: v.iter};
+            const aes = await c.deriveKey(
+              c.b64urlDecode(v.key), v.password, c.b64urlDecode(v.salt), v.iter);
+            out.password.push([c.b64urlEncode(aes), await c.decrypt(v.key, v.iv, v.ct, kdf)]);
+          }
+          for (const v of vectors.password_invalid) {
+            const kdf = v.password === null
+              ? null : {password: v.password, salt: v.salt, iter: v.iter};
+            try { await c.decrypt(v.key, v.iv, v.ct, kdf); out.invalid.push("decrypted!"); }
+            catch (e) { out.invalid.push(e.kind); }
+          }
           const p = c.makePayload("round trip ✓\\n", "rust", true);
           const e = await c.encrypt(p);
           out.roundTrip = await c.decrypt(e.key, e.iv, e.ct);
@@ -377,7 +390,9 @@ def test_crypto_vectors_in_chromium(page, server):
     )
     assert result["decrypted"] == [v["payload"] for v in VECTORS["valid"]]
     assert result["sealed"] == [v["ct"] for v in VECTORS["valid"]]
-    assert result["invalid"] == ["auth"] * len(VECTORS["invalid"])
+    n_invalid = len(VECTORS["invalid"]) + len(VECTORS["password_invalid"])
+    assert result["invalid"] == ["auth"] * n_invalid
+    assert result["password"] == [[v["aes_key"], v["payload"]] for v in VECTORS["password"]]
     assert result["roundTrip"] == {"v": 1, "text": "round trip ✓\n", "lang": "rust", "ln": True}
     assert result["lengths"] == [32, 12] and result["fresh"]
     e = result["encrypted"]  # and what the browser encrypts, Python decrypts
@@ -435,3 +450,76 @@ def test_form_page_is_light(server):
     page = httpx.get(server.url + "/", headers={"Accept-Encoding": "identity"})
     total += len(page.content)
     assert total < 30 * 1024, total
+
+
+# -- password and read-once pastes -----------------------------------------
+
+
+def test_password_paste(page, server):
+    password = "open sesame 7c1e"
+    before = commit_count(server)
+    fill_form(page, server, f"behind a password: {SECRET}\n")
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    paste_id, key = split_link(page.url)
+    # The creator's page asks the password too: the link alone is not enough.
+    page.get_by_label("Password").fill("wrong")
+    page.get_by_role("button", name="Decrypt").click()
+    page.get_by_text("the password is wrong").wait_for()
+    assert page.locator("#paste").is_hidden()
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Decrypt").click()
+    page.locator("#paste-code .line").first.wait_for()
+    assert page.locator("#paste-code").inner_text() == f"behind a password: {SECRET}\n"
+    wait_for_commit(server, before)
+    blob = stored_blob(server, paste_id)
+    log = Path(server.log_path).read_text("utf-8", errors="replace")
+    assert '"kdf"' in blob and '"salt"' in blob
+    for secret in (password, SECRET, key):
+        assert secret not in blob and secret not in log
+
+
+def test_password_refused_without_encryption(page, server):
+    before = commit_count(server)
+    fill_form(page, server, "clear text\n", encrypted=False)
+    page.get_by_label("Password").fill("pw")
+    page.get_by_role("button", name="Paste").click()
+    assert "encrypted pastes only" in page.get_by_role("alert").inner_text()
+    assert commit_count(server) == before
+
+
+def test_read_once_encrypted_paste(page, browser, server):
+    fill_form(page, server, f"read me once {SECRET}\n")
+    page.get_by_label("Burn after reading").check()
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    link = page.url
+    paste_id, _ = split_link(link)
+    # The creator sees it without burning it.
+    page.locator("#paste-code .line").first.wait_for()
+
+    reader = browser.new_context()
+    reader.add_init_script(CSP_LISTENER)
+    problems = Problems()
+    rp = reader.new_page()
+    rp.set_default_timeout(10_000)
+    rp.on("console", lambda m: m.type == "error" and problems.append(m.text))
+    rp.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    # Without the key: a warning, and the button does not burn it.
+    rp.goto(f"{server.url}/{paste_id}")
+    assert "reading it now would delete it" in rp.locator("#paste-status").inner_text()
+    rp.get_by_role("button", name="Read it now").click()
+    assert "reading it now would delete it" in rp.locator("#paste-status").inner_text()
+    # With the key: confirm, read, and it is gone.
+    rp.goto(link)
+    rp.reload()
+    assert rp.locator("#paste").is_hidden()
+    rp.get_by_role("button", name="Read it now").click()
+    rp.locator("#paste-code .line").first.wait_for()
+    assert rp.locator("#paste-code").inner_text() == f"read me once {SECRET}\n"
+    assert "deleted from the server" in rp.locator("#paste-status").inner_text()
+    gone = rp.reload()
+    assert gone.status in (404, 410)
+    reader.close()
+    problems.check()

@@ -71,3 +71,30 @@ def test_wrong_version_payload_refused():
         crypto.decrypt(crypto.b64url_encode(key), crypto.b64url_encode(iv), ct)
     with pytest.raises(ValueError):
         crypto.seal(key, iv, {"v": 2, "text": "x"})
+
+
+@pytest.mark.parametrize("vec", VECTORS["password"], ids=lambda v: v["name"])
+def test_password_vector(vec):
+    key = crypto.b64url_decode(vec["key"])
+    salt = crypto.b64url_decode(vec["salt"])
+    aes_key = crypto.derive_key(key, vec["password"], salt, vec["iter"])
+    assert crypto.b64url_encode(aes_key) == vec["aes_key"]
+    assert crypto.seal(aes_key, crypto.b64url_decode(vec["iv"]), vec["payload"]) == vec["ct"]
+    args = vec["key"], vec["iv"], vec["ct"], vec["password"], vec["salt"], vec["iter"]
+    assert crypto.decrypt(*args) == vec["payload"]
+
+
+@pytest.mark.parametrize("vec", VECTORS["password_invalid"], ids=lambda v: v["name"])
+def test_password_invalid_vector(vec):
+    with pytest.raises(crypto.DecryptError):
+        crypto.decrypt(vec["key"], vec["iv"], vec["ct"], vec["password"], vec["salt"], vec["iter"])
+
+
+def test_password_round_trip():
+    payload = crypto.make_payload("behind a password\n")
+    key, iv, ct, salt, iterations = crypto.encrypt_with_password(payload, "hunter2", 1000)
+    assert crypto.decrypt(key, iv, ct, "hunter2", salt, iterations) == payload
+    with pytest.raises(crypto.DecryptError):
+        crypto.decrypt(key, iv, ct)  # the link alone is not enough
+    with pytest.raises(crypto.DecryptError):
+        crypto.decrypt(key, iv, ct, "hunter3", salt, iterations)

@@ -174,3 +174,14 @@ def test_password_needs_encryption(shared_server):
     r = httpx.post(shared_server.url + "/", files={
         "paste": (None, "x"), "salt": (None, "AAAAAAAAAAAAAAAAAAAAAA"), "iter": (None, "600000")})
     assert r.status_code == 400 and "encrypted" in r.text
+
+
+def test_history_link_to_commit(server_factory):
+    srv = server_factory("--commit-url", "https://git.example.org/pastes/commit/{commit}")
+    with httpx.Client(base_url=srv.url) as c:
+        first = create(c, "one", user="Ann", comment="first")
+        create(c, "two")
+        commit = srv.git("log", "--format=%H", "-1", "--", shard_path(first["code"])).strip()
+        page = c.get(f"/{first['code']}").text
+        assert f'href="https://git.example.org/pastes/commit/{commit}"' in page
+        assert "<time" in page

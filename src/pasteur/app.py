@@ -232,7 +232,8 @@ class Sweeper:
                     and time.monotonic() - self.last_erase >= config.erase_interval
                 ):
                     self.last_erase = time.monotonic()
-                    await self.pasteur.store.erase()
+                    if await self.pasteur.store.erase():
+                        self.pasteur.commits.clear()  # commit ids were rewritten
             except Exception as exc:  # noqa: BLE001 - keep sweeping; say why it failed
                 log.error("sweeping expired pastes failed: %s", exc)
 
@@ -505,6 +506,8 @@ class Pasteur:
             raise FormError(
                 400, f"the paste is not UTF-8 text (bad byte at offset {exc.start})"
             ) from exc
+        if upload.filename is None and upload.fields.get("form") == "html":
+            text = text.replace("\r\n", "\n")  # a textarea is submitted with CRLF
         return Paste.plain(text, lang, upload.flag("ln")), False
 
     def _write_document(self, paste: Paste, upload: Any) -> Path:

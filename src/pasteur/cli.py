@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the Pasteur server.")
     add_serve_arguments(serve)
     add_sync_arguments(serve)
+    from .https import add_https_arguments
+
+    add_https_arguments(serve)
     EnvDefaults(serve).apply()
     keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
                             description="Print a new seed and the matching OpenSSH public key.")

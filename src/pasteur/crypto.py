@@ -8,33 +8,32 @@
   (what WebCrypto returns);
 - ciphertext and iv travel and are stored as base64url without padding.
 
-The server never sees the key: it stores ``ct`` and ``iv`` only.
+With a password, the AES key is PBKDF2-HMAC-SHA256(link key ‖ UTF-8(password), salt, iter),
+32 bytes; the salt (16 random bytes, base64url) and iter (600,000 by default) are stored in
+clear beside ``ct`` and ``iv``. Reading then needs both the full link and the password.
 
-Password pastes: the AES key is PBKDF2-HMAC-SHA256(password = fragment key bytes ‖
-UTF-8 password, salt = 16 random bytes, iterations ≥ 600,000, 32 bytes); the salt
-(base64url) and the iteration count are sent as ``salt`` and ``iter`` and stored in
-clear. The fragment alone, or the password alone, decrypts nothing.
+The server never sees the key: it stores ``ct`` and ``iv`` (and ``salt``, ``iter``) only.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import os
 import re
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.pbkdf2 import PBKDF2HMAC
 
 VERSION = 1
 KEY_BYTES = 32
 IV_BYTES = 12
 TAG_BYTES = 16
-SALT_BYTES = 16
+KDF = "pbkdf2-sha256"
 KDF_ITERATIONS = 600_000
+SALT_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 
@@ -88,17 +87,21 @@ def encrypt(
     return b64url_encode(key), b64url_encode(iv), ct
 
 
-def derive_key(key: bytes, password: str, salt: bytes, iterations: int) -> bytes:
-    """The AES key of a password paste (see the module's description)."""
-    kdf = PBKDF2HMAC(algorithm=SHA256(), length=KEY_BYTES, salt=salt, iterations=iterations)
-    return kdf.derive(key + password.encode("utf-8"))
+def derive_key(link_key: bytes, password: str, salt: bytes, iterations: int) -> bytes:
+    """The AES key of a password paste: PBKDF2-HMAC-SHA256(link key ‖ password)."""
+    material = link_key + password.encode("utf-8")
+    return hashlib.pbkdf2_hmac("sha256", material, salt, iterations, KEY_BYTES)
 
 
 def encrypt_with_password(
     payload: dict, password: str, iterations: int = KDF_ITERATIONS
 ) -> tuple[str, str, str, str, int]:
-    """Encrypt with a password: returns (key, iv, ct, salt, iterations), base64url."""
-    key, iv, salt = os.urandom(KEY_BYTES), os.urandom(IV_BYTES), os.urandom(SALT_BYTES)
+    """Encrypt behind the link's key and a password: returns (key, iv, ct, salt, iter)."""
+    if not password:
+        raise ValueError("the password is empty")
+    key = os.urandom(KEY_BYTES)
+    iv = os.urandom(IV_BYTES)
+    salt = os.urandom(SALT_BYTES)
     ct = seal(derive_key(key, password, salt, iterations), iv, payload)
     return b64url_encode(key), b64url_encode(iv), ct, b64url_encode(salt), iterations
 
@@ -111,20 +114,23 @@ def decrypt(
     salt_b64url: str | None = None,
     iterations: int | None = None,
 ) -> dict:
-    """Decrypt and check a payload (with the password of a password paste)."""
+    """Decrypt and check a payload (a password paste also needs password, salt, iterations);
+    raises DecryptError."""
     try:
         key = b64url_decode(key_b64url)
         iv = b64url_decode(iv_b64url)
         ct = b64url_decode(ct_b64url)
         salt = b64url_decode(salt_b64url) if salt_b64url is not None else None
     except ValueError as exc:
-        raise DecryptError("malformed key, iv or ciphertext") from exc
+        raise DecryptError("malformed key, iv, salt or ciphertext") from exc
     if len(key) != KEY_BYTES:
         raise DecryptError("the key must be 32 bytes")
-    if salt is not None:
+    if salt is not None or password is not None:
         if password is None:
             raise DecryptError("this paste needs a password")
-        key = derive_key(key, password, salt, iterations or KDF_ITERATIONS)
+        if salt is None or not isinstance(iterations, int) or iterations < 1:
+            raise DecryptError("a password paste needs its salt and iteration count")
+        key = derive_key(key, password, salt, iterations)
     if len(iv) != IV_BYTES:
         raise DecryptError("the iv must be 12 bytes")
     if len(ct) < TAG_BYTES:

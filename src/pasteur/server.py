@@ -19,6 +19,7 @@ import logging
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import https
 from .app import create_app
 from .config import Config
 from .store import Store
@@ -87,6 +88,7 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
 
 
 async def run(config: Config) -> int:
+    tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     try:
         store = Store(config.repo_path, config.length)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
@@ -100,11 +102,15 @@ async def run(config: Config) -> int:
     app = create_app(config, store)
     if syncer is not None:
         app.app.state.sync = syncer  # type: ignore[attr-defined]
-    server = uvicorn.Server(uvicorn_config(app, config))
-    log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port, config.repo_path)
     try:
+        if tls is not None:  # TLS, HTTP/2, ACME: see https.py
+            await https.serve(app, config, tls)
+            return 0
+        server = uvicorn.Server(uvicorn_config(app, config))
+        log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port,
+                 config.repo_path)
         await server.serve()
+        return 0 if server.started else 1
     finally:
         if syncer is not None:
             await syncer.stop()
-    return 0 if server.started else 1

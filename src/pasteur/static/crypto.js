@@ -3,11 +3,19 @@
 // iv, no additional data, 128-bit tag appended; plaintext is the UTF-8 JSON
 // payload {"v":1,"text":…,"lang":…,"ln":…}; key, iv and ciphertext travel as
 // base64url without padding. No dependencies; the key never leaves the page.
+//
+// With a password, the AES key is not the link's key itself but
+// PBKDF2-HMAC-SHA256(linkKey ‖ UTF-8(password), salt, iter) (32 bytes): the
+// salt (16 random bytes, base64url) and iter are stored in clear by the server;
+// both the full link and the password are needed to read the paste.
 
 export const VERSION = 1;
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
+export const KDF = "pbkdf2-sha256";
+export const KDF_ITERATIONS = 600000;
+const SALT_BYTES = 16;
 
 // Why decryption failed: "key" (malformed key), "data" (malformed iv or
 // ciphertext), "auth" (wrong key or altered paste), "payload" (bad content).
@@ -58,6 +66,18 @@ function importKey(raw, usage) {
   return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, [usage]);
 }
 
+// The AES key of a password paste: PBKDF2-HMAC-SHA256(linkKey ‖ password).
+export async function deriveKey(linkKey, password, salt, iterations) {
+  const pw = new TextEncoder().encode(password);
+  const material = new Uint8Array(linkKey.length + pw.length);
+  material.set(linkKey);
+  material.set(pw, linkKey.length);
+  const base = await crypto.subtle.importKey("raw", material, "PBKDF2", false, ["deriveBits"]);
+  const bits = await crypto.subtle.deriveBits(
+    { name: "PBKDF2", hash: "SHA-256", salt, iterations }, base, 256);
+  return new Uint8Array(bits);
+}
+
 // Deterministic encryption with a given key and iv (Uint8Arrays): returns ct.
 export async function seal(key, iv, payload) {
   checkPayload(payload);
@@ -67,16 +87,21 @@ export async function seal(key, iv, payload) {
   return b64urlEncode(new Uint8Array(ct));
 }
 
-// Encrypts with a fresh key and iv: resolves to {key, iv, ct}, all base64url.
-export async function encrypt(payload) {
+// Encrypts with a fresh key and iv: resolves to {key, iv, ct}, all base64url,
+// plus {salt, iter} when a password is given.
+export async function encrypt(payload, password = "") {
   const key = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
   const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
-  const ct = await seal(key, iv, payload);
-  return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct };
+  if (!password) return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct: await seal(key, iv, payload) };
+  const salt = crypto.getRandomValues(new Uint8Array(SALT_BYTES));
+  const aesKey = await deriveKey(key, password, salt, KDF_ITERATIONS);
+  const ct = await seal(aesKey, iv, payload);
+  return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct, salt: b64urlEncode(salt), iter: KDF_ITERATIONS };
 }
 
-// Decrypts and checks a payload; rejects with a DecryptError.
-export async function decrypt(keyText, ivText, ctText) {
+// Decrypts and checks a payload; rejects with a DecryptError. A password
+// paste needs kdf = {password, salt, iter}.
+export async function decrypt(keyText, ivText, ctText, kdf = null) {
   let key, iv, ct;
   try {
     key = b64urlDecode(keyText);
@@ -92,6 +117,16 @@ export async function decrypt(keyText, ivText, ctText) {
   }
   if (iv.length !== IV_BYTES || ct.length < TAG_BYTES) {
     throw new DecryptError("data", "the stored iv or ciphertext is malformed");
+  }
+  if (kdf) {
+    let salt;
+    try {
+      salt = b64urlDecode(kdf.salt);
+    } catch {
+      throw new DecryptError("data", "the stored password salt is malformed");
+    }
+    if (!Number.isInteger(kdf.iter) || kdf.iter < 1) throw new DecryptError("data", "bad iteration count");
+    key = await deriveKey(key, kdf.password, salt, kdf.iter);
   }
   let plain;
   try {

@@ -9,12 +9,15 @@ const status = document.getElementById("form-status");
 const sizeOut = document.getElementById("paste-size");
 const submit = form.querySelector("button[type=submit]");
 const maxSize = () => Number(form.dataset.maxSize) || Infinity;
+const passwordInput = document.getElementById("paste-password");
 const encoder = new TextEncoder();
 
 const NO_CRYPTO =
   "Encryption is not available: this browser only allows it on secure pages " +
   "(https, or http on localhost), and this page came over plain http. " +
   "Open the site over https, or uncheck “encrypted” to paste in clear.";
+const PASSWORD_CLEAR =
+  "A password protects encrypted pastes only: check “encrypted”, or clear the password.";
 const RAW_ENCRYPTED =
   "“raw” and “encrypted” cannot go together: the raw view is served as text " +
   "by the server, which cannot decrypt the paste. Uncheck one of them.";
@@ -59,11 +62,17 @@ async function sendEncrypted() {
     say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
     return;
   }
-  const { key, iv, ct } = await encrypt(payload);
+  const { key, iv, ct, salt, iter } = await encrypt(payload, passwordInput.value);
   const data = new FormData();
   data.set("paste", ct);
   data.set("iv", iv);
   data.set("encrypted", "true");
+  if (salt) {
+    data.set("salt", salt);
+    data.set("iter", String(iter));
+  }
+  if (fields.expiry) data.set("expiry", fields.expiry.value);
+  if (fields.burn && fields.burn.checked) data.set("burn", "true");
   for (const name of ["user", "comment"]) {
     const value = fields[name].value.trim();
     if (value) data.set(name, value);
@@ -97,7 +106,13 @@ form.addEventListener("submit", async (event) => {
     say(tooBig());
     return;
   }
-  if (!form.elements.encrypted.checked) return; // the ordinary form post
+  if (!form.elements.encrypted.checked) {
+    if (passwordInput.value) {
+      event.preventDefault();
+      say(PASSWORD_CLEAR);
+    }
+    return; // the ordinary form post
+  }
   event.preventDefault();
   if (form.elements.raw.checked) return say(RAW_ENCRYPTED);
   if (!available()) return say(NO_CRYPTO);

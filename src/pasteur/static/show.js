@@ -1,7 +1,8 @@
 // The encrypted show page: reads the key from the URL fragment (never sent to
-// the server), decrypts the paste, highlights it with the vendored
-// highlight.js (only the one language needed is loaded) and offers copy, raw
-// and download. Every failure is said in plain words.
+// the server), asks for the password if the paste has one, decrypts,
+// highlights with the vendored highlight.js (only the language needed is
+// loaded) and offers copy, raw and download. A read-once paste is fetched only
+// when the reader confirms. Every failure is said in plain words.
 import { available, decrypt, DecryptError } from "./crypto.js";
 import { escapeHtml, splitHighlighted } from "./lines.js";
 
@@ -9,14 +10,20 @@ const article = document.getElementById("paste");
 const status = document.getElementById("paste-status");
 const code = document.getElementById("paste-code");
 const actions = document.getElementById("paste-actions");
+const passwordForm = document.getElementById("password-form");
+const burnForm = document.getElementById("burn-form");
 // highlight.js core comes with its versioned URL; a language module gets the
 // same version query, so a refreshed highlight.js changes every URL.
 const hljsCore = new URL(article.dataset.hljs || "hljs/core.min.js", import.meta.url);
 
 const MESSAGES = {
   nokey: "This paste is encrypted; the link you opened has no key: ask its author for the full link.",
+  burnNokey:
+    "This paste is encrypted and will be deleted once read, but the link you opened has no key: " +
+    "reading it now would delete it without showing it. Ask its author for the full link.",
   key: "This paste is encrypted, and the key in the link you opened is malformed (the link may be cut short): ask its author for the full link.",
   auth: "This paste could not be decrypted: the key in the link is wrong, or the paste was altered.",
+  password: "This paste could not be decrypted: the password is wrong (or the link's key is).",
   data: "This paste is damaged: the stored data cannot be decrypted.",
   payload: "This paste was decrypted but its content is not in a format this page understands.",
   nocrypto: "This paste is encrypted, and this browser cannot decrypt it here: it only allows decryption on secure pages (https, or http on localhost). Open the link over https.",
@@ -74,22 +81,89 @@ function setupActions(text) {
   };
 }
 
+// The password of a password paste, asked in the page's own form.
+function askPassword() {
+  passwordForm.hidden = false;
+  const input = passwordForm.elements.password;
+  input.focus();
+  return new Promise((resolve) => {
+    passwordForm.onsubmit = (event) => {
+      event.preventDefault();
+      passwordForm.hidden = true;
+      resolve(input.value);
+    };
+  });
+}
+
+function fail(error) {
+  if (!(error instanceof DecryptError)) return say(`This paste could not be shown: ${error.message}`);
+  say(MESSAGES[error.kind]);
+}
+
+async function decryptAndRender(key, iv, ct, kdf) {
+  say("Decrypting…", false);
+  await render(await decrypt(key, iv, ct, kdf));
+  say("");
+  return true;
+}
+
+// Resolves to true once the paste is shown.
 async function show() {
   article.hidden = true;
   actions.hidden = true;
   code.textContent = "";
   const key = location.hash.slice(1);
-  if (!key) return say(MESSAGES.nokey);
+  const { ct, iv, salt, iter } = article.dataset;
+  if (!key) return say(burnForm && !ct ? MESSAGES.burnNokey : MESSAGES.nokey);
   if (!available()) return say(MESSAGES.nocrypto);
-  say("Decrypting…", false);
-  try {
-    const payload = await decrypt(key, article.dataset.iv, article.dataset.ct);
-    await render(payload);
-    say("");
-  } catch (error) {
-    say(error instanceof DecryptError ? MESSAGES[error.kind] : `This paste could not be shown: ${error.message}`);
+  if (burnForm && !ct) return say(""); // waits for the reader to confirm
+  if (!salt) {
+    try {
+      return await decryptAndRender(key, iv, ct, null);
+    } catch (error) {
+      return fail(error);
+    }
+  }
+  say("This paste is protected by a password as well as by its link.", false);
+  for (;;) {
+    const password = await askPassword();
+    try {
+      return await decryptAndRender(key, iv, ct, { salt, iter: Number(iter), password });
+    } catch (error) {
+      if (!(error instanceof DecryptError) || error.kind !== "auth") return fail(error);
+      say(MESSAGES.password);
+    }
   }
 }
 
+// Read-once: fetch the paste (the server deletes it as it answers), keeping
+// the key of the link, which a form post to another URL would drop.
+async function readOnce(event) {
+  event.preventDefault();
+  if (!location.hash.slice(1)) return say(MESSAGES.burnNokey);
+  if (!available()) return say(MESSAGES.nocrypto);
+  burnForm.querySelector("button").disabled = true;
+  let response;
+  try {
+    response = await fetch(burnForm.action, { method: "POST", headers: { Accept: "application/json" } });
+  } catch {
+    burnForm.querySelector("button").disabled = false;
+    return say("The server could not be reached; the paste was not read.");
+  }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok || !body.ct) {
+    burnForm.querySelector("button").disabled = false;
+    return say(body.error || `The server refused (HTTP ${response.status}).`);
+  }
+  document.getElementById("burn").hidden = true;
+  Object.assign(article.dataset, { ct: body.ct, iv: body.iv });
+  if (body.kdf) Object.assign(article.dataset, { salt: body.kdf.salt, iter: String(body.kdf.iter) });
+  window.removeEventListener("hashchange", show); // it is gone from the server now
+  const gone = "This paste has now been deleted from the server: keep a copy if you need it.";
+  if (await show()) say(gone, false);
+  else status.textContent += ` ${gone}`;
+}
+
+if (burnForm) burnForm.addEventListener("submit", readOnce);
 window.addEventListener("hashchange", show);
 show();
