@@ -46,8 +46,10 @@ BACKOFF_CAP = 30.0
 MISS_INTERVAL = 2.0  # minimum time between miss-triggered fetches
 MISS_WAIT = 10.0  # how long a request waits for a miss-triggered fetch
 PUSH_ROUNDS = 100  # rejected pushes in a row before backing off
+START_TIMEOUT = 10.0  # the first fetch may delay the start this long, then runs on
 WORKER_TIMEOUT = 120.0  # a worker request taking longer is killed
-NET_TIMEOUT_MS = 20_000  # libgit2 connect and read time-outs
+NET_TIMEOUT_MS = 20_000  # libgit2 read time-out
+CONNECT_TIMEOUT_MS = 5_000  # libgit2 connect time-out
 
 
 class SyncError(Exception):
@@ -114,7 +116,7 @@ class SyncOptions:
         return {
             "repo": repo, "url": self.url, "branch": self.branch, "token": self.token,
             "seed": self.seed, "ssh_auth": self.ssh_auth, "ssh_insecure": self.ssh_insecure,
-            "timeout_ms": NET_TIMEOUT_MS,
+            "timeout_ms": NET_TIMEOUT_MS, "connect_timeout_ms": CONNECT_TIMEOUT_MS,
         }
 
 
@@ -253,8 +255,12 @@ class Syncer:
         self.options.validate()
         url = redact(self.options.url)
         try:
-            await self.fetch_and_integrate()
-            await self._check_push_access()
+            await asyncio.wait_for(self._first_sync(), START_TIMEOUT)
+        except TimeoutError:
+            exc = SyncFailure("network", f"no answer within {START_TIMEOUT:.0f} s")
+            self._note_error(exc)
+            log.warning("remote %s is slow or unreachable (%s): serving local pastes, "
+                        "retrying", url, exc)
         except SyncFailure as exc:
             if exc.kind in FATAL_KINDS:
                 await self.worker.close()
@@ -300,6 +306,10 @@ class Syncer:
             await self.store.run_in_writer(lambda: self.store.apply([marker]))
         if not self.store.pending_erasure():
             self._marker_file.unlink(missing_ok=True)
+
+    async def _first_sync(self) -> None:
+        await self.fetch_and_integrate()
+        await self._check_push_access()
 
     async def stop(self, flush_timeout: float = 5.0) -> None:
         if self._task is not None:

@@ -72,7 +72,8 @@ class Settings:
     seed: str | None = None
     ssh_auth: str | None = None
     ssh_insecure: bool = False
-    timeout_ms: int = 20_000
+    timeout_ms: int = 20_000  # a read that stalls this long fails
+    connect_timeout_ms: int = 5_000  # a host that does not answer delays the start this long
 
 
 def is_ssh(url: str) -> bool:
@@ -202,7 +203,7 @@ class Worker:
         self.url, self.user = url, user
         self.token = settings.token or password
         pygit2.settings.enable_fsync_gitdir(True)
-        pygit2.settings.server_connect_timeout = settings.timeout_ms
+        pygit2.settings.server_connect_timeout = settings.connect_timeout_ms
         pygit2.settings.server_timeout = settings.timeout_ms
         self.repo = pygit2.Repository(settings.repo)
         self.tracking = TRACKING.format(branch=settings.branch)
