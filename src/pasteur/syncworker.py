@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -68,8 +68,8 @@ class Settings:
     repo: str
     url: str
     branch: str = "main"
-    token: str | None = None
-    seed: str | None = None
+    token: str | None = field(default=None, repr=False)
+    seed: str | None = field(default=None, repr=False)
     ssh_auth: str | None = None
     ssh_insecure: bool = False
     timeout_ms: int = 20_000  # a read that stalls this long fails
