@@ -35,8 +35,9 @@ from .syncmerge import (
     erase_message,
     integrate,
     is_rewrite,
+    set_tracking,
 )
-from .syncworker import TRACKING, is_ssh, split_credentials
+from .syncworker import FETCHED, TRACKING, is_ssh, split_credentials
 
 log = logging.getLogger("pasteur.sync")
 
@@ -220,6 +221,8 @@ class Syncer:
         self.store = store
         self.options = options
         self.worker = worker or WorkerClient(options.worker_settings(str(store.path)))
+        self._tracking = TRACKING.format(branch=options.branch)
+        self._fetched = FETCHED.format(branch=options.branch)
         self.remote_head: pygit2.Oid | None = self._tracking_head()
         self.last_push: float | None = None
         self.last_fetch: float | None = None
@@ -241,7 +244,7 @@ class Syncer:
         self._last_miss = 0.0
 
     def _tracking_head(self) -> pygit2.Oid | None:
-        ref = self.store.reader.references.get(TRACKING.format(branch=self.options.branch))
+        ref = self.store.reader.references.get(self._tracking)
         return ref.target if ref is not None else None
 
     # -- life cycle -----------------------------------------------------------
@@ -405,7 +408,7 @@ class Syncer:
         async with self._sync_lock:
             remote = await self._fetch()
             known = self.remote_head
-            result = await self._in_writer(lambda: integrate(self.store, remote, known))
+            result = await self._in_writer(lambda: self._integrate(remote, known))
             self.remote_head = remote
             self._noted(result, remote)
             if result.remote_rewritten:
@@ -420,7 +423,14 @@ class Syncer:
             if remote is not None and known is not None:
                 result = await self._in_writer(lambda: absorb(self.store, known, remote))
                 self._noted(result, remote)
+            await self.store.run_in_writer(
+                lambda: set_tracking(self.store, self._tracking, self._fetched, remote))
             self.remote_head = remote
+
+    def _integrate(self, remote: pygit2.Oid | None, known: pygit2.Oid | None) -> Integration:
+        result = integrate(self.store, remote, known)
+        set_tracking(self.store, self._tracking, self._fetched, remote)
+        return result
 
     async def _fetch(self) -> pygit2.Oid | None:
         reply = await self.worker.call("fetch")

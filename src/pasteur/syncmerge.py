@@ -296,3 +296,15 @@ def drop_unreachable(store: Store) -> None:
                  ["repack", "-a", "-d", "-q"],
                  ["prune", "--expire=now"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
+
+
+def set_tracking(store: Store, tracking: str, fetched: str, remote: pygit2.Oid | None) -> None:
+    """Record the remote head now integrated and drop the fetched ref (writer thread;
+    a stale ref to an old history would keep erased pastes' objects alive)."""
+    refs = store.repo.references
+    if remote is not None:
+        refs.create(tracking, remote, force=True)
+    elif refs.get(tracking) is not None:
+        refs.delete(tracking)
+    if refs.get(fetched) is not None:
+        refs.delete(fetched)

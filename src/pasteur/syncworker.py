@@ -33,7 +33,12 @@ from pygit2.ffi import C
 
 from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
 
+# The remote head this instance has integrated or pushed (written by the server
+# after integrating, by the worker after a push), and the fetched head not yet
+# integrated: a crash between fetch and integration must not make the next
+# start believe it has seen a remote history it never integrated.
 TRACKING = "refs/remotes/origin/{branch}"
+FETCHED = "refs/pasteur/fetched/{branch}"
 MAX_AUTH_ATTEMPTS = 2
 
 # libgit2 1.9's git_cert_hostkey in full (pygit2 declares only its first
@@ -207,6 +212,7 @@ class Worker:
         pygit2.settings.server_timeout = settings.timeout_ms
         self.repo = pygit2.Repository(settings.repo)
         self.tracking = TRACKING.format(branch=settings.branch)
+        self.fetched = FETCHED.format(branch=settings.branch)
 
     def callbacks(self) -> Callbacks:
         assert _PIN is not None
@@ -221,17 +227,17 @@ class Worker:
         remote = self.remote()
         cb = self.callbacks()
         self._guard(lambda: remote.fetch(
-            [f"+refs/heads/{branch}:{self.tracking}"], callbacks=cb, message="pasteur: fetch"
+            [f"+refs/heads/{branch}:{self.fetched}"], callbacks=cb, message="pasteur: fetch"
         ), cb)
         heads = {h.name: h for h in remote.list_heads(connect=False)}
         head = heads.get(f"refs/heads/{branch}")
         if head is None:
-            self._delete_tracking()
+            self._delete(self.fetched)
             return {"ok": True, "head": None}
         return {"ok": True, "head": str(head.oid)}
 
-    def _delete_tracking(self) -> None:
-        ref = self.repo.references.get(self.tracking)
+    def _delete(self, name: str) -> None:
+        ref = self.repo.references.get(name)
         if ref is not None:
             ref.delete()
 
