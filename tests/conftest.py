@@ -38,7 +38,7 @@ class Server:
     def repo(self) -> Path:
         return self.data / "repo.git"
 
-    def start(self, timeout: float = 15) -> None:
+    def start(self, timeout: float = 40) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pasteur", "serve", "--port", str(self.port),

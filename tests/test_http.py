@@ -255,3 +255,10 @@ def test_git_clone_shows_readable_files(server, tmp_path):
     subprocess.run(["git", "clone", "-q", str(server.repo), str(clone)], check=True)
     doc = json.loads((clone / shard_path(pid)).read_text())
     assert doc["text"] == "hello clone" and doc["v"] == 1
+
+
+def test_form_textarea_crlf_normalised_but_files_kept(client):
+    r = client.post("/", files={"paste": (None, "a\r\nb\r\n"), "form": (None, "html")})
+    assert client.get(f"/{paste_id(r.text)}?raw=true").content == b"a\nb\n"
+    r = client.post("/", files={"paste": ("dos.txt", b"a\r\nb\r\n")})
+    assert client.get(f"/{paste_id(r.text)}?raw=true").content == b"a\r\nb\r\n"

@@ -506,6 +506,8 @@ class Pasteur:
             raise FormError(
                 400, f"the paste is not UTF-8 text (bad byte at offset {exc.start})"
             ) from exc
+        if upload.filename is None and upload.fields.get("form") == "html":
+            text = text.replace("\r\n", "\n")  # a textarea is submitted with CRLF
         return Paste.plain(text, lang, upload.flag("ln")), False
 
     def _write_document(self, paste: Paste, upload: Any) -> Path:

@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server",
                            description="Run the Pasteur server.")
     add_serve_arguments(serve)
+    from .https import add_https_arguments
+
+    add_https_arguments(serve)
     EnvDefaults(serve).apply()
     from .client import add_client_commands
 

@@ -31,6 +31,7 @@ FIELDS = {
     "salt": 64,
     "iter": 16,
     "token": 64,
+    "form": 16,
 }
 PASTE_FIELD = "paste"
 MAX_PARTS = 32

@@ -19,6 +19,7 @@ import logging
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from . import https
 from .app import create_app
 from .config import Config
 from .store import Store
@@ -86,12 +87,16 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
 
 
 async def run(config: Config) -> int:
+    tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     try:
         store = Store(config.repo_path, config.length)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
     app = create_app(config, store)
+    if tls is not None:  # TLS, HTTP/2, ACME: see https.py
+        await https.serve(app, config, tls)
+        return 0
     server = uvicorn.Server(uvicorn_config(app, config))
     log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port, config.repo_path)
     await server.serve()

@@ -1,0 +1,386 @@
+"""HTTPS: TLS listener with HTTP/2 by ALPN, live certificate swap, port-80 redirect.
+
+The TLS listener is hypercorn, run in Pasteur's own event loop, with one
+`ssl.SSLContext` that Pasteur keeps: a renewed certificate is loaded into that same
+context (`load_cert_chain`), so new handshakes get it and open connections keep
+theirs; nothing restarts. Port 80 (``--http-port``) redirects to HTTPS and answers
+ACME HTTP-01 challenges. See docs/https.md for the reasons and figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import logging
+import os
+import ssl
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
+    from hypercorn.config import Config as HypercornConfig
+
+    from .acme import AcmeSettings, CertificateManager, Issued
+
+log = logging.getLogger("pasteur.https")
+
+ASGIApp = Callable[..., Awaitable[None]]
+CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+# Same suite as hypercorn's default: forward-secret AEAD only.
+CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
+
+
+class HttpsError(Exception):
+    """Bad options or a failure to start: `serve` turns it into one line and exit status 1."""
+
+
+def fail(message: str) -> HttpsError:
+    return HttpsError(message)
+
+
+# --- command line ---------------------------------------------------------------------
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port: {value!r} is not between 0 and 65535")
+    return port
+
+
+
+def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
+    """Add the HTTPS and ACME options to a parser (or an argument group)."""
+    g = parser.add_argument_group("HTTPS") if hasattr(parser, "add_argument_group") else parser
+    g.add_argument("--https", action="store_true",
+                   help="serve HTTPS with a certificate obtained by ACME for --hostname")
+    g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain")
+    g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
+    g.add_argument("--hostname", metavar="NAME", help="public name of the server (certificate)")
+    g.add_argument("--https-port", type=_port, metavar="N",
+                   help="port of the HTTPS listener (default 443 with --https, else --port)")
+    g.add_argument("--http-port", type=_port, metavar="N",
+                   help="port that redirects to HTTPS and answers ACME HTTP-01 "
+                        "(default 80 with --https; 0 to disable)")
+    g.add_argument("--email", help="contact address for the ACME account")
+    g.add_argument("--production", action="store_true",
+                   help="use Let's Encrypt's production directory (staging otherwise)")
+    g.add_argument("--acme-directory", metavar="URL", help="directory URL of any ACME server")
+    g.add_argument("--acme-ca", metavar="FILE",
+                   help="CA bundle to trust for the ACME server's own HTTPS")
+    g.add_argument("--account-seed", metavar="SEED", help="derive the ACME account key from SEED")
+    g.add_argument("--cert-seed", metavar="SEED", help="derive the certificate key from SEED")
+    g.add_argument("--dns-key", metavar="NAME:ALG:SECRET",
+                   help="TSIG key for DNS-01 by RFC 2136 update (e.g. k:hmac-sha256:BASE64)")
+    g.add_argument("--dns-addr", metavar="IP", help="address of the zone's primary DNS server")
+    g.add_argument("--dns-port", type=_port, default=None, metavar="N",
+                   help="port of the zone's primary (default 53)")
+
+
+HTTPS_OPTIONS = ("https", "tls_cert", "tls_key", "hostname", "https_port", "http_port", "email",
+                 "production", "acme_directory", "acme_ca", "account_seed", "cert_seed",
+                 "dns_key", "dns_addr", "dns_port")
+
+
+def options(config: Any) -> SimpleNamespace:
+    """The HTTPS options from the core's Config (its `extra` holds the parsed flags) or a
+    Namespace, with every option present (None/False when not given)."""
+    values: dict[str, Any] = dict.fromkeys(HTTPS_OPTIONS)
+    values.update(getattr(config, "extra", None) or {})
+    values.update({k: v for k, v in vars(config).items() if k != "extra"})
+    values["bind"] = values.get("bind") or values.get("host") or "127.0.0.1"
+    values["data"] = Path(values.get("data") or "pasteur-data")
+    return SimpleNamespace(**values)
+
+
+def https_requested(config: Any) -> bool:
+    opts = options(config)
+    return bool(opts.https or opts.tls_cert)
+
+
+def acme_settings(config: Any) -> AcmeSettings:
+    """ACME settings from the parsed options; raises HttpsError on bad input."""
+    from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
+
+    if not getattr(config, "hostname", None):
+        raise fail("--https needs --hostname NAME, the public name to get a certificate for")
+    directory = config.acme_directory or (PRODUCTION if config.production else STAGING)
+    dns_cfg = None
+    try:
+        if config.dns_key:
+            dns_cfg = DnsSettings.parse(config.dns_key, config.dns_addr, config.dns_port)
+        elif config.dns_addr:
+            raise AcmeError("--dns-addr needs --dns-key NAME:ALG:SECRET")
+    except AcmeError as e:
+        raise fail(str(e)) from None
+    return AcmeSettings(
+        hostname=config.hostname.rstrip(".").lower(), data_dir=config.data,
+        directory=directory, email=config.email, ca_bundle=config.acme_ca,
+        account_seed=config.account_seed, cert_seed=config.cert_seed, dns=dns_cfg)
+
+
+# --- TLS context with a swappable certificate -----------------------------------------
+
+
+def fingerprint(cert_pem: bytes) -> str:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+class LiveTLS:
+    """One SSLContext for the listener's whole life; `load` swaps its certificate."""
+
+    def __init__(self) -> None:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.set_ciphers(CIPHERS)
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2  # RFC 9113 9.2
+        ctx.options |= ssl.OP_NO_COMPRESSION
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        self.context = ctx
+        self.fingerprint: str | None = None
+
+    def load_files(self, cert: str | Path, key: str | Path) -> None:
+        """Load (or swap in) a chain and key from files; checked on a scratch context first,
+        since a failed load_cert_chain can leave a context with a new chain and the old key."""
+        try:
+            cert_pem = Path(cert).read_bytes()
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+            self.context.load_cert_chain(cert, key)
+        except (ssl.SSLError, ValueError) as e:
+            raise fail(f"cannot use certificate {cert} with key {key}: {e}") from None
+        except OSError as e:
+            raise fail(f"cannot read {e.filename or cert}: {e.strerror}") from None
+        self.fingerprint = fingerprint(cert_pem)
+
+    def load(self, issued: Issued) -> None:
+        """Swap in a new chain and key: new handshakes get it, open connections are kept."""
+        fd, path = tempfile.mkstemp(prefix="pasteur-tls-", suffix=".pem")
+        try:
+            with os.fdopen(fd, "wb") as f:  # mkstemp creates the file with mode 0600
+                f.write(issued.key_pem + b"\n" + issued.fullchain_pem)
+            self.context.load_cert_chain(path)
+        finally:
+            os.unlink(path)
+        self.fingerprint = fingerprint(issued.fullchain_pem)
+        log.info("TLS certificate in use: sha256 %s, expires %s", self.fingerprint,
+                 issued.not_after)
+
+
+def _tls_config(tls: LiveTLS) -> HypercornConfig:
+    """Hypercorn configuration that uses our live SSLContext."""
+    from hypercorn.config import Config
+
+    class TLSConfig(Config):
+        @property
+        def ssl_enabled(self) -> bool:  # type: ignore[override]
+            return True
+
+        def create_ssl_context(self) -> ssl.SSLContext:
+            return tls.context
+
+    return TLSConfig()
+
+
+# --- port 80: redirect and HTTP-01 ----------------------------------------------------
+
+
+def redirect_app(hostname: str | None, https_port: int, tokens: dict[str, str]) -> ASGIApp:
+    """ASGI app for port 80: ACME HTTP-01 answers, and a redirect to HTTPS for the rest."""
+
+    async def app(scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if path.startswith(CHALLENGE_PREFIX):
+            answer = tokens.get(path[len(CHALLENGE_PREFIX):])
+            status, body = (200, answer.encode()) if answer else (404, b"no such challenge\n")
+            await _respond(send, status, [(b"content-type", b"text/plain")], body)
+            return
+        host = hostname or _host_header(scope) or "localhost"
+        port = "" if https_port == 443 else f":{https_port}"
+        target = f"https://{host}{port}{scope.get('raw_path', path.encode()).decode('latin-1')}"
+        if scope.get("query_string"):
+            target += "?" + scope["query_string"].decode("latin-1")
+        status = 301 if scope["method"] in ("GET", "HEAD") else 308
+        await _respond(send, status, [(b"location", target.encode("latin-1"))], b"")
+
+    return app
+
+
+def _host_header(scope: dict) -> str | None:
+    for name, value in scope.get("headers", []):
+        if name == b"host":
+            host = value.decode("latin-1")
+            return host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return None
+
+
+async def _respond(send: Callable, status: int, headers: list, body: bytes) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+# --- server ---------------------------------------------------------------------------
+
+
+def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornConfig:
+    config.bind = binds  # TLS if the config has it (see _tls_config), plain otherwise
+    config.accesslog = None
+    config.errorlog = logging.getLogger("pasteur.hypercorn")
+    config.graceful_timeout = 5
+    # Against slow and idle clients, as the plain-HTTP listener (see server.py): idle
+    # keep-alive, a silent connection and a slow TLS handshake are closed.
+    config.keep_alive_timeout = 15
+    config.read_timeout = 30
+    config.ssl_handshake_timeout = 10
+    config.include_server_header = False
+    return config
+
+
+def _bind(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class HttpsServer:
+    """The TLS listener, the port-80 listener and, with --https, the ACME renewal loop."""
+
+    def __init__(self, app: ASGIApp | None, core_config: Any) -> None:
+        self.app = app
+        self.config = config = options(core_config)
+        self.tls = LiveTLS()
+        self.tokens: dict[str, str] = {}
+        self.manager: CertificateManager | None = None
+        self.host: str = config.bind
+        acme = bool(config.https) and not config.tls_cert
+        if bool(config.tls_cert) != bool(config.tls_key):
+            raise fail("--tls-cert and --tls-key go together")
+        if acme:
+            from .acme import CertificateManager
+
+            self.manager = CertificateManager(acme_settings(config), self.tokens)
+        default_https = 443 if config.https or not config.port else config.port
+        self.https_port: int = config.https_port or default_https
+        default_http = 80 if config.https else 0
+        self.http_port: int = default_http if config.http_port is None else config.http_port
+        if self.manager and self.manager.settings.dns is None and not self.http_port:
+            raise fail("HTTP-01 needs the port-80 listener: drop --http-port 0, or use DNS-01 "
+                       "with --dns-key")
+        self.ready = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+        self.watch_interval = 30.0  # seconds between checks of --tls-cert/--tls-key
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Serve until stop(); raises HttpsError when something is wrong."""
+        try:
+            if self.http_port:
+                self._start(redirect_app(self.config.hostname, self.https_port, self.tokens),
+                            self.http_port, secure=False)
+            if self.manager is not None:
+                from .acme import AcmeError
+
+                try:
+                    self.tls.load(await self.manager.obtain())
+                except AcmeError as e:
+                    raise fail(str(e)) from None
+                self._tasks.append(asyncio.create_task(self.manager.run(self.tls.load),
+                                                       name="renewal"))
+            else:
+                self.tls.load_files(self.config.tls_cert, self.config.tls_key)
+                self._tasks.append(asyncio.create_task(self._watch_files(), name="renewal"))
+            assert self.app is not None, "HttpsServer.app is not set"
+            self._start(self.app, self.https_port, secure=True)
+            self.ready.set()
+            await self._stop.wait()
+        finally:
+            self._stop.set()
+            await self._close()
+
+    async def _watch_files(self) -> None:
+        """Swap in --tls-cert/--tls-key when they change on disk (e.g. renewed by certbot)."""
+        paths = [Path(self.config.tls_cert), Path(self.config.tls_key)]
+
+        def stamp() -> list[tuple[float, int]]:
+            return [(p.stat().st_mtime, p.stat().st_size) for p in paths if p.exists()]
+
+        seen = stamp()
+        while True:
+            await asyncio.sleep(self.watch_interval)
+            now = stamp()
+            if now == seen:
+                continue
+            seen = now
+            try:
+                self.tls.load_files(*paths)
+            except HttpsError as e:
+                log.warning("keeping the current certificate: %s", e)
+                continue
+            log.info("reloaded %s: sha256 %s", paths[0], self.tls.fingerprint)
+
+    async def _close(self) -> None:
+        for task in self._tasks:
+            if task is not None and task.get_name() == "renewal":
+                task.cancel()
+        results = await asyncio.gather(*self._tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.error("listener failed: %s", result)
+
+    def _start(self, app: ASGIApp, port: int, secure: bool) -> None:
+        from hypercorn.asyncio.run import worker_serve
+        from hypercorn.config import Config
+        from hypercorn.utils import wrap_app
+
+        base = _tls_config(self.tls) if secure else Config()
+        hc = _hypercorn_config(base, [_bind(self.host, port)])
+        try:
+            sockets = hc.create_sockets()
+            for sock in sockets.secure_sockets + sockets.insecure_sockets:
+                sock.listen(hc.backlog)  # connections wait in the backlog until served
+        except OSError as e:
+            raise fail(f"cannot listen on {_bind(self.host, port)}: {e.strerror}") from None
+        self._tasks.append(asyncio.create_task(worker_serve(
+            wrap_app(app, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]
+            shutdown_trigger=self._stop.wait)))
+        scheme = "https" if secure else "http"
+        log.info("listening on %s://%s", scheme, _bind(self.host, port))
+
+
+def prepare(config: Any) -> HttpsServer | None:
+    """Check the HTTPS options before anything else starts (called by `pasteur serve`):
+    None when HTTPS is not asked for; a bad option exits with one line."""
+    if not https_requested(config):
+        return None
+    try:
+        return HttpsServer(None, config)
+    except HttpsError as e:
+        raise SystemExit(f"pasteur: {e}") from None
+
+
+async def serve(app: ASGIApp, config: Any, server: HttpsServer | None = None) -> None:
+    """Serve `app` over HTTPS as the options say (called by `pasteur serve`)."""
+    try:
+        server = server or HttpsServer(app, config)
+        server.app = app
+        await server.run()
+    except HttpsError as e:
+        raise SystemExit(f"pasteur: {e}") from None
