@@ -684,8 +684,14 @@ def test_attachments_through_the_form(page, reader, server, tmp_path):
 def test_attachments_only_and_size_limit(page, reader, server):
     fill_form(page, server, "")
     page.get_by_label("Attach files").set_input_files(ATTACHED[:1])
-    page.evaluate("document.getElementById('paste-form').dataset.maxSize = '5000'")
     before = commit_count(server)
+    page.get_by_label("Encrypted").uncheck()  # files are never sent in clear
+    page.get_by_label("Your text").fill("clear text")
+    page.get_by_role("button", name="Paste").click()
+    assert "sent encrypted only" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Your text").fill("")
+    page.get_by_label("Encrypted").check()
+    page.evaluate("document.getElementById('paste-form').dataset.maxSize = '5000'")
     page.get_by_role("button", name="Paste").click()
     alert = page.get_by_role("alert")
     alert.wait_for()
