@@ -156,3 +156,29 @@ def test_cli_serves_the_app_over_h2(tmp_path: Path) -> None:
         proc.terminate()
         proc.communicate(timeout=10)
     assert proc.returncode in (0, -15)
+
+
+def test_terminal_client_over_https(tmp_path: Path) -> None:
+    """pasteur paste / get against an HTTPS server, verified with --cacert."""
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+    proc = pasteur(*tls_argv(cert, key, port), data=tmp_path / "d")
+    server = f"https://127.0.0.1:{port}"
+
+    def client(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pasteur", *args], input=stdin,
+                              capture_output=True, timeout=60)
+
+    try:
+        wait_port(port, proc)
+        made = client("paste", "-s", server, "--cacert", str(cert), stdin=b"over TLS\n")
+        assert made.returncode == 0, made.stderr
+        url = made.stdout.decode().strip()
+        assert url.startswith(server + "/") and "#" in url
+        got = client("get", url, "--cacert", str(cert))
+        assert got.returncode == 0 and got.stdout == b"over TLS\n"
+        unverified = client("get", url)  # the self-signed certificate is not trusted
+        assert unverified.returncode == 1 and b"cannot reach" in unverified.stderr
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
