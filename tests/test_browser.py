@@ -6,9 +6,12 @@ Content-Security-Policy violations, and each test checks there were none.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -94,6 +97,31 @@ def page(browser):
     yield pg
     context.close()
     problems.check()
+
+
+@pytest.fixture
+def reader(browser):
+    """Another visitor: a second browser context (no creator cookie), checked like `page`."""
+    contexts = []
+
+    def open_page():
+        context = browser.new_context(accept_downloads=True)
+        context.add_init_script(CSP_LISTENER)
+        contexts.append(context)
+        pg = context.new_page()
+        pg.set_default_timeout(10_000)
+        pg.problems = Problems()
+        pg.on("console", lambda m: m.type == "error" and pg.problems.append(m.text))
+        pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
+        pg.requested = []
+        pg.on("request", lambda r: pg.requested.append(r.url))
+        return pg
+
+    yield open_page
+    for context in contexts:
+        for pg in context.pages:
+            pg.problems.check()
+        context.close()
 
 
 def repo_of(data: Path) -> Path:
@@ -250,7 +278,7 @@ def test_unencrypted_paste_with_line_numbers_and_raw(page, server):
     raw = httpx.get(f"{server.url}/{paste_id}?raw=true")
     assert raw.status_code == 200
     assert raw.headers["content-type"].startswith("text/plain")
-    assert raw.text.replace("\r\n", "\n") == text
+    assert raw.text == text  # the textarea's CRLF is stored as LF (server side)
 
     # With "raw" checked, the form lands on the raw view.
     fill_form(page, server, "plain words\n", raw=True, encrypted=False)
@@ -455,7 +483,7 @@ def test_form_page_is_light(server):
 # -- password and read-once pastes -----------------------------------------
 
 
-def test_password_paste(page, server):
+def test_password_paste(page, reader, server):
     password = "open sesame 7c1e"
     before = commit_count(server)
     fill_form(page, server, f"behind a password: {SECRET}\n")
@@ -472,6 +500,18 @@ def test_password_paste(page, server):
     page.get_by_role("button", name="Decrypt").click()
     page.locator("#paste-code .line").first.wait_for()
     assert page.locator("#paste-code").inner_text() == f"behind a password: {SECRET}\n"
+    # Another visitor with the full link is asked the password, may retry.
+    rp = reader()
+    rp.goto(page.url)
+    assert rp.locator("#paste").is_hidden()
+    rp.get_by_label("Password").fill("open sesame")
+    rp.get_by_role("button", name="Decrypt").click()
+    rp.get_by_text("the password is wrong").wait_for()
+    assert rp.locator("#paste").is_hidden() and SECRET not in rp.content()
+    rp.get_by_label("Password").fill(password)
+    rp.get_by_role("button", name="Decrypt").click()
+    rp.locator("#paste-code .line").first.wait_for()
+    assert rp.locator("#paste-code").inner_text() == f"behind a password: {SECRET}\n"
     wait_for_commit(server, before)
     blob = stored_blob(server, paste_id)
     log = Path(server.log_path).read_text("utf-8", errors="replace")
@@ -489,23 +529,23 @@ def test_password_refused_without_encryption(page, server):
     assert commit_count(server) == before
 
 
-def test_read_once_encrypted_paste(page, browser, server):
+def test_read_once_encrypted_paste(page, reader, server):
+    before = commit_count(server)
     fill_form(page, server, f"read me once {SECRET}\n")
     page.get_by_label("Burn after reading").check()
     page.get_by_role("button", name="Paste").click()
     page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
     link = page.url
     paste_id, _ = split_link(link)
-    # The creator sees it without burning it.
+    # The creator sees it (redirect, then a reload) without burning it.
     page.locator("#paste-code .line").first.wait_for()
+    assert "your own views do not burn it" in page.locator(".creator").inner_text()
+    page.reload()
+    page.locator("#paste-code .line").first.wait_for()
+    wait_for_commit(server, before)
+    assert "read me once" not in stored_blob(server, paste_id)  # still stored, encrypted
 
-    reader = browser.new_context()
-    reader.add_init_script(CSP_LISTENER)
-    problems = Problems()
-    rp = reader.new_page()
-    rp.set_default_timeout(10_000)
-    rp.on("console", lambda m: m.type == "error" and problems.append(m.text))
-    rp.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    rp = reader()
     # Without the key: a warning, and the button does not burn it.
     rp.goto(f"{server.url}/{paste_id}")
     assert "reading it now would delete it" in rp.locator("#paste-status").inner_text()
@@ -515,11 +555,180 @@ def test_read_once_encrypted_paste(page, browser, server):
     rp.goto(link)
     rp.reload()
     assert rp.locator("#paste").is_hidden()
+    assert rp.get_by_role("button", name="Delete this paste").count() == 0
     rp.get_by_role("button", name="Read it now").click()
     rp.locator("#paste-code .line").first.wait_for()
     assert rp.locator("#paste-code").inner_text() == f"read me once {SECRET}\n"
     assert "deleted from the server" in rp.locator("#paste-status").inner_text()
     gone = rp.reload()
     assert gone.status in (404, 410)
-    reader.close()
-    problems.check()
+    assert page.reload().status in (404, 410)  # for its creator too
+
+
+# -- the creator's page: delete and QR code ----------------------------------
+
+def read_qr(page, tmp_path: Path) -> str:
+    """The text of the creator's QR code: the canvas's pixels, decoded by zbarimg."""
+    canvas = page.locator("#paste-qr canvas")
+    canvas.wait_for()
+    assert canvas.get_attribute("role") == "img" and canvas.get_attribute("aria-label")
+    box = canvas.bounding_box()
+    assert box["width"] >= 100 and box["height"] >= 100  # drawn, and shown at a usable size
+    zbarimg = shutil.which("zbarimg")
+    if zbarimg is None:
+        pytest.skip("no zbarimg (Debian zbar-tools) to read the QR code")
+    data_url = canvas.evaluate("c => c.toDataURL('image/png')")
+    png = tmp_path / "qr.png"
+    png.write_bytes(base64.b64decode(data_url.split(",", 1)[1]))
+    out = subprocess.run([zbarimg, "--quiet", "--raw", str(png)], capture_output=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.decode().rstrip("\n")
+
+
+def test_creator_page_qr_code_and_delete(page, reader, server, tmp_path):
+    fill_form(page, server, f"made by me {SECRET}\n")
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    link = page.url
+    paste_id, _ = split_link(link)
+    assert page.locator("#paste").get_attribute("data-creator") == "true"
+    delete = page.get_by_role("button", name="Delete this paste")
+    assert delete.is_visible()
+    # The QR code holds the whole link, key included (computed in the page).
+    assert read_qr(page, tmp_path) == link
+    assert "key included" in page.locator("#paste-qr figcaption").inner_text()
+
+    # Another visitor: the paste, but neither the delete button nor the QR code,
+    # and the encoder is not even loaded.
+    rp = reader()
+    rp.goto(link)
+    rp.locator("#paste-code .line").first.wait_for()
+    assert rp.get_by_role("button", name="Delete this paste").count() == 0
+    assert rp.locator("#paste-qr").count() == 0
+    assert rp.locator("#paste").get_attribute("data-creator") is None
+    assert not [u for u in rp.requested if "qrcode" in u or "creator.js" in u]
+
+    # An unencrypted paste: the QR code is its plain URL.
+    fill_form(page, server, "in clear\n", encrypted=False)
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
+    assert read_qr(page, tmp_path) == page.url
+    assert "key" not in page.locator("#paste-qr figcaption").inner_text()
+
+    # The creator deletes the encrypted one; it is gone for everyone.
+    page.goto(link)
+    page.get_by_role("button", name="Delete this paste").click()
+    page.get_by_role("heading", name="Deleted").wait_for()
+    assert httpx.get(f"{server.url}/{paste_id}").status_code == 404
+    assert rp.reload().status == 404
+
+
+def test_form_page_never_loads_the_qr_encoder(page, server):
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    page.goto(server.url + "/")
+    page.wait_for_load_state("networkidle")
+    assert not [u for u in requested if "qrcode" in u or "creator.js" in u]
+
+
+# -- attachments -------------------------------------------------------------
+
+ATTACHED = [
+    {"name": "data.bin", "mimeType": "application/octet-stream",
+     "buffer": bytes(range(256)) * 40 + b"\r\n\x00end"},
+    {"name": "notes ✓.html", "mimeType": "text/html",
+     "buffer": "<script>alert(1)</script> notes ✓\r\n".encode()},
+]
+
+
+def test_attachments_through_the_form(page, reader, server, tmp_path):
+    fill_form(page, server, "", encrypted=False)
+    assert page.locator("#attach").is_hidden()  # files go with encrypted pastes only
+    page.get_by_label("Encrypted").check()
+    files = page.get_by_label("Attach files")
+    files.set_input_files(ATTACHED)
+    assert "with 2 files" in page.locator("#paste-size").inner_text()
+    page.get_by_label("Your text").fill(f"two files attached {SECRET}\n")
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    link = page.url
+    paste_id, _ = split_link(link)
+    blob = stored_blob(server, paste_id)
+    assert "data.bin" not in blob and "notes" not in blob  # names are encrypted too
+
+    rp = reader()
+    rp.goto(link)
+    rp.locator("#paste-code .line").first.wait_for()
+    assert rp.locator("#paste-code").inner_text() == f"two files attached {SECRET}\n"
+    items = rp.locator("#paste-files li")
+    assert items.count() == 2
+    assert "data.bin" in items.nth(0).inner_text() and "10.0 KiB" in items.nth(0).inner_text()
+    assert "notes ✓.html" in items.nth(1).inner_text() and "text/html" in items.nth(1).inner_text()
+    for item, attached in zip(items.all(), ATTACHED, strict=True):
+        with rp.expect_download() as info:
+            item.get_by_role("link").click()
+        download = info.value
+        assert download.suggested_filename == attached["name"]
+        assert Path(download.path()).read_bytes() == attached["buffer"]
+
+    out = tmp_path / "saved"
+    out.mkdir()
+    got = subprocess.run([sys.executable, "-m", "pasteur", "get", link, "--save-files", str(out)],
+                         capture_output=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.decode() == f"two files attached {SECRET}\n"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == {
+        a["name"]: a["buffer"] for a in ATTACHED}
+
+
+def test_attachments_only_and_size_limit(page, reader, server):
+    fill_form(page, server, "")
+    page.get_by_label("Attach files").set_input_files(ATTACHED[:1])
+    before = commit_count(server)
+    page.get_by_label("Encrypted").uncheck()  # files are never sent in clear
+    page.get_by_label("Your text").fill("clear text")
+    page.get_by_role("button", name="Paste").click()
+    assert "sent encrypted only" in page.get_by_role("alert").inner_text()
+    page.get_by_label("Your text").fill("")
+    page.get_by_label("Encrypted").check()
+    page.evaluate("document.getElementById('paste-form').dataset.maxSize = '5000'")
+    page.get_by_role("button", name="Paste").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "attached files are too large" in alert.inner_text()
+    assert commit_count(server) == before
+    # Within the limit, a paste of files alone (no text) is fine.
+    page.evaluate("document.getElementById('paste-form').dataset.maxSize = '1048576'")
+    page.get_by_role("button", name="Paste").click()
+    page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+#[A-Za-z0-9_-]{43}$"))
+    rp = reader()
+    rp.goto(page.url)
+    rp.locator("#paste-files li").first.wait_for()
+    assert rp.locator("#paste-files li").count() == 1
+    assert rp.locator("#paste").is_hidden() and rp.locator("#paste-actions").is_hidden()
+
+
+# -- terminal client <-> browser ---------------------------------------------
+
+
+def test_terminal_paste_opens_in_browser_and_browser_paste_in_terminal(
+    page, server, encrypted_link, tmp_path
+):
+    src = tmp_path / "hello.rs"
+    text = 'fn main() {\n    println!("from pasteur paste ✓");\n}\n'
+    src.write_text(text)
+    made = subprocess.run(
+        [sys.executable, "-m", "pasteur", "paste", "-s", server.url, "--ln", str(src)],
+        capture_output=True, timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    page.goto(made.stdout.decode().strip())
+    page.locator("#paste-code .hljs-keyword").first.wait_for()  # rust, guessed from .rs
+    assert page.locator("#paste-code").inner_text() == text
+    assert page.locator("#paste-code .line").count() == 3
+    assert "numbered" in page.locator("#paste").get_attribute("class")
+
+    got = subprocess.run([sys.executable, "-m", "pasteur", "get", encrypted_link],
+                         capture_output=True, timeout=60)
+    assert got.returncode == 0, got.stderr
+    assert got.stdout.decode() == PYTHON_CODE

@@ -23,7 +23,7 @@ def stream_body(port: int, total: int, chunked: bool, close: bytes = b"",
     sock = socket.create_connection(("127.0.0.1", port))
     sock.settimeout(120)
     head = (
-        "POST / HTTP/1.1\r\nHost: localhost\r\n"
+        "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n"
         "Content-Type: multipart/form-data; boundary=BOUNDARY\r\n"
         + ("Transfer-Encoding: chunked\r\n" if chunked else f"Content-Length: {total}\r\n")
         + "\r\n"
@@ -52,7 +52,6 @@ def stream_body(port: int, total: int, chunked: bool, close: bytes = b"",
             sock.sendall(b"%x\r\n%s\r\n0\r\n\r\n" % (len(close), close) if chunked else close)
         elif chunked:
             sock.sendall(b"0\r\n\r\n")
-        sock.shutdown(socket.SHUT_WR)
     except OSError:
         pass  # the server closed the connection after refusing: expected
     t.join(120)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import mimetypes
 import os
 import sys
 from pathlib import Path
@@ -30,6 +31,10 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
                        description="Encrypt a file (or standard input) in the browser's format, "
                                    "upload it and print its URL with the key.")
     p.add_argument("file", nargs="?", type=Path, help="file to paste (default: standard input)")
+    p.add_argument("-a", "--attach", action="append", type=Path, default=[], metavar="FILE",
+                   help="attach a file, encrypted with the text (repeatable); with attachments "
+                        "the text may be empty, and standard input is not read when it is a "
+                        "terminal")
     p.add_argument("-s", "--server", default=os.environ.get("PASTEUR_SERVER", DEFAULT_SERVER),
                    help=f"server URL (default {DEFAULT_SERVER}) [env PASTEUR_SERVER]")
     p.add_argument("-l", "--lang", default=None,
@@ -51,6 +56,8 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     g.add_argument("url", help="the paste's URL, with #key for an encrypted paste")
     g.add_argument("-p", "--password", action="store_true",
                    help="ask for the password (or PASTEUR_PASSWORD) if the paste has one")
+    g.add_argument("--save-files", type=Path, metavar="DIR", default=None,
+                   help="write the paste's attachments into DIR (never overwrites a file)")
     _tls_arguments(g)
 
 
@@ -92,19 +99,36 @@ def _error_of(response: httpx.Response) -> str:
         return response.text.strip()
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ClientError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+def _attachments(paths: list[Path]) -> list[tuple[str, str, bytes]]:
+    files = []
+    for path in paths:
+        media_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+        files.append((path.name, media_type, _read(path)))
+    return files
+
+
 def paste(args: argparse.Namespace) -> int:
+    if args.attach and args.plain:
+        raise ClientError("attachments are encrypted with the text: drop --plain")
+    files = _attachments(args.attach)
     if args.file is not None:
-        try:
-            data = args.file.read_bytes()
-        except OSError as exc:
-            raise ClientError(f"cannot read {args.file}: {exc.strerror}") from exc
+        data = _read(args.file)
+    elif files and sys.stdin.isatty():
+        data = b""  # only attachments: no text to wait for
     else:
         data = sys.stdin.buffer.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ClientError(f"the input is not UTF-8 text (bad byte at offset {exc.start})") from exc
-    if not text:
+    if not text and not files:
         raise ClientError("nothing to paste: the input is empty")
     lang = args.lang
     if lang is None:
@@ -118,7 +142,7 @@ def paste(args: argparse.Namespace) -> int:
             raise ClientError("a password needs encryption: drop --plain")
         fields.update(paste=text, hl=lang, ln="true" if args.ln else "")
     else:
-        payload = crypto.make_payload(text, lang, args.ln)
+        payload = crypto.make_payload(text, lang, args.ln, files)
         if args.password:
             key, iv, ct, salt, iterations = crypto.encrypt_with_password(
                 payload, _password(args, confirm=True)
@@ -132,11 +156,11 @@ def paste(args: argparse.Namespace) -> int:
             fields[name] = getattr(args, name)
     if args.burn:
         fields["burn"] = "true"
-    files = {name: (None, value) for name, value in fields.items() if value}
+    form = {name: (None, value) for name, value in fields.items() if value}
     server = args.server.rstrip("/")
     with _client(args) as client:
         try:
-            r = client.post(server + "/", files=files, headers={"accept": "application/json"})
+            r = client.post(server + "/", files=form, headers={"accept": "application/json"})
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {server}: {exc}") from exc
     if r.status_code != 201:
@@ -178,8 +202,49 @@ def get(args: argparse.Namespace) -> int:
     except crypto.DecryptError as exc:
         hint = " (or the password)" if kdf else ""
         raise ClientError(f"cannot decrypt: {exc}; check the key{hint}") from exc
+    files = crypto.payload_files(payload)
+    if args.save_files is not None:
+        for path in save_files(files, args.save_files):
+            print(f"saved {path}", file=sys.stderr)
+    elif files:
+        print(f"pasteur: this paste has {len(files)} attached file(s): "
+              "add --save-files DIR to save them", file=sys.stderr)
     sys.stdout.write(payload["text"])
     return 0
+
+
+def safe_name(name: str, index: int) -> str:
+    """A file name from a paste, made harmless: no directories, no '..', no control
+    characters, no leading dot; an unusable name becomes ``attachment-N``."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    base = "".join(c for c in base if c.isprintable()).strip().lstrip(".")
+    return base[:200] or f"attachment-{index + 1}"
+
+
+def save_files(files: list[tuple[str, str, bytes]], directory: Path) -> list[Path]:
+    """Write attachments into an existing directory; refuse if any name is taken."""
+    if not directory.is_dir():
+        raise ClientError(f"{directory} is not a directory")
+    names: list[str] = []
+    for i, (name, _, _) in enumerate(files):
+        first = candidate = safe_name(name, i)
+        stem, dot, ext = first.rpartition(".")
+        n = 1
+        while candidate in names:  # two attachments of the same name
+            n += 1
+            candidate = f"{stem}-{n}.{ext}" if dot and stem else f"{first}-{n}"
+        names.append(candidate)
+    paths = [directory / name for name in names]
+    taken = [str(p) for p in paths if p.exists() or p.is_symlink()]
+    if taken:
+        raise ClientError(f"not overwriting {', '.join(taken)}: nothing was saved")
+    for path, (_, _, data) in zip(paths, files, strict=True):
+        try:
+            with path.open("xb") as out:
+                out.write(data)
+        except OSError as exc:
+            raise ClientError(f"cannot write {path}: {exc.strerror}") from exc
+    return paths
 
 
 def run(args: argparse.Namespace) -> int:

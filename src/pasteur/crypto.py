@@ -2,8 +2,11 @@
 
 - key: 32 random bytes (AES-256), carried in the URL fragment as base64url without padding;
 - iv: 12 random bytes;
-- plaintext: UTF-8 JSON ``{"v": 1, "text": str, "lang": str, "ln": bool}`` (more keys may come,
-  e.g. ``"files"``; readers ignore keys they do not know);
+- plaintext: UTF-8 JSON ``{"v": 1, "text": str, "lang": str, "ln": bool}``, plus, when the
+  paste has attachments, ``"files": [{"name": str, "type": str, "data": base64url}, ...]``
+  (the files' bytes, encrypted with the text; ``type`` is the declared media type, possibly
+  empty, never trusted for display); more keys may come and readers ignore keys they do not
+  know;
 - ciphertext: AES-256-GCM(key, iv, plaintext), no additional data, 128-bit tag appended
   (what WebCrypto returns);
 - ciphertext and iv travel and are stored as base64url without padding.
@@ -23,6 +26,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -56,8 +60,28 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError("not base64url") from exc
 
 
-def make_payload(text: str, lang: str = "", ln: bool = False) -> dict:
-    return {"v": VERSION, "text": text, "lang": lang, "ln": bool(ln)}
+def make_payload(
+    text: str,
+    lang: str = "",
+    ln: bool = False,
+    files: Iterable[tuple[str, str, bytes]] = (),
+) -> dict:
+    """A v1 payload; ``files`` are (name, media type, bytes) attachments."""
+    payload = {"v": VERSION, "text": text, "lang": lang, "ln": bool(ln)}
+    attached = [
+        {"name": name, "type": media_type, "data": b64url_encode(data)}
+        for name, media_type, data in files
+    ]
+    if attached:
+        payload["files"] = attached
+    return payload
+
+
+def payload_files(payload: dict) -> list[tuple[str, str, bytes]]:
+    """The attachments of a checked payload, as (name, media type, bytes)."""
+    return [
+        (f["name"], f.get("type", ""), b64url_decode(f["data"])) for f in payload.get("files", [])
+    ]
 
 
 def encode_payload(payload: dict) -> bytes:
@@ -158,3 +182,16 @@ def _check_payload(payload: object) -> None:
         raise ValueError("the payload lang must be a string")
     if not isinstance(payload.get("ln", False), bool):
         raise ValueError("the payload ln must be a boolean")
+    files = payload.get("files", [])
+    if not isinstance(files, list):
+        raise ValueError("the payload files must be a list")
+    for f in files:
+        if not (
+            isinstance(f, dict)
+            and isinstance(f.get("name"), str)
+            and isinstance(f.get("type", ""), str)
+            and isinstance(f.get("data"), str)
+            and _B64URL.fullmatch(f["data"])
+            and len(f["data"]) % 4 != 1
+        ):
+            raise ValueError("each attached file needs a name, a type and base64url data")

@@ -1,8 +1,11 @@
 // Pasteur encryption format v1 (the same as pasteur/crypto.py):
 // AES-256-GCM, 32-byte random key carried in the URL fragment, 12-byte random
 // iv, no additional data, 128-bit tag appended; plaintext is the UTF-8 JSON
-// payload {"v":1,"text":…,"lang":…,"ln":…}; key, iv and ciphertext travel as
-// base64url without padding. No dependencies; the key never leaves the page.
+// payload {"v":1,"text":…,"lang":…,"ln":…}, plus, for a paste with attached
+// files, "files":[{"name":…,"type":…,"data":base64url bytes},…] (encrypted
+// with the text; readers ignore keys they do not know); key, iv and
+// ciphertext travel as base64url without padding. No dependencies; the key
+// never leaves the page.
 //
 // With a password, the AES key is not the link's key itself but
 // PBKDF2-HMAC-SHA256(linkKey ‖ UTF-8(password), salt, iter) (32 bytes): the
@@ -50,8 +53,24 @@ export function b64urlDecode(text) {
   return bytes;
 }
 
-export function makePayload(text, lang = "", ln = false) {
-  return { v: VERSION, text, lang, ln: Boolean(ln) };
+// files: [{name, type, data}] with data already base64url (see fileEntry).
+export function makePayload(text, lang = "", ln = false, files = []) {
+  const payload = { v: VERSION, text, lang, ln: Boolean(ln) };
+  if (files.length) payload.files = files;
+  return payload;
+}
+
+// A File (or Blob with a name) as a payload attachment.
+export async function fileEntry(file) {
+  return { name: file.name, type: file.type || "", data: b64urlEncode(new Uint8Array(await file.arrayBuffer())) };
+}
+
+const B64URL = /^[A-Za-z0-9_-]*$/;
+
+function checkFile(f) {
+  return f !== null && typeof f === "object" && typeof f.name === "string" &&
+    (!("type" in f) || typeof f.type === "string") &&
+    typeof f.data === "string" && B64URL.test(f.data) && f.data.length % 4 !== 1;
 }
 
 function checkPayload(p) {
@@ -60,6 +79,9 @@ function checkPayload(p) {
   if (typeof p.text !== "string") throw new TypeError("the payload text must be a string");
   if ("lang" in p && typeof p.lang !== "string") throw new TypeError("the payload lang must be a string");
   if ("ln" in p && typeof p.ln !== "boolean") throw new TypeError("the payload ln must be a boolean");
+  if ("files" in p && !(Array.isArray(p.files) && p.files.every(checkFile))) {
+    throw new TypeError("each attached file needs a name, a type and base64url data");
+  }
 }
 
 function importKey(raw, usage) {

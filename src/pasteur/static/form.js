@@ -1,7 +1,8 @@
 // The paste form: encrypts in the browser when "encrypted" is checked, shows
 // the size against the limit. Without JavaScript the form still posts
 // unencrypted pastes the ordinary way.
-import { available, encrypt, makePayload } from "./crypto.js";
+import { formatBytes } from "./bytes.js";
+import { available, encrypt, fileEntry, makePayload } from "./crypto.js";
 
 const form = document.getElementById("paste-form");
 const textarea = form.elements.paste;
@@ -10,6 +11,8 @@ const sizeOut = document.getElementById("paste-size");
 const submit = form.querySelector("button[type=submit]");
 const maxSize = () => Number(form.dataset.maxSize) || Infinity;
 const passwordInput = document.getElementById("paste-password");
+const attach = document.getElementById("attach");
+const filesInput = document.getElementById("paste-files");
 const encoder = new TextEncoder();
 
 const NO_CRYPTO =
@@ -18,6 +21,8 @@ const NO_CRYPTO =
   "Open the site over https, or uncheck “encrypted” to paste in clear.";
 const PASSWORD_CLEAR =
   "A password protects encrypted pastes only: check “encrypted”, or clear the password.";
+const FILES_CLEAR =
+  "Attached files are sent encrypted only: check “encrypted”, or remove the files.";
 const RAW_ENCRYPTED =
   "“raw” and “encrypted” cannot go together: the raw view is served as text " +
   "by the server, which cannot decrypt the paste. Uncheck one of them.";
@@ -27,21 +32,23 @@ function say(message) {
   status.hidden = !message;
 }
 
-function formatBytes(n) {
-  if (n < 1024) return `${n} B`;
-  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
-  return `${(n / 1024 / 1024).toFixed(2)} MiB`;
-}
+const attached = () => (form.elements.encrypted.checked ? [...filesInput.files] : []);
 
+// The text's size, plus the attached files as they travel in the payload
+// (base64url: 4 characters for 3 bytes).
 function showSize() {
-  const n = encoder.encode(textarea.value).length;
-  sizeOut.textContent = `${formatBytes(n)} of ${form.dataset.maxSizeText || formatBytes(maxSize())}`;
+  const files = attached();
+  const n = encoder.encode(textarea.value).length +
+    files.reduce((sum, f) => sum + Math.ceil((f.size * 4) / 3), 0);
+  const what = files.length ? ` (with ${files.length} file${files.length > 1 ? "s" : ""})` : "";
+  sizeOut.textContent = `${formatBytes(n)}${what} of ${form.dataset.maxSizeText || formatBytes(maxSize())}`;
   sizeOut.classList.toggle("over", n > maxSize());
   return n;
 }
 
 function tooBig() {
-  return `The paste is too large: ${formatBytes(showSize())}, the limit is ${form.dataset.maxSizeText}.`;
+  const what = attached().length ? "The text and its attached files are" : "The paste is";
+  return `${what} too large: ${formatBytes(showSize())}, the limit is ${form.dataset.maxSizeText}.`;
 }
 
 async function errorMessage(response) {
@@ -56,7 +63,8 @@ async function errorMessage(response) {
 
 async function sendEncrypted() {
   const fields = form.elements;
-  const payload = makePayload(textarea.value, fields.hl.value, fields.ln.checked);
+  const files = await Promise.all(attached().map(fileEntry));
+  const payload = makePayload(textarea.value, fields.hl.value, fields.ln.checked, files);
   const packed = encoder.encode(JSON.stringify(payload)).length;
   if (packed > maxSize()) {
     say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
@@ -107,9 +115,9 @@ form.addEventListener("submit", async (event) => {
     return;
   }
   if (!form.elements.encrypted.checked) {
-    if (passwordInput.value) {
+    if (passwordInput.value || filesInput.files.length) {
       event.preventDefault();
-      say(PASSWORD_CLEAR);
+      say(passwordInput.value ? PASSWORD_CLEAR : FILES_CLEAR);
     }
     return; // the ordinary form post
   }
@@ -126,7 +134,17 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
+// Files go with encrypted pastes only; with files the text may be empty.
+function updateAttach() {
+  const encrypted = form.elements.encrypted.checked;
+  attach.hidden = !encrypted || !available();
+  textarea.required = !(encrypted && filesInput.files.length);
+  showSize();
+}
+
 textarea.addEventListener("input", showSize);
+form.elements.encrypted.addEventListener("change", updateAttach);
+filesInput.addEventListener("change", updateAttach);
 textarea.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
@@ -134,4 +152,4 @@ if (!available()) {
   document.getElementById("crypto-note").textContent =
     "This page came over plain http, so the browser cannot encrypt here: use https, or uncheck “encrypted”.";
 }
-showSize();
+updateAttach();

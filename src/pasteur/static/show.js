@@ -3,7 +3,8 @@
 // highlights with the vendored highlight.js (only the language needed is
 // loaded) and offers copy, raw and download. A read-once paste is fetched only
 // when the reader confirms. Every failure is said in plain words.
-import { available, decrypt, DecryptError } from "./crypto.js";
+import { formatBytes } from "./bytes.js";
+import { available, b64urlDecode, decrypt, DecryptError } from "./crypto.js";
 import { escapeHtml, splitHighlighted } from "./lines.js";
 
 const article = document.getElementById("paste");
@@ -12,6 +13,8 @@ const code = document.getElementById("paste-code");
 const actions = document.getElementById("paste-actions");
 const passwordForm = document.getElementById("password-form");
 const burnForm = document.getElementById("burn-form");
+const filesSection = document.getElementById("paste-files");
+const filesList = document.getElementById("paste-files-list");
 // highlight.js core comes with its versioned URL; a language module gets the
 // same version query, so a refreshed highlight.js changes every URL.
 const hljsCore = new URL(article.dataset.hljs || "hljs/core.min.js", import.meta.url);
@@ -30,6 +33,7 @@ const MESSAGES = {
 };
 
 let blobUrl = null;
+let fileUrls = [];
 
 function say(message, isError = true) {
   status.textContent = message;
@@ -59,8 +63,35 @@ async function render(payload) {
   article.style.setProperty("--ln-width", `${String(lines.length).length + 1}ch`);
   if (payload.lang) document.getElementById("paste-lang").textContent = payload.lang;
   setupActions(payload.text);
-  article.hidden = false;
-  actions.hidden = false;
+  const files = payload.files || [];
+  showFiles(files);
+  // A paste of attached files only has no text to show.
+  article.hidden = !payload.text && files.length > 0;
+  actions.hidden = article.hidden;
+}
+
+// Attachments: name, size, declared type and a download link to a Blob URL.
+// Blobs are typed application/octet-stream whatever the declared type, so a
+// file is downloaded, never rendered in this origin.
+function showFiles(files) {
+  fileUrls.forEach((url) => URL.revokeObjectURL(url));
+  fileUrls = [];
+  filesList.replaceChildren(...files.map((file) => {
+    const bytes = b64urlDecode(file.data);
+    const url = URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" }));
+    fileUrls.push(url);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = file.name || "attachment";
+    link.textContent = file.name || "(no name)";
+    const about = document.createElement("span");
+    about.className = "hint";
+    about.textContent = ` ${formatBytes(bytes.length)}${file.type ? `, ${file.type}` : ""}`;
+    const item = document.createElement("li");
+    item.append(link, about);
+    return item;
+  }));
+  filesSection.hidden = files.length === 0;
 }
 
 function setupActions(text) {
@@ -111,6 +142,7 @@ async function decryptAndRender(key, iv, ct, kdf) {
 async function show() {
   article.hidden = true;
   actions.hidden = true;
+  filesSection.hidden = true;
   code.textContent = "";
   const key = location.hash.slice(1);
   const { ct, iv, salt, iter } = article.dataset;
