@@ -228,7 +228,7 @@ class Worker:
         cb = self.callbacks()
         self._guard(lambda: remote.fetch(
             [f"+refs/heads/{branch}:{self.fetched}"], callbacks=cb, message="pasteur: fetch"
-        ), cb)
+        ))
         heads = {h.name: h for h in remote.list_heads(connect=False)}
         head = heads.get(f"refs/heads/{branch}")
         if head is None:
@@ -248,7 +248,7 @@ class Worker:
         cb = self.callbacks()
         cb.lease = lease
         spec = f"{'+' if lease else ''}{oid}:refs/heads/{self.settings.branch}"
-        self._guard(lambda: remote.push([spec], callbacks=cb), cb)
+        self._guard(lambda: remote.push([spec], callbacks=cb))
         if cb.refused:
             raise SyncFailure("rejected", "; ".join(cb.refused))
         self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
@@ -258,19 +258,20 @@ class Worker:
         """Connect for a push (checks write credentials) without pushing anything."""
         remote = self.remote()
         cb = self.callbacks()
-        self._guard(lambda: remote.connect(callbacks=cb, direction=C.GIT_DIRECTION_PUSH), cb)
+        self._guard(lambda: remote.connect(callbacks=cb, direction=C.GIT_DIRECTION_PUSH))
         return {"ok": True}
 
-    def _guard(self, fn: Any, cb: Callbacks) -> None:
+    def _guard(self, fn: Any) -> None:
         try:
             fn()
         except SyncFailure:
             raise
         except (pygit2.GitError, OSError, ValueError, KeyError) as exc:
-            raise classify(exc, _PIN.failure if _PIN else None, cb) from None
+            raise classify(exc, _PIN.failure if _PIN else None) from None
 
 
-def classify(exc: Exception, hostkey_failure: str | None, cb: Callbacks) -> SyncFailure:
+def classify(exc: Exception, hostkey_failure: str | None) -> SyncFailure:
+    """The kind of a libgit2 failure: what the server should do about it."""
     text = str(exc) or type(exc).__name__
     low = text.lower()
     if hostkey_failure:
