@@ -88,3 +88,22 @@ def test_server_env_config(server_factory):
     srv = server_factory(env={"PASTEUR_LENGTH": "7"})
     r = httpx.post(srv.url + "/", content=b"x")
     assert len(r.text.strip().rsplit("/", 1)[1]) == 7
+
+
+@pytest.mark.parametrize(
+    ("remote", "link"),
+    [
+        ("git@github.com:me/pastes.git", "https://github.com/me/pastes/commit/{commit}"),
+        ("https://github.com/me/pastes", "https://github.com/me/pastes/commit/{commit}"),
+        ("ssh://git@gitlab.com/group/sub/pastes.git",
+         "https://gitlab.com/group/sub/pastes/-/commit/{commit}"),
+        ("https://codeberg.org/me/p.git", "https://codeberg.org/me/p/commit/{commit}"),
+        ("git://127.0.0.1/pastes", None),
+        ("user@myhost:pastes.git", None),
+        (None, None),
+    ],
+)
+def test_commit_link_from_remote(remote, link):
+    from pasteur.config import web_commit_url
+
+    assert web_commit_url(remote) == link

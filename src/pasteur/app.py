@@ -183,6 +183,7 @@ class Sweeper:
 
     TICK = 1.0
     SCAN_STEP = 500
+    RESCAN = 3600.0  # pastes fetched from other instances are found by a rescan
 
     def __init__(self, pasteur: Pasteur) -> None:
         self.pasteur = pasteur
@@ -198,7 +199,15 @@ class Sweeper:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._scan()), loop.create_task(self._run())]
+        self.tasks = [loop.create_task(self._rescan()), loop.create_task(self._run())]
+
+    async def _rescan(self) -> None:
+        while True:
+            try:
+                await self._scan()
+            except Exception as exc:  # noqa: BLE001 - keep going; say why it failed
+                log.error("scanning pastes for expiry failed: %s", exc)
+            await asyncio.sleep(self.RESCAN)
 
     async def stop(self) -> None:
         for task in self.tasks:

@@ -12,7 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import Config, parse_auth, parse_duration, parse_rate, parse_size
+from .config import (
+    Config,
+    parse_auth,
+    parse_duration,
+    parse_rate,
+    parse_size,
+    web_commit_url,
+)
 from .synccli import add_keygen_arguments, add_sync_arguments, keygen
 
 ENV_PREFIX = "PASTEUR_"
@@ -117,7 +124,8 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                         "history and the object store (default 10m)")
     p.add_argument("--commit-url", default=None, metavar="TEMPLATE",
                    help="link from a paste to its commit, e.g. "
-                        "https://github.com/me/pastes/commit/{commit}")
+                        "https://git.example.org/me/pastes/commit/{commit} (default: derived "
+                        "from --remote on GitHub, GitLab, Codeberg or Bitbucket)")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
 
@@ -163,7 +171,7 @@ def config_from(args: argparse.Namespace) -> Config:
         default_expiry=args.default_expiry,
         max_expiry=args.max_expiry,
         erase_interval=args.erase_interval,
-        commit_url=args.commit_url,
+        commit_url=args.commit_url or web_commit_url(getattr(args, "remote", None)),
         extra=vars(args),
     )
 

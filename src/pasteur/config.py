@@ -92,3 +92,27 @@ class Config:
     @property
     def repo_path(self) -> Path:
         return self.data / "repo.git"
+
+
+_WEB_HOSTS = {
+    "github.com": "https://github.com/{path}/commit/{{commit}}",
+    "codeberg.org": "https://codeberg.org/{path}/commit/{{commit}}",
+    "gitlab.com": "https://gitlab.com/{path}/-/commit/{{commit}}",
+    "bitbucket.org": "https://bitbucket.org/{path}/commits/{{commit}}",
+}
+_REMOTE = re.compile(
+    r"(?:(?:https?|ssh|git)://(?:[^@/]+@)?(?P<h1>[^/:]+)(?::\d+)?/|[^@/]+@(?P<h2>[^:/]+):)"
+    r"(?P<path>[^?#]+?)(?:\.git)?/?$"
+)
+
+
+def web_commit_url(remote: str | None) -> str | None:
+    """A commit link template for a remote on a well-known Git host, else None."""
+    if not remote:
+        return None
+    m = _REMOTE.fullmatch(remote.strip())
+    if not m:
+        return None
+    host = (m.group("h1") or m.group("h2") or "").lower()
+    template = _WEB_HOSTS.get(host)
+    return template.format(path=m.group("path").strip("/")) if template else None
