@@ -196,9 +196,11 @@ class HttpGit:
     user: str
     token: str
     proc: subprocess.Popen
+    scheme: str = "http"
+    cafile: Path | None = None  # the self-signed certificate of an https server
 
     def url(self, name: str) -> str:
-        return f"http://{self.user}@127.0.0.1:{self.port}/git/{name}"
+        return f"{self.scheme}://{self.user}@127.0.0.1:{self.port}/git/{name}"
 
 
 def _http_backend() -> str:
@@ -209,19 +211,38 @@ def _http_backend() -> str:
 
 @pytest.fixture(scope="module")
 def http_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpGit]:
+    yield from _lighttpd(tmp_path_factory, tls=False)
+
+
+@pytest.fixture(scope="module")
+def https_git(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpGit]:
+    """The same behind TLS (lighttpd's mod_openssl) with a self-signed certificate."""
+    yield from _lighttpd(tmp_path_factory, tls=True)
+
+
+def _lighttpd(tmp_path_factory: pytest.TempPathFactory, tls: bool) -> Iterator[HttpGit]:
     binary = shutil.which("lighttpd") or "/usr/sbin/lighttpd"
     if not Path(binary).exists():
         pytest.skip("lighttpd is not installed (apt-get install lighttpd)")
-    d = tmp_path_factory.mktemp("http")
+    d = tmp_path_factory.mktemp("https" if tls else "http")
     root = d / "repos"
     root.mkdir(parents=True)
     user, token = "pasteur", "s3cret-token-xyz"
     (d / "users").write_text(f"{user}:{token}\n")
     port = free_port()
     config = d / "lighttpd.conf"
+    cafile = None
+    tls_conf = ""
+    if tls:
+        from .fixtures_acme import self_signed
+
+        cafile, key = self_signed(d, "127.0.0.1")
+        (d / "server.pem").write_bytes(cafile.read_bytes() + key.read_bytes())
+        tls_conf = f'server.modules += ("mod_openssl")\nssl.engine = "enable"\n' \
+                   f'ssl.pemfile = "{d}/server.pem"\n'
     config.write_text(f"""
 server.modules = ("mod_alias", "mod_auth", "mod_authn_file", "mod_setenv", "mod_cgi")
-server.port = {port}
+{tls_conf}server.port = {port}
 server.bind = "127.0.0.1"
 server.document-root = "{d}"
 server.errorlog = "{d}/error.log"
@@ -242,7 +263,7 @@ $HTTP["url"] =~ "/git-receive-pack$" {{
 """)
     proc = popen_logged([binary, "-D", "-f", config], d / "log")
     wait_port(port, proc=proc)
-    yield HttpGit(root, port, user, token, proc)
+    yield HttpGit(root, port, user, token, proc, "https" if tls else "http", cafile)
     stop(proc)
 
 

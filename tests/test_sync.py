@@ -249,6 +249,26 @@ def test_http_with_token(http_git: HttpGit, pasteurs: list[Instance], tmp_path: 
     assert http_git.token not in a.output() and http_git.token not in str(sync)
 
 
+def test_https_with_token(https_git: HttpGit, pasteurs: list[Instance], tmp_path: Path) -> None:
+    """An https remote, its certificate checked against the CA file Python's ssl
+    module is told about (SSL_CERT_FILE, as for any system CA bundle)."""
+    bare = bare_remote(https_git.root / "tls.git", first_commit=True)
+    env = {"PASTEUR_REMOTE_TOKEN": https_git.token, "SSL_CERT_FILE": str(https_git.cafile)}
+    a = start_pasteur(tmp_path / "a", "-r", https_git.url("tls.git"), env=env)
+    pasteurs.append(a)
+    pid = a.paste("over https")
+    wait_synced(a)
+    assert remote_ids(bare) == [pid]
+    assert https_git.token not in a.output()
+    # without the CA the server's certificate is refused, with a clear one-line error
+    bare_remote(https_git.root / "untrusted.git")
+    inst = start_pasteur(tmp_path / "b", "-r", https_git.url("untrusted.git"),
+                         env={"PASTEUR_REMOTE_TOKEN": https_git.token,
+                              "SSL_CERT_FILE": "/etc/ssl/certs/ca-certificates.crt"}, wait=False)
+    code, out = wait_exit(inst)
+    assert code != 0 and "certificate" in out.lower()
+
+
 def test_http_wrong_token_is_refused(http_git: HttpGit, tmp_path: Path) -> None:
     bare_remote(http_git.root / "wrong.git")
     inst = start_pasteur(tmp_path / "a", "-r", http_git.url("wrong.git"), "--remote-token", "nope",
