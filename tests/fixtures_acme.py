@@ -17,7 +17,6 @@ import ipaddress
 import json
 import os
 import shutil
-import socket
 import ssl
 import subprocess
 import time
@@ -33,6 +32,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .ports import free_port, wait_port
+
 if TYPE_CHECKING:
     from pasteur.https import HttpsServer
 
@@ -41,25 +42,6 @@ LOCKED_ZONE = "locked.test"  # served by knot, but no key may update it
 TSIG_NAME = "pasteur-update"
 TSIG_ALG = "hmac-sha256"
 TSIG_SECRET = base64.b64encode(b"pasteur test tsig secret, 32 byt").decode()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
 def self_signed(directory: Path, name: str = "localhost", days: int = 30,

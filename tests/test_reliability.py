@@ -100,7 +100,8 @@ def small_disk(tmp_path: Path):
 
 
 def test_disk_full_gives_503_and_keeps_acknowledged(server_factory, small_disk):
-    from tests.conftest import Server, free_port
+    from tests.conftest import Server
+    from tests.ports import free_port
 
     port = free_port()
     server = Server(url=f"http://127.0.0.1:{port}", port=port, data=small_disk / "data",
@@ -129,7 +130,8 @@ def test_disk_full_gives_503_and_keeps_acknowledged(server_factory, small_disk):
 
 
 def test_read_only_data_gives_503(server_factory, small_disk):
-    from tests.conftest import Server, free_port
+    from tests.conftest import Server
+    from tests.ports import free_port
 
     port = free_port()
     server = Server(url=f"http://127.0.0.1:{port}", port=port, data=small_disk / "data",
