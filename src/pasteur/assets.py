@@ -82,10 +82,15 @@ class Bundle:
                 self.add(name, child.read_bytes())
 
     def add(self, name: str, data: bytes) -> None:
+        self.assets[name] = self.page(name, data)
+
+    @staticmethod
+    def page(name: str, data: bytes) -> Asset:
+        """An asset (compressed variants, digest) for a name and its bytes."""
         ext = "." + name.rsplit(".", 1)[-1] if "." in name else ""
         ctype = TYPES.get(ext) or mimetypes.guess_type(name)[0] or "application/octet-stream"
         digest = hashlib.sha256(data).hexdigest()[:16]
-        self.assets[name] = Asset(name, ctype, digest, _compress(name, data))
+        return Asset(name, ctype, digest, _compress(name, data))
 
     def url(self, name: str) -> str:
         asset = self.assets.get(name)

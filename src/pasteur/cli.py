@@ -189,8 +189,12 @@ def serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_level)
     config = config_from(args)
+    import uvloop
+
+    # uvicorn's loop="uvloop" only applies to Server.run(); we drive serve() ourselves.
     try:
-        return asyncio.run(run(config))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(run(config))
     except KeyboardInterrupt:
         return 0
 

@@ -145,6 +145,8 @@ class Store:
         self.commits = 0
         self.batches = 0
         self.erased = 0
+        # Bumped whenever pastes may have left the tree (removal, rebase, reset).
+        self.generation = 0
         self._erase_file = self.path / "pasteur-erase"
 
     # -- set-up -------------------------------------------------------------
@@ -339,6 +341,8 @@ class Store:
         """
         repo = self.repo
         written = list(written or [])
+        if onto is not None or any(change.remove for change in changes):
+            self.generation += 1  # pastes may disappear: caches must forget
         if onto is not None:
             parent: pygit2.Oid | None = onto
             tree = repo[onto].peel(pygit2.Tree)
@@ -463,6 +467,7 @@ class Store:
 
     def reset_to(self, oid: pygit2.Oid) -> None:
         """Move the branch to an existing commit (writer thread; e.g. after a rebase)."""
+        self.generation += 1
         self._set_ref(oid)
         commit = self.reader[oid]
         with self._lock:
