@@ -185,3 +185,39 @@ def test_history_link_to_commit(server_factory):
         page = c.get(f"/{first['code']}").text
         assert f'href="https://git.example.org/pastes/commit/{commit}"' in page
         assert "<time" in page
+
+
+def test_expiring_pastes_found_after_restart(server_factory):
+    srv = server_factory("--rate-limit", "off")
+    with httpx.Client(base_url=srv.url) as c:
+        doomed = create(c, "expires soon", expiry="3s")["code"]
+        kept = create(c, "kept")["code"]
+    srv.restart()  # the new process learns of the expiry from the repository
+    wait_for(lambda: not in_tree(srv, doomed), timeout=20)
+    assert in_tree(srv, kept)
+
+
+def test_expiry_scan_of_a_diff(tmp_path):
+    import asyncio
+    import sys
+
+    from pasteur.paste import Paste
+    from pasteur.store import Store
+
+    async def fill() -> tuple[str, str, str, str]:
+        store = Store(tmp_path / "repo.git")
+        store.start()
+        a = await store.add(Paste.plain("a").with_options(expires="2030-01-01T00:00:00Z").to_json())
+        first = str(store.head)
+        b = await store.add(Paste.plain("b").with_options(expires="2031-01-01T00:00:00Z").to_json())
+        await store.add(Paste.plain("c").to_json())
+        head = str(store.head)
+        await store.stop()
+        return a, b, first, head
+
+    a, b, first, head = asyncio.run(fill())
+    scan = [sys.executable, "-m", "pasteur.expiryscan", str(tmp_path / "repo.git"), head]
+    out = subprocess.run(scan, capture_output=True, text=True, check=True).stdout.split("\n")
+    assert sorted(filter(None, out)) == [f"2030-01-01T00:00:00Z {a}", f"2031-01-01T00:00:00Z {b}"]
+    out = subprocess.run([*scan, first], capture_output=True, text=True, check=True).stdout
+    assert out == f"2031-01-01T00:00:00Z {b}\n"

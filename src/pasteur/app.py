@@ -224,15 +224,15 @@ CREATOR_COOKIE = "pasteur_creator"
 class Sweeper:
     """Removes expired pastes when they fall due, and erases removed ones.
 
-    Pastes with an expiry are watched from their creation (and found by a scan
-    of the tree at start-up, in small steps between requests); a paste read
-    after its expiry is refused anyway. Removed pastes are erased from history
+    Pastes with an expiry are watched from their creation; those already in
+    the repository at start-up, or brought in by sync, are found by
+    ``pasteur.expiryscan`` in another process. A paste read after its expiry is
+    refused anyway. Removed pastes are erased from history
     and the object store every ``--erase-interval``.
     """
 
     TICK = 1.0
-    SCAN_STEP = 500
-    RESCAN = 3600.0  # pastes fetched from other instances are found by a rescan
+    RESCAN = 10.0  # how often to look for pastes brought in by sync
 
     def __init__(self, pasteur: Pasteur) -> None:
         self.pasteur = pasteur
@@ -248,15 +248,7 @@ class Sweeper:
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.tasks = [loop.create_task(self._rescan()), loop.create_task(self._run())]
-
-    async def _rescan(self) -> None:
-        while True:
-            try:
-                await self._scan()
-            except Exception as exc:  # noqa: BLE001 - keep going; say why it failed
-                log.error("scanning pastes for expiry failed: %s", exc)
-            await asyncio.sleep(self.RESCAN)
+        self.tasks = [loop.create_task(self._watch_tree()), loop.create_task(self._run())]
 
     async def stop(self) -> None:
         for task in self.tasks:
@@ -265,19 +257,37 @@ class Sweeper:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    async def _scan(self) -> None:
+    async def _watch_tree(self) -> None:
+        """Scan the whole tree once, then what other writers (sync) bring in."""
         store = self.pasteur.store
-        for n, paste_id in enumerate(list(store.ids())):
-            data = store.get(paste_id)
-            if data is not None and b'"expires"' in data[:256]:
+        scanned: str | None = None
+        generation = -1
+        while True:
+            if store.head is not None and store.generation != generation:
+                generation = store.generation
                 try:
-                    paste = Paste.from_json(data)
-                except (InvalidPaste, KeyError, TypeError):
-                    continue
-                if paste.expires:
-                    self.watch(paste_id, paste.expires)
-            if n % self.SCAN_STEP == 0:
-                await asyncio.sleep(0)
+                    scanned = await self._scan(str(store.head), scanned)
+                except Exception as exc:  # noqa: BLE001 - keep going; say why it failed
+                    log.error("scanning pastes for expiry failed: %s", exc)
+            await asyncio.sleep(self.RESCAN)
+
+    async def _scan(self, head: str, since: str | None) -> str:
+        """Watch the expiring pastes of ``head`` (added since ``since``), read by
+        ``pasteur.expiryscan`` in a process of its own."""
+        args = [str(self.pasteur.store.path), head, *([since] if since else [])]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pasteur.expiryscan", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        async for line in proc.stdout:
+            expires, _, paste_id = line.decode().strip().partition(" ")
+            if paste_id:
+                self.watch(paste_id, expires)
+        err = await proc.stderr.read()
+        if await proc.wait() != 0:
+            raise RuntimeError(err.decode(errors="replace").strip()[-300:])
+        return head
 
     async def _run(self) -> None:
         config = self.pasteur.config
