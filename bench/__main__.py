@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -62,6 +63,7 @@ class Bench:
         self.rows: list[Row] = []
         self.raw: dict[str, object] = {}
         self._pinnwand_python: Path | None = None
+        self.conns = sorted({int(c) for c in args.connections.split(",")})
 
     # -- helpers --------------------------------------------------------------
 
@@ -104,40 +106,41 @@ class Bench:
         peer: dict[str, WrkResult] = {}
         with self.pasteur("pasteur") as srv:
             if "create" in scenarios:
-                for c in (1, 64):
+                for c in self.conns:
                     for kind in ("plain", "enc"):
                         ours[f"create-{kind}-c{c}"] = self.load(
                             srv, "create.lua", [kind, str(size)], c, key=f"pasteur-{kind}-c{c}")
             if "read" in scenarios:
                 paths = self.make_pastes(srv, self.args.read_pastes, pasteur=True)
                 for view, file in (("raw", "raw"), ("html", "html")):
-                    ours[f"read-{view}"] = self.load(
-                        srv, "read.lua", [str(paths[file])], 64, key=f"pasteur-read-{view}")
+                    ours[f"read-{view}"] = self.load(srv, "read.lua", [str(paths[file])],
+                                                     max(self.conns), key=f"pasteur-read-{view}")
             self.raw["pasteur-rss"] = srv.status()
         pw = self.pinnwand("pinnwand")
         if pw is not None:
             with pw:
                 if "create" in scenarios:
-                    for c in (1, 64):
+                    for c in self.conns:
                         peer[f"c{c}"] = self.load(pw, "create.lua", ["pinnwand", str(size)], c,
                                                   key=f"pinnwand-create-c{c}")
                 if "read" in scenarios:
                     paths = self.make_pastes(pw, self.args.read_pastes_pinnwand, pasteur=False)
                     for view in ("raw", "html"):
                         peer[f"read-{view}"] = self.load(
-                            pw, "read.lua", [str(paths[view])], 64, key=f"pinnwand-read-{view}")
+                            pw, "read.lua", [str(paths[view])], max(self.conns),
+                            key=f"pinnwand-read-{view}")
                 self.raw["pinnwand-rss"] = pw.status()
 
         def p(key: str) -> WrkResult | None:
             return peer.get(key)
 
-        for c in (64, 1):
+        for c in sorted(self.conns, reverse=True):
             for kind, label in (("plain", "unencrypted"), ("enc", "encrypted")):
                 r = ours.get(f"create-{kind}-c{c}")
                 if r is None:
                     continue
                 q = p(f"c{c}")
-                if c == 64:
+                if c > 1:
                     target = ">= 2,000/s, p99 <= 50 ms"
                     ok = r.rps >= 2000 and r.ms("p99") <= 50
                     rat = ratio(r.rps, q.rps if q else None)
@@ -155,7 +158,7 @@ class Bench:
             if r is None:
                 continue
             q = p(f"read-{view}")
-            self.row(f"read {label}, 64 conn", r, fmt_rate(q.rps) if q else "",
+            self.row(f"read {label}, {max(self.conns)} conn", r, fmt_rate(q.rps) if q else "",
                      ratio(r.rps, q.rps if q else None), ">= 5,000/s, p99 <= 20 ms",
                      r.rps >= 5000 and r.ms("p99") <= 20)
 
@@ -317,6 +320,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, help="seconds of warm-up before each run (default 2)")
     p.add_argument("--scale", type=int, help="pastes in the large repository (default 1,000,000; "
                    "quick 100,000)")
+    p.add_argument("--connections", default="1,64",
+                   help="connection counts for the create runs; reads use the largest "
+                        "(default 1,64)")
     p.add_argument("--upload-size", type=int, default=GIB, help="bytes to stream (default 1 GiB)")
     p.add_argument("--read-pastes", type=int, default=1000,
                    help="pastes created in Pasteur for the read runs (default 1000)")
@@ -348,6 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     bench = Bench(args)
     log(f"working in {bench.work}")
+    busy_before = procs.cpu_busy()
+    bench.raw["cpu-busy-before"] = busy_before
+    if max(busy_before.values(), default=0) > 0.1:
+        log("WARNING: the machine is not idle before the run: "
+            + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items()))
     started = time.monotonic()
     try:
         if only & {"create", "read"}:
@@ -365,6 +376,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{procs.SERVER_CPU}, wrk on CPU {procs.CLIENT_CPU}; {args.duration:g} s per run; "
           f"ratio = times better than pinnwand)\n")
     print(bench.table())
+    load = os.getloadavg()
+    print("\nbackground load before the run: "
+          + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items())
+          + f"; load average at the end {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
+    if max(busy_before.values(), default=0) > 0.1:
+        print("WARNING: other processes were using the CPUs: figures are lower than on an "
+              "idle machine")
     passed = sum(r.ok is True for r in bench.rows)
     failed = sum(r.ok is False for r in bench.rows)
     print(f"\n{passed} pass, {failed} fail; {time.monotonic() - started:.0f} s")

@@ -55,6 +55,29 @@ def reset_peak_rss(pid: int) -> bool:
         return False
 
 
+def cpu_busy(seconds: float = 1.0) -> dict[str, float]:
+    """Share of each CPU busy over ``seconds`` (before a run: other load on the machine)."""
+
+    def sample() -> dict[str, tuple[int, int]]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *values = line.split()
+                    ticks = [int(v) for v in values]
+                    idle = ticks[3] + ticks[4]  # idle + iowait
+                    out[name] = (sum(ticks), idle)
+        return out
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    return {
+        name: 1 - (b[name][1] - a[name][1]) / max(1, b[name][0] - a[name][0])
+        for name in a if name in b
+    }
+
+
 @dataclass
 class Server:
     name: str
