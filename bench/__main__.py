@@ -12,6 +12,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -32,6 +33,7 @@ class Row:
     p99: str = ""
     peer: str = ""  # pinnwand's figure
     ratio: str = ""  # how many times better than pinnwand (>1: Pasteur is better)
+    cpu: str = ""  # server CPU time per request
     target: str = ""
     ok: bool | None = None
     note: str = ""
@@ -90,11 +92,15 @@ class Bench:
         if self.args.warmup:
             procs.wrk(server.url + "/", script, args, connections, self.args.warmup)
             server.drain()
+        cpu = procs.cpu_seconds(server.pid)
         result = procs.wrk(server.url + "/", script, args, connections, duration)
+        result.server_cpu_s = procs.cpu_seconds(server.pid) - cpu
         if key:
-            self.raw[key] = asdict(result) | {"rps": result.rps}
+            self.raw[key] = asdict(result) | {"rps": result.rps,
+                                              "cpu_us_per_request": result.cpu_us_per_request}
         log(f"{server.name} {script} {' '.join(args[:1])} c={connections}: "
-            f"{result.rps:,.0f}/s p50 {result.ms('p50'):.2f} ms p99 {result.ms('p99'):.2f} ms"
+            f"{result.rps:,.0f}/s p50 {result.ms('p50'):.2f} ms p99 {result.ms('p99'):.2f} ms, "
+            f"server CPU {result.cpu_us_per_request:,.0f} us/request"
             + (f" ERRORS {result.errors}" if result.error_count else ""))
         return result
 
@@ -168,7 +174,8 @@ class Bench:
             ok = False
             note = (note + "; " if note else "") + f"errors {r.errors}"
         self.rows.append(Row(name, fmt_rate(r.rps), fmt_ms(r.latency_us["p50"]),
-                             fmt_ms(r.latency_us["p99"]), peer, rat, target, ok, note))
+                             fmt_ms(r.latency_us["p99"]), peer, rat,
+                             f"{r.cpu_us_per_request:,.0f} us", target, ok, note))
 
     def make_pastes(self, srv: Server, count: int, pasteur: bool) -> dict[str, Path]:
         """Create ``count`` 1 KiB pastes; write the raw and HTML paths to two files."""
@@ -229,10 +236,11 @@ class Bench:
         rel = b.latency_us["p50"] / a.latency_us["p50"]
         self.rows.append(Row(
             f"create at {large:,} pastes vs {small:,}, 1 conn",
-            f"{rel:.2f}x", fmt_ms(b.latency_us["p50"]), fmt_ms(b.latency_us["p99"]), "", "",
-            "p50 <= 1.3x of 1,000", rel <= 1.3,
-            f"at {small:,}: p50 {fmt_ms(a.latency_us['p50'])}, p99 {fmt_ms(a.latency_us['p99'])}"
-            f"; {b.rps:,.0f}/s vs {a.rps:,.0f}/s",
+            f"{rel:.2f}x", p50=fmt_ms(b.latency_us["p50"]), p99=fmt_ms(b.latency_us["p99"]),
+            cpu=f"{b.cpu_us_per_request:,.0f} us", target="p50 <= 1.3x of 1,000", ok=rel <= 1.3,
+            note=f"at {small:,}: p50 {fmt_ms(a.latency_us['p50'])}, p99 "
+            f"{fmt_ms(a.latency_us['p99'])}, {a.cpu_us_per_request:,.0f} us CPU; "
+            f"{b.rps:,.0f}/s vs {a.rps:,.0f}/s",
         ))
 
     # -- memory -----------------------------------------------------------------
@@ -271,8 +279,10 @@ class Bench:
                 peer = "cannot accept it"
             self.rows.append(Row(
                 f"upload {label}, {case} ({' '.join(extra) or 'default --max'})",
-                f"{growth / MIB:.1f} MiB", "", "", peer, rat, f"RSS growth < 64 MiB, HTTP {expect}",
-                growth < 64 * MIB and status == expect, f"HTTP {status} in {seconds:.1f} s",
+                f"{growth / MIB:.1f} MiB", peer=peer, ratio=rat,
+                target=f"RSS growth < 64 MiB, HTTP {expect}",
+                ok=growth < 64 * MIB and status == expect,
+                note=f"peak RSS growth; HTTP {status} in {seconds:.1f} s",
             ))
 
     def weight(self) -> None:
@@ -287,18 +297,20 @@ class Bench:
         for url, size, enc in ours.items:
             log(f"weight {url}: {size} B {enc or 'identity'}")
         self.rows.append(Row(
-            "form page weight, br", f"{ours.total / KIB:.1f} KiB", "", "",
-            f"{peer.total / KIB:.1f} KiB" if peer else "",
-            ratio(ours.total, peer.total if peer else None, False), "< 30 KiB",
-            ours.total < 30 * KIB, f"{len(ours.items)} files",
+            "form page weight, br", f"{ours.total / KIB:.1f} KiB",
+            peer=f"{peer.total / KIB:.1f} KiB" if peer else "",
+            ratio=ratio(ours.total, peer.total if peer else None, False), target="< 30 KiB",
+            ok=ours.total < 30 * KIB,
+            note=f"{len(ours.items)} files: "
+            + ", ".join(f"{urlsplit(u).path} {n:,} B {e or 'identity'}" for u, n, e in ours.items),
         ))
 
     # -- output -----------------------------------------------------------------
 
     def table(self) -> str:
-        head = ["scenario", "Pasteur", "p50", "p99", "pinnwand", "ratio", "target", "result",
-                "note"]
-        rows = [[r.scenario, r.value, r.p50, r.p99, r.peer, r.ratio, r.target,
+        head = ["scenario", "Pasteur", "p50", "p99", "pinnwand", "ratio", "CPU/req", "target",
+                "result", "note"]
+        rows = [[r.scenario, r.value, r.p50, r.p99, r.peer, r.ratio, r.cpu, r.target,
                  "n/a" if r.ok is None else ("PASS" if r.ok else "FAIL"), r.note]
                 for r in self.rows]
         widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=True)]

@@ -45,6 +45,13 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux clear_refs 5); False if not allowed."""
     try:
@@ -199,6 +206,11 @@ class WrkResult:
     duration_s: float
     errors: dict[str, int]
     latency_us: dict[str, float]
+    server_cpu_s: float = 0.0  # CPU time the server used during the run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_s * 1e6 / self.requests if self.requests else 0.0
 
     @property
     def rps(self) -> float:
