@@ -372,15 +372,18 @@ def main(argv: list[str] | None = None) -> int:
         log("WARNING: the machine is not idle before the run: "
             + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items()))
     started = time.monotonic()
+    steps = [("create/read", bench.creates_and_reads, only & {"create", "read"})]
+    steps += [(name, getattr(bench, name), name in only) for name in ("scale", "upload", "weight")]
+    failed_steps = []
     try:
-        if only & {"create", "read"}:
-            bench.creates_and_reads(only)
-        if "scale" in only:
-            bench.scale()
-        if "upload" in only:
-            bench.upload()
-        if "weight" in only:
-            bench.weight()
+        for name, step, wanted in steps:
+            if not wanted:
+                continue
+            try:
+                step(only) if name == "create/read" else step()
+            except Exception as exc:  # noqa: BLE001 - report it, measure the rest
+                log(f"scenario {name} could not be measured: {exc!r}")
+                failed_steps.append(name)
     finally:
         if not args.keep and args.work is None:
             shutil.rmtree(bench.work, ignore_errors=True)
@@ -395,13 +398,15 @@ def main(argv: list[str] | None = None) -> int:
     if max(busy_before.values(), default=0) > 0.1:
         print("WARNING: other processes were using the CPUs: figures are lower than on an "
               "idle machine")
+    if failed_steps:
+        print(f"NOT MEASURED (error, see above): {', '.join(failed_steps)}")
     passed = sum(r.ok is True for r in bench.rows)
     failed = sum(r.ok is False for r in bench.rows)
     print(f"\n{passed} pass, {failed} fail; {time.monotonic() - started:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(
             {"rows": [asdict(r) for r in bench.rows], "raw": bench.raw}, indent=1, default=str))
-    return 0
+    return 1 if failed_steps else 0
 
 
 if __name__ == "__main__":

@@ -82,8 +82,7 @@ def fill(path: Path, count: int, per_commit: int = 250_000, seed: int = 1) -> li
             b"data %d\n" % len(message),
             message,
         ]
-        if start:
-            head.append(f"from {BRANCH}^0\n".encode())
+        # later commits continue the branch (and its tree) where the last one left it
         out.write(b"".join(head))
         parts = []
         for paste_id in chunk:
