@@ -200,7 +200,7 @@ class Bench:
                 raw = httpx.URL(found["Raw URL"].strip()).path
                 return raw, paste
 
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(32 if pasteur else 8) as pool:
             pairs = list(pool.map(one, range(count)))
         out = {}
         for i, view in enumerate(("raw", "html")):
