@@ -283,7 +283,7 @@ class Bench:
 
     def upload(self) -> None:
         size = self.args.upload_size
-        label = f"{size / GIB:g} GiB" if size >= GIB else f"{size / MIB:g} MiB"
+        label = f"{size / GIB:.3g} GiB" if size >= GIB else f"{size / MIB:.3g} MiB"
         peer_refused = None
         pw = self.pinnwand("pinnwand-upload")
         if pw is not None:
