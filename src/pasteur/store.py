@@ -367,7 +367,8 @@ class Store:
         self.batches = 0
         self.erased = 0
         self.packs = self._count_packs()
-        self.pack_limit = PACK_LIMIT  # repack when there are more packs than this
+        self.max_packs = PACK_LIMIT  # repack when there are more packs than this
+        self._kept_packs = 0  # packs left by the last repack
         self.maintenance_runs = 0
         self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
@@ -536,7 +537,7 @@ class Store:
                     for p in batch:
                         if not p.future.done():
                             p.future.set_result(None)
-                if self.packs > self.pack_limit and (
+                if self._needs_maintenance() and (
                     self._maintenance is None or self._maintenance.done()
                 ):
                     self._maintenance = loop.create_task(
@@ -625,6 +626,11 @@ class Store:
         wraps ``erase``, so that no fetch writes a pack meanwhile."""
         await self.run_in_writer(self._maintain)
 
+    def _needs_maintenance(self) -> bool:
+        # Packs the last repack kept (a geometric progression: ~log2 of the
+        # size ratio) count for half, or a large kept set would repack often.
+        return self.packs > max(self.max_packs, self._kept_packs + self.max_packs // 2)
+
     async def _maintain_logged(self) -> None:
         try:
             await self.maintain()
@@ -635,21 +641,35 @@ class Store:
         """``git repack -d --geometric=2``: packs (and loose objects) are rolled
         up into one pack when their sizes are not a geometric progression; only
         the packs it rewrote are deleted, and it keeps every object of those
-        packs (reachable or not), so nothing another writer put there is lost."""
+        packs (reachable or not), so nothing another writer put there is lost.
+        No delta search (``pack.window=0``): measured 91 ms instead of 299 ms
+        for 50 batches of 64 pastes; erasure's ``repack -a`` deltifies."""
         before = self._count_packs()
         t0 = time.monotonic()
         subprocess.run(
             ["git", "-C", str(self.path), "-c", "repack.writeBitmaps=false",
-             "repack", "-d", "--geometric=2", "-q"],
+             "-c", "pack.window=0", "repack", "-d", "--geometric=2", "-q"],
             check=True, capture_output=True,
         )
+        self.reopen()
         self.packs = self._count_packs()
-        # Packs the progression keeps (at most ~log2 of the size ratio) do not
-        # count towards the next run, or every batch would repack.
-        self.pack_limit = max(PACK_LIMIT, self.packs + PACK_LIMIT // 2)
+        self._kept_packs = self.packs
         self.maintenance_runs += 1
         log.info("repacked %d packs into %d in %.0f ms", before, self.packs,
                  (time.monotonic() - t0) * 1e3)
+
+    def reopen(self) -> None:
+        """New repository handles after packs were deleted (writer thread).
+
+        libgit2 keeps every pack it has opened open until the repository is
+        freed, deleted or not: without this, each repack would leave its
+        rolled-up packs' descriptors and maps behind."""
+        self.repo = pygit2.Repository(str(self.path))
+        reader = pygit2.Repository(str(self.path))
+        with self._lock:
+            self.reader = reader
+            if self.head is not None:
+                self._tree = reader[self.head].tree
 
     # -- deletion and erasure -----------------------------------------------
 
@@ -703,6 +723,7 @@ class Store:
                      ["repack", "-a", "-d", "-q"],
                      ["prune", "--expire=now"]):
             subprocess.run([*git, *args], check=True, capture_output=True)
+        self.reopen()
         self.packs = self._count_packs()
         self._erase_file.unlink(missing_ok=True)
         self.erased += len(ids)
