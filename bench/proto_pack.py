@@ -6,6 +6,8 @@ BATCH pastes in each: through ``Store._commit_batch`` (loose objects, as the
 server does), and as one pack + index v2 written here in Python (3 fsyncs), and
 prints wall and CPU time per batch. Not used by the server or the benchmark: a
 prototype for the writer thread, kept with its figures (docs/performance.md).
+Since the store writes a pack per batch itself (``pasteur.store.PackBuilder``),
+the "loose" round measures the store's pack path, no longer loose objects.
 """
 import hashlib
 import os

@@ -482,10 +482,6 @@ class Store:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="pasteur-commit")
 
     async def stop(self) -> None:
-        if self._maintenance is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await self._maintenance
-            self._maintenance = None
         if self._task is not None:
             while self._pending:
                 await asyncio.sleep(0.01)
@@ -493,6 +489,10 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._maintenance is not None:  # started by the commit task, now stopped
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         self._writer.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
 
