@@ -7,9 +7,15 @@ tree). History is linear on ``refs/heads/main``.
 Writes go through one writer thread (group commit): the pastes that arrive
 while a batch is being committed form the next batch. Anonymous pastes of a
 batch share one commit; a paste with a user or a comment gets its own commit
-(author and message). A batch is acknowledged only once its objects and the
-branch ref are on disk (fsync of every new file and directory, or one
-``syncfs`` for large batches), so an acknowledged paste survives a crash.
+(author and message). A batch's objects (blobs, trees, commits) are computed
+in memory and written as one pack and its index (v2); a large paste, given as
+a file, stays a loose object written by libgit2 in a stream. A batch is
+acknowledged only once its pack, index, pack directory (and any loose object)
+and the branch ref are fsynced, so an acknowledged paste survives a crash.
+
+One pack per batch would slow lookups down after thousands of batches: when
+there are more than ``PACK_LIMIT`` packs, ``git repack -d --geometric=2``
+rolls the small ones up (``Store.maintain``, in the writer thread).
 """
 
 from __future__ import annotations
@@ -17,14 +23,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import hashlib
 import logging
 import os
 import re
 import secrets
 import string
+import struct
 import subprocess
 import threading
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -45,6 +54,9 @@ MAX_BATCH = 256
 # Below this many files to sync, fsync each one in parallel (ext4 merges
 # concurrent fsyncs into few journal commits); above, one syncfs is cheaper.
 FSYNC_FILES_LIMIT = 96
+# More packs than this and the writer rolls them up (git repack --geometric=2).
+PACK_LIMIT = 50
+TMP_PACK_PREFIX = "tmp_pasteur-"
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -109,6 +121,215 @@ def _syncfs(path: str) -> None:
         os.close(fd)
 
 
+_OBJ_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3}
+_TREE = 0o040000
+_BLOB = 0o100644
+
+Entries = dict[bytes, tuple[int, bytes]]  # name -> (mode, raw object id)
+
+
+def object_id(kind: bytes, data: bytes) -> bytes:
+    """The raw SHA-1 id Git gives an object of this kind and content."""
+    h = hashlib.sha1(b"%s %d\0" % (kind, len(data)))
+    h.update(data)
+    return h.digest()
+
+
+def tree_bytes(entries: Entries) -> bytes:
+    """A tree object's content: entries sorted the Git way (a tree sorts as name + "/")."""
+    def key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
+        name, (mode, _) = item
+        return name + b"/" if mode == _TREE else name
+    return b"".join(b"%o %s\0%s" % (mode, name, oid)
+                    for name, (mode, oid) in sorted(entries.items(), key=key))
+
+
+def _signature_bytes(sig: pygit2.Signature) -> bytes:
+    offset = sig.offset
+    sign = "-" if offset < 0 else "+"
+    offset = abs(offset)
+    return b"%s <%s> %d %s%02d%02d" % (sig.raw_name, sig.raw_email, sig.time,
+                                       sign.encode(), offset // 60, offset % 60)
+
+
+class PackBuilder:
+    """The new objects of one batch, in memory, written as one pack + idx v2.
+
+    Trees are edited and serialised here (pygit2's TreeBuilder writes loose
+    objects); existing trees are read through ``repo``.
+    """
+
+    def __init__(self, repo: pygit2.Repository) -> None:
+        self.repo = repo
+        self.objects: dict[bytes, tuple[int, bytes]] = {}  # raw id -> (type, content)
+        self._trees: dict[bytes, Entries] = {}
+
+    def __len__(self) -> int:
+        return len(self.objects)
+
+    def add(self, kind: bytes, data: bytes) -> bytes:
+        oid = object_id(kind, data)
+        self.objects.setdefault(oid, (_OBJ_TYPES[kind], data))
+        return oid
+
+    def blob(self, data: bytes) -> pygit2.Oid:
+        return pygit2.Oid(raw=self.add(b"blob", data))
+
+    def entries(self, tree: bytes | None) -> Entries:
+        """A copy of a tree's entries (one built here or one in the repository)."""
+        if tree is None:
+            return {}
+        mem = self._trees.get(tree)
+        if mem is not None:
+            return dict(mem)
+        obj = self.repo[pygit2.Oid(raw=tree)]
+        if not isinstance(obj, pygit2.Tree):
+            return {}
+        return {e.raw_name: (e.filemode, e.id.raw) for e in obj}
+
+    def tree(self, entries: Entries) -> bytes:
+        oid = self.add(b"tree", tree_bytes(entries))
+        self._trees.setdefault(oid, dict(entries))
+        return oid
+
+    def edit_tree(
+        self,
+        root: bytes | None,
+        add: Iterable[tuple[str, pygit2.Oid]],
+        remove: Iterable[str],
+    ) -> bytes:
+        """The root tree after adding and removing pastes in the sharded layout."""
+        edits: dict[bytes, dict[bytes, dict[bytes, bytes | None]]] = defaultdict(
+            lambda: defaultdict(dict)
+        )
+        for paste_id, oid in add:
+            name = paste_id.encode()
+            edits[name[:1]][name[1:2]][name] = oid.raw
+        for paste_id in remove:
+            name = paste_id.encode()
+            edits[name[:1]][name[1:2]][name] = None
+        root_e = self.entries(root)
+        for a, by_b in edits.items():
+            mid_e = self._sub(root_e, a)
+            for b, leaves in by_b.items():
+                leaf_e = self._sub(mid_e, b)
+                for name, oid in leaves.items():
+                    if oid is None:
+                        leaf_e.pop(name, None)
+                    else:
+                        leaf_e[name] = (_BLOB, oid)
+                self._put(mid_e, b, leaf_e)
+            self._put(root_e, a, mid_e)
+        return self.tree(root_e)
+
+    def _sub(self, entries: Entries, name: bytes) -> Entries:
+        entry = entries.get(name)
+        if entry is None or entry[0] != _TREE:
+            return {}
+        return self.entries(entry[1])
+
+    def _put(self, parent: Entries, name: bytes, child: Entries) -> None:
+        if not child:
+            parent.pop(name, None)
+        else:
+            parent[name] = (_TREE, self.tree(child))
+
+    def commit(
+        self, tree: bytes, parents: Sequence[pygit2.Oid], author: pygit2.Signature,
+        committer: pygit2.Signature, message: str,
+    ) -> pygit2.Oid:
+        lines = [b"tree " + tree.hex().encode()]
+        lines += [b"parent " + str(p).encode() for p in parents]
+        lines.append(b"author " + _signature_bytes(author))
+        lines.append(b"committer " + _signature_bytes(committer))
+        data = b"\n".join(lines) + b"\n\n" + message.encode()
+        return pygit2.Oid(raw=self.add(b"commit", data))
+
+    def write(self, pack_dir: Path, fsync: Callable[[list[int]], object]) -> str | None:
+        """Write the pack and its index under temporary names, fsync both (with
+        ``fsync``, given the file descriptors), rename them (index last: a
+        reader never sees an index without its pack) and fsync the directory.
+        Returns the pack's name (its checksum), or None when there is nothing."""
+        if not self.objects:
+            return None
+        tag = f"{TMP_PACK_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        tmp_pack, tmp_idx = pack_dir / f"{tag}.pack", pack_dir / f"{tag}.idx"
+        index: list[tuple[bytes, int, int]] = []
+        fds: list[int] = []
+        try:
+            fd = os.open(tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            fds.append(fd)
+            sha = hashlib.sha1()
+            with open(fd, "wb", closefd=False, buffering=1 << 20) as f:
+                head = b"PACK" + struct.pack(">II", 2, len(self.objects))
+                sha.update(head)
+                f.write(head)
+                offset = len(head)
+                for oid, (kind, data) in self.objects.items():
+                    size = len(data)
+                    c = (kind << 4) | (size & 15)
+                    size >>= 4
+                    hdr = bytearray()
+                    while size:
+                        hdr.append(c | 0x80)
+                        c = size & 0x7F
+                        size >>= 7
+                    hdr.append(c)
+                    z = zlib.compress(data, 1)
+                    sha.update(hdr)
+                    sha.update(z)
+                    f.write(hdr)
+                    f.write(z)
+                    index.append((oid, zlib.crc32(z, zlib.crc32(hdr)), offset))
+                    offset += len(hdr) + len(z)
+                checksum = sha.digest()
+                f.write(checksum)
+            fd = os.open(tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+            fds.append(fd)
+            with open(fd, "wb", closefd=False, buffering=1 << 20) as f:
+                f.write(_idx_v2(index, checksum))
+            fsync(fds)
+        except BaseException:
+            tmp_pack.unlink(missing_ok=True)
+            tmp_idx.unlink(missing_ok=True)
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        name = checksum.hex()
+        os.rename(tmp_pack, pack_dir / f"pack-{name}.pack")
+        os.rename(tmp_idx, pack_dir / f"pack-{name}.idx")
+        _fsync_path(str(pack_dir))
+        return name
+
+
+def _idx_v2(index: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
+    index.sort()
+    fan = [0] * 256
+    for oid, _, _ in index:
+        fan[oid[0]] += 1
+    acc, fanout = 0, []
+    for n in fan:
+        acc += n
+        fanout.append(acc)
+    large: list[int] = []
+    offsets = []
+    for _, _, off in index:
+        if off < 0x80000000:
+            offsets.append(off)
+        else:
+            offsets.append(0x80000000 | len(large))
+            large.append(off)
+    parts = [b"\377tOc", struct.pack(">I", 2), struct.pack(">256I", *fanout)]
+    parts += [oid for oid, _, _ in index]
+    parts.append(struct.pack(f">{len(index)}I", *(crc for _, crc, _ in index)))
+    parts.append(struct.pack(f">{len(offsets)}I", *offsets))
+    parts.append(struct.pack(f">{len(large)}Q", *large))
+    parts.append(pack_checksum)
+    idx = b"".join(parts)
+    return idx + hashlib.sha1(idx).digest()
+
+
 def signature(name: str | None, when: int | None = None) -> pygit2.Signature:
     """A commit signature for an optional user name ("Name <mail>" accepted)."""
     when = int(time.time()) if when is None else when
@@ -147,6 +368,11 @@ class Store:
         self.erased = 0
         # Bumped whenever pastes may have left the tree (removal, rebase, reset).
         self.generation = 0
+        self.packs = self._count_packs()
+        self.max_packs = PACK_LIMIT  # repack when there are more packs than this
+        self._kept_packs = 0  # packs left by the last repack
+        self.maintenance_runs = 0
+        self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
 
     # -- set-up -------------------------------------------------------------
@@ -167,10 +393,21 @@ class Store:
 
     @staticmethod
     def _remove_stale_locks(path: Path) -> None:
-        """Lock files left by a crash (this process is the only writer)."""
+        """Lock files and half-written packs left by a crash (this process is
+        the only writer; git's own temporary packs are left alone)."""
         for lock in [*path.glob("refs/**/*.lock"), *path.glob("*.lock")]:
             log.warning("removing stale lock %s", lock)
             lock.unlink(missing_ok=True)
+        for tmp in path.glob(f"objects/pack/{TMP_PACK_PREFIX}*"):
+            log.warning("removing unfinished pack %s", tmp)
+            tmp.unlink(missing_ok=True)
+
+    def _count_packs(self) -> int:
+        try:
+            return sum(1 for n in os.listdir(self.path / "objects" / "pack")
+                       if n.startswith("pack-") and n.endswith(".pack"))
+        except FileNotFoundError:
+            return 0
 
     def _load_head(self) -> None:
         try:
@@ -254,6 +491,10 @@ class Store:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._maintenance is not None:  # started by the commit task, now stopped
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await self._maintenance
+            self._maintenance = None
         self._writer.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
 
@@ -298,18 +539,25 @@ class Store:
                     for p in batch:
                         if not p.future.done():
                             p.future.set_result(None)
+                if self._needs_maintenance() and (
+                    self._maintenance is None or self._maintenance.done()
+                ):
+                    self._maintenance = loop.create_task(
+                        self._maintain_logged(), name="pasteur-maintenance"
+                    )
 
     def _commit_batch(self, batch: Sequence[Pending]) -> None:
         repo = self.repo
-        written: list[pygit2.Oid] = []
+        pack = PackBuilder(repo)
+        written: list[pygit2.Oid] = []  # loose objects (large pastes, streamed)
         changes: list[Change] = []
         anonymous: list[tuple[str, pygit2.Oid]] = []
         for p in batch:
             if isinstance(p.data, Path):
                 oid = repo.create_blob_fromdisk(str(p.data))
+                written.append(oid)
             else:
-                oid = repo.create_blob(p.data)
-            written.append(oid)
+                oid = pack.blob(p.data)
             if p.author is None and p.message is None:
                 anonymous.append((p.paste_id, oid))
             else:
@@ -322,7 +570,7 @@ class Store:
                 else f"Add {len(anonymous)} pastes"
             )
             changes.insert(0, Change(anonymous, [], None, msg))
-        self.apply(changes, written)
+        self.apply(changes, written, pack=pack)
         self.batches += 1
 
     def apply(
@@ -330,45 +578,102 @@ class Store:
         changes: Sequence[Change],
         written: list[pygit2.Oid] | None = None,
         onto: pygit2.Oid | None = None,
+        pack: PackBuilder | None = None,
     ) -> None:
         """Commit changes on top of the branch and make them durable.
 
-        Runs in the writer thread. ``written`` lists objects already written
-        by the caller that must be synced too. With ``onto``, the changes are
-        committed on that commit instead of the head and the branch moves to
-        the result in one durable step (a rebase: the branch never points at
-        a state missing the old head's pastes).
+        Runs in the writer thread. The new trees and commits are written with
+        the objects of ``pack`` (e.g. the batch's blobs) as one pack. ``written``
+        lists loose objects already written by the caller that must be synced
+        too. With ``onto``, the changes are committed on that commit instead
+        of the head and the branch moves to the result in one durable step (a
+        rebase: the branch never points at a state missing the old head's
+        pastes).
         """
         repo = self.repo
+        pack = pack if pack is not None else PackBuilder(repo)
         written = list(written or [])
         if onto is not None or any(change.remove for change in changes):
             self.generation += 1  # pastes may disappear: caches must forget
         if onto is not None:
             parent: pygit2.Oid | None = onto
-            tree = repo[onto].peel(pygit2.Tree)
+            tree: bytes | None = repo[onto].peel(pygit2.Tree).id.raw
         else:
             parent = self.head
-            tree = repo[self._tree.id] if self._tree is not None else None
+            tree = self._tree.id.raw if self._tree is not None else None
         now = int(time.time())
         for change in changes:
-            tree_oid = self._edit_tree(tree, change.add, change.remove, written)
+            tree = pack.edit_tree(tree, change.add, change.remove)
             author = signature(change.author, now)
             committer = signature(None, now)
             parents = [parent] if parent is not None else []
             message = change.message if change.message.endswith("\n") else change.message + "\n"
-            parent = repo.create_commit(None, author, committer, message, tree_oid, parents)
-            written.append(parent)
-            tree = repo[tree_oid]
+            parent = pack.commit(tree, parents, author, committer, message)
             self.commits += 1
         if parent is None or parent == self.head:
             return
-        self._sync_objects(written)
+        if pack.write(self.path / "objects" / "pack", self._fsync_fds) is not None:
+            self.packs += 1
+        if written:
+            self._sync_objects(written)
         self._set_ref(parent)
         commit = self.reader[parent]
         with self._lock:
             self.head, self._tree = parent, commit.tree
         for cb in self.on_commit:
             cb(parent)
+
+    # -- maintenance --------------------------------------------------------
+
+    async def maintain(self) -> None:
+        """Roll small packs up (writer thread). The syncer wraps this, as it
+        wraps ``erase``, so that no fetch writes a pack meanwhile."""
+        await self.run_in_writer(self._maintain)
+
+    def _needs_maintenance(self) -> bool:
+        # Packs the last repack kept (a geometric progression: ~log2 of the
+        # size ratio) count for half, or a large kept set would repack often.
+        return self.packs > max(self.max_packs, self._kept_packs + self.max_packs // 2)
+
+    async def _maintain_logged(self) -> None:
+        try:
+            await self.maintain()
+        except Exception as exc:  # noqa: BLE001 - maintenance failing is not fatal
+            log.error("pack maintenance failed: %s", exc)
+
+    def _maintain(self) -> None:
+        """``git repack -d --geometric=2``: packs (and loose objects) are rolled
+        up into one pack when their sizes are not a geometric progression; only
+        the packs it rewrote are deleted, and it keeps every object of those
+        packs (reachable or not), so nothing another writer put there is lost.
+        No delta search (``pack.window=0``): measured 91 ms instead of 299 ms
+        for 50 batches of 64 pastes; erasure's ``repack -a`` deltifies."""
+        before = self._count_packs()
+        t0 = time.monotonic()
+        subprocess.run(
+            ["git", "-C", str(self.path), "-c", "repack.writeBitmaps=false",
+             "-c", "pack.window=0", "repack", "-d", "--geometric=2", "-q"],
+            check=True, capture_output=True,
+        )
+        self.reopen()
+        self.packs = self._count_packs()
+        self._kept_packs = self.packs
+        self.maintenance_runs += 1
+        log.info("repacked %d packs into %d in %.0f ms", before, self.packs,
+                 (time.monotonic() - t0) * 1e3)
+
+    def reopen(self) -> None:
+        """New repository handles after packs were deleted (writer thread).
+
+        libgit2 keeps every pack it has opened open until the repository is
+        freed, deleted or not: without this, each repack would leave its
+        rolled-up packs' descriptors and maps behind."""
+        self.repo = pygit2.Repository(str(self.path))
+        reader = pygit2.Repository(str(self.path))
+        with self._lock:
+            self.reader = reader
+            if self.head is not None:
+                self._tree = reader[self.head].tree
 
     # -- deletion and erasure -----------------------------------------------
 
@@ -422,6 +727,8 @@ class Store:
                      ["repack", "-a", "-d", "-q"],
                      ["prune", "--expire=now"]):
             subprocess.run([*git, *args], check=True, capture_output=True)
+        self.reopen()
+        self.packs = self._count_packs()
         self._erase_file.unlink(missing_ok=True)
         self.erased += len(ids)
         log.info("erased %d pastes from history and the object store", len(ids))
@@ -530,6 +837,9 @@ class Store:
         parent.insert(name, oid, FileMode.TREE)
 
     # -- durability ---------------------------------------------------------
+
+    def _fsync_fds(self, fds: list[int]) -> None:
+        list(self._fsyncers.map(os.fsync, fds))
 
     def _sync_objects(self, oids: Sequence[pygit2.Oid]) -> None:
         objects = self.path / "objects"

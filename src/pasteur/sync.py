@@ -281,8 +281,9 @@ class Syncer:
         self._wake.set()
 
     def _guard_erase(self) -> None:
-        """Wrap the store's erasure: no fetch or push meanwhile (a repack during a
-        fetch could delete the pack being written), and a marker commit listing
+        """Wrap the store's erasure and pack maintenance: no fetch or push
+        meanwhile (a repack during a fetch could delete the pack being
+        written), and, for erasure, a marker commit listing
         the erased ids before anything is pushed, so that other instances know
         the pastes are gone on purpose and do not restore them."""
         erase: Callable[[], Awaitable[int]] = self.store.erase
@@ -297,6 +298,14 @@ class Syncer:
                 return erased
 
         self.store.erase = erase_guarded  # type: ignore[method-assign]
+
+        maintain: Callable[[], Awaitable[None]] = self.store.maintain
+
+        async def maintain_guarded() -> None:  # a repack never runs beside a fetch
+            async with self._sync_lock:
+                await maintain()
+
+        self.store.maintain = maintain_guarded  # type: ignore[method-assign]
 
     async def _commit_erase_marker(self) -> None:
         """Commit the pending erase marker (also after a crash between erase and marker)."""

@@ -296,6 +296,7 @@ def drop_unreachable(store: Store) -> None:
                  ["repack", "-a", "-d", "-q"],
                  ["prune", "--expire=now"]):
         subprocess.run([*git, *args], check=True, capture_output=True)
+    store.reopen()  # let go of the deleted packs
 
 
 def set_tracking(store: Store, tracking: str, fetched: str, remote: pygit2.Oid | None) -> None:

@@ -1,0 +1,249 @@
+"""Servers under test (Pasteur, pinnwand) and the wrk load generator, each pinned to a core."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+LUA = Path(__file__).resolve().parent / "lua"
+PINNWAND_VERSION = "1.5.0"
+SERVER_CPU = "0"
+CLIENT_CPU = "1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(cpu: str | None, argv: list[str]) -> list[str]:
+    if cpu is None or shutil.which("taskset") is None or (os.cpu_count() or 1) < 2:
+        return argv
+    return ["taskset", "-c", cpu, *argv]
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    """VmRSS, VmHWM, ... of a process, in bytes."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Vm") and line.rstrip().endswith("kB"):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) * 1024
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its threads so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def reset_peak_rss(pid: int) -> bool:
+    """Reset VmHWM to the current RSS (Linux clear_refs 5); False if not allowed."""
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def cpu_busy(seconds: float = 1.0) -> dict[str, float]:
+    """Share of each CPU busy over ``seconds`` (before a run: other load on the machine)."""
+
+    def sample() -> dict[str, tuple[int, int]]:
+        out = {}
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith("cpu") and line[3].isdigit():
+                    name, *values = line.split()
+                    ticks = [int(v) for v in values]
+                    idle = ticks[3] + ticks[4]  # idle + iowait
+                    out[name] = (sum(ticks), idle)
+        return out
+
+    a = sample()
+    time.sleep(seconds)
+    b = sample()
+    return {
+        name: 1 - (b[name][1] - a[name][1]) / max(1, b[name][0] - a[name][0])
+        for name in a if name in b
+    }
+
+
+@dataclass
+class Server:
+    name: str
+    argv: list[str]
+    url: str
+    log_path: Path
+    ready_path: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60) -> Server:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            pinned(SERVER_CPU, self.argv),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **self.env},
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {self.log()}")
+            try:
+                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not start: {self.log()}")
+
+    def drain(self, timeout: float = 120) -> None:
+        """Wait until the requests left over by a previous run are answered.
+
+        A closed wrk connection does not cancel a request the server is still
+        working on; a slow server (pinnwand) may have a backlog of seconds.
+        """
+        httpx.get(self.url + self.ready_path, timeout=timeout).raise_for_status()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def status(self) -> dict[str, int]:
+        return proc_status(self.pid)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Server:
+        return self.start() if self.proc is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def pasteur(work: Path, name: str, data: Path, *extra: str) -> Server:
+    port = free_port()
+    argv = [sys.executable, "-m", "pasteur", "serve", "--port", str(port), "--data", str(data),
+            *extra]
+    # No per-address rate limit: every request of the load comes from 127.0.0.1.
+    # (An environment variable: a server without the flag ignores it.)
+    return Server(name, argv, f"http://127.0.0.1:{port}", work / f"{name}.log",
+                  ready_path="/healthz", env={"PASTEUR_RATE_LIMIT": "off"})
+
+
+def pinnwand_python(work: Path, venv: Path | None = None) -> Path:
+    """pinnwand in its own virtual environment (created on first use)."""
+    venv = venv or ROOT / "bench" / ".venv-pinnwand"
+    python = venv / "bin" / "python"
+    stamp = venv / f".pinnwand-{PINNWAND_VERSION}"
+    if not stamp.exists():
+        print(f"bench: installing pinnwand {PINNWAND_VERSION} in {venv}", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        out = subprocess.run([str(python), "-m", "pip", "install", "-q",
+                              f"pinnwand=={PINNWAND_VERSION}"], capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"cannot install pinnwand: {out.stderr}{out.stdout}")
+        stamp.touch()
+    return python
+
+
+def pinnwand(work: Path, name: str, db: Path, python: Path) -> Server:
+    """pinnwand with an SQLite file database and its rate limits lifted."""
+    port = free_port()
+    config = work / f"{name}.toml"
+    big = {"capacity": 10**9, "consume": 1, "refill": 10**9}
+    config.write_text(
+        f'database_uri = "sqlite:///{db}"\n'
+        + "".join(
+            f"[ratelimit.{area}]\n" + "".join(f"{k} = {v}\n" for k, v in big.items())
+            for area in ("read", "create", "delete")
+        )
+    )
+    argv = [str(python), "-m", "pinnwand", "--configuration-path", str(config), "http",
+            "--port", str(port)]
+    return Server(name, argv, f"http://127.0.0.1:{port}", work / f"{name}.log")
+
+
+# -- wrk --------------------------------------------------------------------
+
+
+@dataclass
+class WrkResult:
+    requests: int
+    duration_s: float
+    errors: dict[str, int]
+    latency_us: dict[str, float]
+    server_cpu_s: float = 0.0  # CPU time the server used during the run
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_s * 1e6 / self.requests if self.requests else 0.0
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.duration_s if self.duration_s else 0.0
+
+    @property
+    def error_count(self) -> int:
+        return sum(self.errors.values())
+
+    def ms(self, key: str) -> float:
+        return self.latency_us[key] / 1000
+
+
+def parse_wrk(output: str) -> WrkResult:
+    for line in output.splitlines():
+        if line.startswith("BENCHJSON "):
+            doc = json.loads(line[len("BENCHJSON "):])
+            return WrkResult(doc["requests"], doc["duration_us"] / 1e6, doc["errors"],
+                             doc["latency_us"])
+    raise RuntimeError(f"no BENCHJSON line in wrk output:\n{output}")
+
+
+def wrk(url: str, script: str, args: list[str], connections: int, duration: float,
+        threads: int = 1, timeout: float = 10) -> WrkResult:
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (apt-get install wrk, or scripts/setup --test)")
+    argv = ["wrk", f"-t{min(threads, connections)}", f"-c{connections}",
+            f"-d{max(1, round(duration))}s", f"--timeout={timeout:g}s", "-s", str(LUA / script),
+            url, "--", *args]
+    out = subprocess.run(pinned(CLIENT_CPU, argv), capture_output=True, text=True,
+                         timeout=duration + 60)
+    if out.returncode != 0:
+        raise RuntimeError(f"wrk failed ({out.returncode}): {out.stderr}{out.stdout}")
+    return parse_wrk(out.stdout)

@@ -1,0 +1,118 @@
+"""The write path: one pack per batch, no loose objects, and pack maintenance."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+from pathlib import Path
+
+import pygit2
+
+from pasteur.store import Change, Pending, Store
+
+
+def _fsck(path: Path) -> None:
+    r = subprocess.run(["git", "-C", str(path), "fsck", "--strict", "--no-dangling"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def _loose(path: Path) -> list[str]:
+    objects = path / "objects"
+    return [f"{d}/{f}" for d in os.listdir(objects) if len(d) == 2
+            for f in os.listdir(objects / d)]
+
+
+def _packs(path: Path) -> list[str]:
+    return sorted(p.name for p in (path / "objects" / "pack").glob("pack-*.pack"))
+
+
+def _close(store: Store) -> None:
+    store._writer.shutdown()
+    store._fsyncers.shutdown()
+
+
+def test_batch_is_one_pack_without_loose_objects(tmp_path):
+    store = Store(tmp_path / "repo.git")
+    pastes: dict[str, bytes] = {}
+    try:
+        for r in range(30):
+            batch = [Pending(store.new_id(), f"paste {r} {i}".encode(),
+                             "Ada Lovelace <ada@example.org>" if i == 3 else None,
+                             "a comment\n\nbody" if i == 5 else None, None)
+                     for i in range(12)]
+            store._commit_batch(batch)
+            assert len(_packs(store.path)) == r + 1  # one pack per batch
+            for p in batch:  # readable at once through the reader handle
+                assert isinstance(p.data, bytes)
+                pastes[p.paste_id] = p.data
+                assert store.get(p.paste_id) == p.data
+                commit = store.commit_of(p.paste_id)
+                assert commit is not None and commit.id in {
+                    c.id for c in store.reader.walk(store.head)}
+        assert _loose(store.path) == []
+        # the pack holds the blobs, the trees and the commits of its batch
+        idx = next((store.path / "objects" / "pack").glob("pack-*.idx"))
+        out = subprocess.run(["git", "verify-pack", "-v", str(idx)], check=True,
+                             capture_output=True, text=True).stdout
+        kinds = [line.split()[1] for line in out.splitlines() if len(line.split()) > 2
+                 and line.split()[1] in ("blob", "tree", "commit")]
+        assert kinds.count("blob") == 12 and kinds.count("commit") == 3  # anonymous + 2 own
+        _fsck(store.path)
+        # removal is a pack too, and a second handle (another process) sees everything
+        gone = next(iter(pastes))
+        store.apply([Change([], [gone], None, "Remove paste")])
+        assert store.get(gone) is None and _loose(store.path) == []
+        other = pygit2.Repository(str(store.path))
+        assert other.head.target == store.head
+        store._maintain()
+        _fsck(store.path)
+        assert _loose(store.path) == []
+        for pid, data in pastes.items():
+            assert store.get(pid) == (None if pid == gone else data)
+    finally:
+        _close(store)
+    # a restart reads the same
+    again = Store(tmp_path / "repo.git")
+    try:
+        assert sum(1 for _ in again.ids()) == len(pastes) - 1
+    finally:
+        _close(again)
+
+
+def test_large_paste_from_file_stays_loose(tmp_path):
+    store = Store(tmp_path / "repo.git")
+    big = tmp_path / "big"
+    big.write_bytes(b"y" * 100_000)
+    try:
+        store._commit_batch([Pending(store.new_id(), big, None, None, None),
+                             Pending("small1", b"small", None, None, None)])
+        assert len(_loose(store.path)) == 1 and len(_packs(store.path)) == 1
+        assert store.get("small1") == b"small"
+        _fsck(store.path)
+    finally:
+        _close(store)
+
+
+def test_maintenance_bounds_the_number_of_packs(tmp_path):
+    async def main() -> tuple[Store, list[str], int]:
+        store = Store(tmp_path / "repo.git")
+        store.max_packs = 8
+        store.start()
+        most = 0
+        ids = []
+        for i in range(60):  # one at a time: one batch, one pack each
+            ids.append(await store.add(f"paste {i}".encode()))
+            most = max(most, len(_packs(store.path)))
+        await store.stop()
+        return store, ids, most
+
+    store, ids, most = asyncio.run(main())
+    assert store.maintenance_runs >= 3
+    assert most <= 8 + 2  # a batch or two may land while the repack waits its turn
+    assert len(_packs(store.path)) <= 8
+    assert _loose(store.path) == []
+    _fsck(store.path)
+    for i, pid in enumerate(ids):
+        assert store.get(pid) == f"paste {i}".encode()
