@@ -65,6 +65,15 @@ class StoreError(Exception):
     """The repository cannot be written (disk full, read-only, corrupt)."""
 
 
+def random_id(length: int) -> str:
+    """``length`` characters from [A-Za-z0-9], uniformly, from one read of the CSPRNG."""
+    out: list[str] = []
+    while len(out) < length:
+        # 248 = 4 × 62: rejecting larger bytes keeps every character equally likely
+        out += [ALPHABET[b % 62] for b in secrets.token_bytes(length + 4) if b < 248]
+    return "".join(out[:length])
+
+
 def shard_path(paste_id: str) -> str:
     return f"{paste_id[0]}/{paste_id[1]}/{paste_id}"
 
@@ -361,7 +370,7 @@ class Store:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pasteur-git")
-        self._fsyncers = ThreadPoolExecutor(32, thread_name_prefix="pasteur-fsync")
+        self._fsyncers = ThreadPoolExecutor(4, thread_name_prefix="pasteur-fsync")
         self.on_commit: list[Callable[[pygit2.Oid], None]] = []
         self.commits = 0
         self.batches = 0
@@ -470,7 +479,7 @@ class Store:
     def new_id(self) -> str:
         length = self.id_length
         for attempt in range(64):
-            paste_id = "".join(secrets.choice(ALPHABET) for _ in range(length))
+            paste_id = random_id(length)
             if paste_id not in self:
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
