@@ -110,8 +110,9 @@ def test_maintenance_bounds_the_number_of_packs(tmp_path):
 
     store, ids, most = asyncio.run(main())
     assert store.maintenance_runs >= 3
-    assert most <= 8 + 2  # a batch or two may land while the repack waits its turn
-    assert len(_packs(store.path)) <= 8
+    # the repack runs beside the writer: batches go on landing while it works
+    assert most <= 2 * 8
+    assert len(_packs(store.path)) <= 2 * 8
     assert _loose(store.path) == []
     _fsck(store.path)
     for i, pid in enumerate(ids):

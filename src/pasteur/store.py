@@ -15,7 +15,7 @@ and the branch ref are fsynced, so an acknowledged paste survives a crash.
 
 One pack per batch would slow lookups down after thousands of batches: when
 there are more than ``PACK_LIMIT`` packs, ``git repack -d --geometric=2``
-rolls the small ones up (``Store.maintain``, in the writer thread).
+rolls the small ones up (``Store.maintain``, a process beside the writer).
 """
 
 from __future__ import annotations
@@ -635,9 +635,20 @@ class Store:
     # -- maintenance --------------------------------------------------------
 
     async def maintain(self) -> None:
-        """Roll small packs up (writer thread). The syncer wraps this, as it
-        wraps ``erase``, so that no fetch writes a pack meanwhile."""
-        await self.run_in_writer(self._maintain)
+        """Roll small packs up beside the writer, then reopen the handles in it.
+
+        The syncer wraps this, as it wraps ``erase``, so that no fetch writes
+        a pack meanwhile. ``git repack`` runs as a process of its own: commits
+        go on while it works (measured: a repack in the writer thread stalled
+        every 50th batch by ~0.1 s, the p99 of creates at one connection)."""
+        before, t0 = self._count_packs(), time.monotonic()
+        proc = await asyncio.create_subprocess_exec(*self._repack_command(),
+                                                    stdout=asyncio.subprocess.DEVNULL,
+                                                    stderr=asyncio.subprocess.PIPE)
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise StoreError(f"git repack failed: {err.decode(errors='replace').strip()}")
+        await self.run_in_writer(lambda: self._after_repack(before, t0))
 
     def _needs_maintenance(self) -> bool:
         # Packs the last repack kept (a geometric progression: ~log2 of the
@@ -650,20 +661,24 @@ class Store:
         except Exception as exc:  # noqa: BLE001 - maintenance failing is not fatal
             log.error("pack maintenance failed: %s", exc)
 
-    def _maintain(self) -> None:
+    def _repack_command(self) -> list[str]:
         """``git repack -d --geometric=2``: packs (and loose objects) are rolled
         up into one pack when their sizes are not a geometric progression; only
         the packs it rewrote are deleted, and it keeps every object of those
-        packs (reachable or not), so nothing another writer put there is lost.
-        No delta search (``pack.window=0``): measured 91 ms instead of 299 ms
-        for 50 batches of 64 pastes; erasure's ``repack -a`` deltifies."""
-        before = self._count_packs()
-        t0 = time.monotonic()
-        subprocess.run(
-            ["git", "-C", str(self.path), "-c", "repack.writeBitmaps=false",
-             "-c", "pack.window=0", "repack", "-d", "--geometric=2", "-q"],
-            check=True, capture_output=True,
-        )
+        packs (reachable or not), so nothing another writer put there is lost;
+        packs written meanwhile are left alone. No delta search
+        (``pack.window=0``): measured 91 ms instead of 299 ms for 50 batches of
+        64 pastes; erasure's ``repack -a`` deltifies."""
+        return ["git", "-C", str(self.path), "-c", "repack.writeBitmaps=false",
+                "-c", "pack.window=0", "repack", "-d", "--geometric=2", "-q"]
+
+    def _maintain(self) -> None:
+        """The same as ``maintain``, all in the writer thread (for tests and tools)."""
+        before, t0 = self._count_packs(), time.monotonic()
+        subprocess.run(self._repack_command(), check=True, capture_output=True)
+        self._after_repack(before, t0)
+
+    def _after_repack(self, before: int, t0: float) -> None:
         self.reopen()
         self.packs = self._count_packs()
         self._kept_packs = self.packs
