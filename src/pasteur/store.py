@@ -262,7 +262,9 @@ class PackBuilder:
         if not self.objects:
             return None
         tag = f"{TMP_PACK_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
-        tmp_pack, tmp_idx = pack_dir / f"{tag}.pack", pack_dir / f"{tag}.idx"
+        # Not "*.pack"/"*.idx" until renamed: a concurrent `git repack` lists
+        # those and fails on a pack whose index is not there yet.
+        tmp_pack, tmp_idx = pack_dir / f"{tag}-pack.tmp", pack_dir / f"{tag}-idx.tmp"
         index: list[tuple[bytes, int, int]] = []
         fds: list[int] = []
         try:
