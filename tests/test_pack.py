@@ -109,7 +109,7 @@ def test_maintenance_bounds_the_number_of_packs(tmp_path):
         return store, ids, most
 
     store, ids, most = asyncio.run(main())
-    assert store.maintenance_runs >= 3
+    assert store.maintenance_runs >= 3 and store.maintenance_failures == 0
     # the repack runs beside the writer: batches go on landing while it works
     assert most <= 2 * 8
     assert len(_packs(store.path)) <= 2 * 8

@@ -383,6 +383,7 @@ class Store:
         self.max_packs = PACK_LIMIT  # repack when there are more packs than this
         self._kept_packs = 0  # packs left by the last repack
         self.maintenance_runs = 0
+        self.maintenance_failures = 0
         self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
 
@@ -661,6 +662,7 @@ class Store:
         try:
             await self.maintain()
         except Exception as exc:  # noqa: BLE001 - maintenance failing is not fatal
+            self.maintenance_failures += 1
             log.error("pack maintenance failed: %s", exc)
 
     def _repack_command(self) -> list[str]:
