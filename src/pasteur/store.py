@@ -384,6 +384,7 @@ class Store:
         self._kept_packs = 0  # packs left by the last repack
         self.maintenance_runs = 0
         self.maintenance_failures = 0
+        self._repacking = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
 
@@ -644,14 +645,15 @@ class Store:
         a pack meanwhile. ``git repack`` runs as a process of its own: commits
         go on while it works (measured: a repack in the writer thread stalled
         every 50th batch by ~0.1 s, the p99 of creates at one connection)."""
-        before, t0 = self._count_packs(), time.monotonic()
-        proc = await asyncio.create_subprocess_exec(*self._repack_command(),
-                                                    stdout=asyncio.subprocess.DEVNULL,
-                                                    stderr=asyncio.subprocess.PIPE)
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise StoreError(f"git repack failed: {err.decode(errors='replace').strip()}")
-        await self.run_in_writer(lambda: self._after_repack(before, t0))
+        async with self._repacking:  # never beside an erasure's repack and prune
+            before, t0 = self._count_packs(), time.monotonic()
+            proc = await asyncio.create_subprocess_exec(*self._repack_command(),
+                                                        stdout=asyncio.subprocess.DEVNULL,
+                                                        stderr=asyncio.subprocess.PIPE)
+            _, err = await proc.communicate()
+            if proc.returncode != 0:
+                raise StoreError(f"git repack failed: {err.decode(errors='replace').strip()}")
+            await self.run_in_writer(lambda: self._after_repack(before, t0))
 
     def _needs_maintenance(self) -> bool:
         # Packs the last repack kept (a geometric progression: ~log2 of the
@@ -742,7 +744,8 @@ class Store:
         prune --expire=now`` delete the unreachable objects. Commit ids after
         the oldest erased paste change: a remote gets a forced push.
         """
-        return await self.run_in_writer(self._erase)  # type: ignore[return-value]
+        async with self._repacking:  # never beside a maintenance repack
+            return await self.run_in_writer(self._erase)  # type: ignore[return-value]
 
     def _erase(self) -> int:
         ids = self.pending_erasure()
