@@ -37,7 +37,7 @@ from .syncmerge import (
     is_rewrite,
     set_tracking,
 )
-from .syncworker import FETCHED, TRACKING, is_ssh, split_credentials
+from .syncworker import FETCHED, TRACKING, SyncFailure, is_ssh, split_credentials
 
 log = logging.getLogger("pasteur.sync")
 
@@ -55,12 +55,6 @@ CONNECT_TIMEOUT_MS = 5_000  # libgit2 connect time-out
 
 class SyncError(Exception):
     """The remote cannot be used as configured (one line for the user)."""
-
-
-class SyncFailure(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 # -- options -----------------------------------------------------------------------

@@ -63,6 +63,10 @@ GIT_ECERTIFICATE = -17
 
 
 class SyncFailure(Exception):
+    """A failed fetch or push; ``kind`` classifies it for the syncer (a
+    ``network`` failure is retried, a ``rejected`` push is fetched and
+    replayed, the kinds in ``sync.FATAL_KINDS`` stop the server at start)."""
+
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
         self.kind = kind
