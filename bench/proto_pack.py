@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Pending, Store
+from pasteur.store import Pending, Store, _idx_v2, object_id
 
 from .fill import fill, random_ids
 
@@ -28,7 +28,7 @@ TYPES = {"commit": 1, "tree": 2, "blob": 3}
 
 
 def obj_hash(kind, data):
-    return hashlib.sha1(b"%s %d\0" % (kind.encode(), len(data)) + data).digest()
+    return object_id(kind.encode(), data)
 
 
 def tree_bytes(entries):
@@ -67,20 +67,7 @@ def write_pack(repo_path, objects):
     pack = b"".join(body)
     pack_sha = hashlib.sha1(pack).digest()
     pack += pack_sha
-    index.sort()
-    fan = [0] * 256
-    for oid, _, _ in index:
-        fan[oid[0]] += 1
-    acc, fanout = 0, []
-    for n in fan:
-        acc += n
-        fanout.append(acc)
-    idx = b"\377tOc" + struct.pack(">I", 2) + struct.pack(">256I", *fanout)
-    idx += b"".join(o for o, _, _ in index)
-    idx += b"".join(struct.pack(">I", c) for _, c, _ in index)
-    idx += b"".join(struct.pack(">I", off) for _, _, off in index)
-    idx += pack_sha
-    idx += hashlib.sha1(idx).digest()
+    idx = _idx_v2(index, pack_sha)
     name = pack_sha.hex()
     fds = []
     for ext, data in ((".pack", pack), (".idx", idx)):
