@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     p.add_argument("--top", type=int, default=20)
     p.add_argument("--output", help="keep py-spy's raw (collapsed) stacks here")
+    p.add_argument("--gil", action="store_true",
+                   help="sample only the thread holding the GIL (where Python CPU goes, "
+                        "without the time threads spend waiting for the GIL)")
     args = p.parse_args(argv)
     pyspy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(pyspy).exists():
@@ -72,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 load_args = [str(paths[load_args[0]])]
             spy = subprocess.Popen(
                 [pyspy, "record", "-p", str(srv.pid), "-d", str(int(args.duration) + 1),
-                 "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--threads", "--nonblocking"],
+                 "-r", str(args.rate), "-f", "raw", "-o", str(raw), "--threads", "--nonblocking",
+                 *(["--gil"] if args.gil else [])],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(0.5)
             result = procs.wrk(srv.url + "/", script, load_args, args.connections, args.duration)

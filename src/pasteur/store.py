@@ -34,7 +34,7 @@ import subprocess
 import threading
 import time
 import zlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -92,11 +92,11 @@ def valid_id(paste_id: str) -> bool:
 
 @dataclass
 class Pending:
-    paste_id: str
+    paste_id: str | None  # None: the writer picks a free one
     data: bytes | Path  # the document, or a file holding it (large pastes)
     author: str | None
     message: str | None
-    future: asyncio.Future[None] = field(repr=False)
+    future: asyncio.Future[str] | None = field(repr=False)
 
 
 @dataclass
@@ -153,6 +153,51 @@ def tree_bytes(entries: Entries) -> bytes:
                     for name, (mode, oid) in sorted(entries.items(), key=key))
 
 
+def parse_tree(data: bytes) -> Entries:
+    """A tree object's entries from its raw content (the inverse of ``tree_bytes``)."""
+    out: Entries = {}
+    find = data.find
+    i, n = 0, len(data)
+    while i < n:
+        sp = find(b" ", i)
+        nul = find(b"\0", sp)
+        if sp < 0 or nul < 0 or nul + 21 > n:
+            raise StoreError("corrupt tree object")
+        mode = data[i:sp]
+        end = nul + 21
+        out[data[sp + 1:nul]] = (_TREE if mode == b"40000" else int(mode, 8), data[nul + 1:end])
+        i = end
+    return out
+
+
+class TreeCache:
+    """Parsed entries of recently used trees, by id (ids name content, so an
+    entry never goes stale), least recently used first out. Bounded by the
+    number of entries held: the root and the 62 middle trees stay; at a
+    million pastes, the leaves come and go."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self.max_entries = max_entries
+        self.size = 0
+        self.items: OrderedDict[bytes, Entries] = OrderedDict()
+
+    def get(self, oid: bytes) -> Entries | None:
+        entries = self.items.get(oid)
+        if entries is not None:
+            self.items.move_to_end(oid)
+        return entries
+
+    def put(self, oid: bytes, entries: Entries) -> None:
+        if oid in self.items:
+            self.items.move_to_end(oid)
+            return
+        self.items[oid] = entries
+        self.size += len(entries)
+        while self.size > self.max_entries and len(self.items) > 1:
+            _, old = self.items.popitem(last=False)
+            self.size -= len(old)
+
+
 def _signature_bytes(sig: pygit2.Signature) -> bytes:
     offset = sig.offset
     sign = "-" if offset < 0 else "+"
@@ -168,10 +213,11 @@ class PackBuilder:
     objects); existing trees are read through ``repo``.
     """
 
-    def __init__(self, repo: pygit2.Repository) -> None:
+    def __init__(self, repo: pygit2.Repository, cache: TreeCache | None = None) -> None:
         self.repo = repo
         self.objects: dict[bytes, tuple[int, bytes]] = {}  # raw id -> (type, content)
-        self._trees: dict[bytes, Entries] = {}
+        self._trees: dict[bytes, Entries] = {}  # trees built here
+        self.cache = cache if cache is not None else TreeCache()
 
     def __len__(self) -> int:
         return len(self.objects)
@@ -186,15 +232,37 @@ class PackBuilder:
 
     def entries(self, tree: bytes | None) -> Entries:
         """A copy of a tree's entries (one built here or one in the repository)."""
+        return dict(self.peek(tree))
+
+    def peek(self, tree: bytes | None) -> Entries:
+        """A tree's entries, not to be modified: from this batch, the cache, or
+        parsed from the object database (and cached)."""
         if tree is None:
             return {}
         mem = self._trees.get(tree)
-        if mem is not None:
-            return dict(mem)
-        obj = self.repo[pygit2.Oid(raw=tree)]
-        if not isinstance(obj, pygit2.Tree):
-            return {}
-        return {e.raw_name: (e.filemode, e.id.raw) for e in obj}
+        if mem is None:
+            mem = self.cache.get(tree)
+        if mem is None:
+            kind, data = self.repo.odb.read(pygit2.Oid(raw=tree))
+            mem = parse_tree(data) if kind == pygit2.enums.ObjectType.TREE else {}
+            self.cache.put(tree, mem)
+        return mem
+
+    def has_paste(self, root: bytes | None, name: bytes) -> bool:
+        """Whether ``a/b/<name>`` is in the tree ``root``."""
+        entry = self.peek(root).get(name[:1])
+        if entry is None or entry[0] != _TREE:
+            return False
+        entry = self.peek(entry[1]).get(name[1:2])
+        if entry is None or entry[0] != _TREE:
+            return False
+        return name in self.peek(entry[1])
+
+    def keep_trees(self) -> None:
+        """Once the pack is written: its trees go to the cache (the next batch
+        starts from them)."""
+        for oid, entries in self._trees.items():
+            self.cache.put(oid, entries)
 
     def tree(self, entries: Entries) -> bytes:
         oid = self.add(b"tree", tree_bytes(entries))
@@ -368,7 +436,7 @@ class Store:
         self._tree: pygit2.Tree | None = None
         self._load_head()
         self._pending: list[Pending] = []
-        self._pending_ids: set[str] = set()
+        self.tree_cache = TreeCache()
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pasteur-git")
@@ -450,7 +518,7 @@ class Store:
         return obj.data
 
     def __contains__(self, paste_id: str) -> bool:
-        return paste_id in self._pending_ids or self.get(paste_id) is not None
+        return self.get(paste_id) is not None
 
     def ids(self) -> Iterable[str]:
         """Every paste id in the current tree (walks the whole tree)."""
@@ -480,11 +548,23 @@ class Store:
 
     # -- ids ----------------------------------------------------------------
 
-    def new_id(self) -> str:
+    def new_id(self, taken: Callable[[str], bool] | None = None) -> str:
+        """A random id free in the current tree (and not ``taken``)."""
         length = self.id_length
         for attempt in range(64):
             paste_id = random_id(length)
-            if paste_id not in self:
+            if paste_id not in self and not (taken and taken(paste_id)):
+                return paste_id
+            if attempt % 8 == 7:  # the space is crowded: grow the id
+                length += 1
+        raise StoreError("no free paste id")
+
+    def _free_id(self, pack: PackBuilder, root: bytes | None, taken: set[str]) -> str:
+        """``new_id`` in the writer: looked up in the trees the batch edits anyway."""
+        length = self.id_length
+        for attempt in range(64):
+            paste_id = random_id(length)
+            if paste_id not in taken and not pack.has_paste(root, paste_id.encode()):
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
@@ -514,18 +594,15 @@ class Store:
     async def add(
         self, data: bytes | Path, author: str | None = None, message: str | None = None
     ) -> str:
-        """Store a paste durably; returns its new id once committed."""
+        """Store a paste durably; returns its new id once committed.
+
+        The id is picked in the writer, from the trees the commit edits: no
+        lookup on the event loop, and no other paste can take it meanwhile."""
         assert self._wake is not None, "Store.start() was not called"
-        paste_id = self.new_id()
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(paste_id, data, author or None, message or None, fut))
-        self._pending_ids.add(paste_id)
+        fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append(Pending(None, data, author or None, message or None, fut))
         self._wake.set()
-        try:
-            await fut
-        finally:
-            self._pending_ids.discard(paste_id)
-        return paste_id
+        return await fut
 
     async def run_in_writer(self, fn: Callable[[], object]) -> object:
         """Run ``fn`` in the writer thread (serialised with commits)."""
@@ -546,12 +623,12 @@ class Store:
                     log.error("commit failed: %s", exc)
                     err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
                     for p in batch:
-                        if not p.future.done():
+                        if p.future is not None and not p.future.done():
                             p.future.set_exception(err)
                 else:
                     for p in batch:
-                        if not p.future.done():
-                            p.future.set_result(None)
+                        if p.future is not None and not p.future.done():
+                            p.future.set_result(p.paste_id or "")
                 if self._needs_maintenance() and (
                     self._maintenance is None or self._maintenance.done()
                 ):
@@ -561,11 +638,18 @@ class Store:
 
     def _commit_batch(self, batch: Sequence[Pending]) -> None:
         repo = self.repo
-        pack = PackBuilder(repo)
+        pack = PackBuilder(repo, self.tree_cache)
         written: list[pygit2.Oid] = []  # loose objects (large pastes, streamed)
         changes: list[Change] = []
         anonymous: list[tuple[str, pygit2.Oid]] = []
+        root = self._tree.id.raw if self._tree is not None else None
+        taken = {p.paste_id for p in batch if p.paste_id is not None}
         for p in batch:
+            if p.paste_id is None:
+                p.paste_id = self._free_id(pack, root, taken)
+                taken.add(p.paste_id)
+        for p in batch:
+            assert p.paste_id is not None
             if isinstance(p.data, Path):
                 oid = repo.create_blob_fromdisk(str(p.data))
                 written.append(oid)
@@ -604,7 +688,7 @@ class Store:
         pastes).
         """
         repo = self.repo
-        pack = pack if pack is not None else PackBuilder(repo)
+        pack = pack if pack is not None else PackBuilder(repo, self.tree_cache)
         written = list(written or [])
         if onto is not None or any(change.remove for change in changes):
             self.generation += 1  # pastes may disappear: caches must forget
@@ -627,6 +711,7 @@ class Store:
             return
         if pack.write(self.path / "objects" / "pack", self._fsync_fds) is not None:
             self.packs += 1
+            pack.keep_trees()
         if written:
             self._sync_objects(written)
         self._set_ref(parent)
@@ -887,10 +972,25 @@ class Store:
             list(self._fsyncers.map(_fsync_path, paths))
 
     def _set_ref(self, oid: pygit2.Oid) -> None:
-        self.repo.references.create(BRANCH, oid, force=True)
-        ref_file = self.path / BRANCH
-        if ref_file.exists():
-            paths = [str(ref_file), str(ref_file.parent)]
-        else:  # packed ref
-            paths = [str(self.path / "packed-refs"), str(self.path)]
-        list(self._fsyncers.map(_fsync_path, paths))
+        """Point the branch at ``oid`` durably, the way git does (``<ref>.lock``
+        created exclusively, written, fsynced, renamed over the ref, directory
+        fsynced), here rather than in libgit2 so that the GIL is released
+        during the system calls. A loose ref overrides a packed one."""
+        ref = self.path / BRANCH
+        lock = ref.with_name(ref.name + ".lock")
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise StoreError(f"{lock} exists: another git process is updating the branch") \
+                from None
+        try:
+            os.write(fd, f"{oid}\n".encode())
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            lock.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        os.rename(lock, ref)
+        _fsync_path(str(ref.parent))
