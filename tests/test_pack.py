@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Change, Pending, Store
+from pasteur.store import Change, Pending, Store, parse_tree, tree_bytes
 
 
 def _fsck(path: Path) -> None:
@@ -117,3 +117,25 @@ def test_maintenance_bounds_the_number_of_packs(tmp_path):
     _fsck(store.path)
     for i, pid in enumerate(ids):
         assert store.get(pid) == f"paste {i}".encode()
+
+
+def test_tree_entries_round_trip_in_gits_order(tmp_path):
+    """Trees written by git itself (a subtree sorts as "name/", so "a" the
+    directory comes after "a-b" and "a.b" the files) parse and serialise back
+    to the same bytes."""
+    work = tmp_path / "w"
+    work.mkdir()
+    for rel in ("a/x", "a-b", "a.b", "a0", "b/c/d", "Z"):
+        (work / rel).parent.mkdir(parents=True, exist_ok=True)
+        (work / rel).write_text(rel)
+    subprocess.run(["git", "init", "-q", str(work)], check=True)
+    subprocess.run(["git", "-C", str(work), "add", "-A"], check=True)
+    tree = subprocess.run(["git", "-C", str(work), "write-tree"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    repo = pygit2.Repository(str(work))
+    for obj in [repo[tree], repo[tree] / "a", repo[tree] / "b" / "c"]:
+        raw = repo.odb.read(obj.id)[1]
+        entries = parse_tree(raw)
+        assert tree_bytes(entries) == raw
+    assert list(parse_tree(repo.odb.read(repo[tree].id)[1])) == [
+        b"Z", b"a-b", b"a.b", b"a/", b"a0", b"b/"]

@@ -26,12 +26,13 @@ import hashlib
 import hmac
 import json
 import re
-import secrets
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
+
+from . import entropy
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
@@ -73,7 +74,7 @@ def parse_iso(value: str) -> float:
 
 def new_token() -> tuple[str, str]:
     """A delete token and the hash that is stored in its place."""
-    token = secrets.token_urlsafe(18)
+    token = entropy.token_urlsafe(18)
     return token, token_hash(token)
 
 

@@ -27,7 +27,6 @@ import hashlib
 import logging
 import os
 import re
-import secrets
 import string
 import struct
 import subprocess
@@ -42,6 +41,8 @@ from pathlib import Path
 
 import pygit2
 from pygit2.enums import FileMode
+
+from . import entropy
 
 log = logging.getLogger("pasteur.store")
 
@@ -70,7 +71,7 @@ def random_id(length: int) -> str:
     out: list[str] = []
     while len(out) < length:
         # 248 = 4 × 62: rejecting larger bytes keeps every character equally likely
-        out += [ALPHABET[b % 62] for b in secrets.token_bytes(length + 4) if b < 248]
+        out += [ALPHABET[b % 62] for b in entropy.token_bytes(length + 4) if b < 248]
     return "".join(out[:length])
 
 
@@ -131,10 +132,19 @@ def _syncfs(path: str) -> None:
 
 
 _OBJ_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3}
-_TREE = 0o040000
-_BLOB = 0o100644
 
-Entries = dict[bytes, tuple[int, bytes]]  # name -> (mode, raw object id)
+# A tree's entries, keyed the way Git sorts them (a subtree's name + "/", a
+# file's name), each the bytes it takes in the tree object ("<mode> <name>\0"
+# and the 20-byte id): serialising is a sort of the keys and a join.
+Entries = dict[bytes, bytes]
+
+
+def tree_entry(name: bytes, oid: bytes) -> bytes:
+    return b"40000 " + name + b"\0" + oid
+
+
+def blob_entry(name: bytes, oid: bytes) -> bytes:
+    return b"100644 " + name + b"\0" + oid
 
 
 def object_id(kind: bytes, data: bytes) -> bytes:
@@ -145,12 +155,8 @@ def object_id(kind: bytes, data: bytes) -> bytes:
 
 
 def tree_bytes(entries: Entries) -> bytes:
-    """A tree object's content: entries sorted the Git way (a tree sorts as name + "/")."""
-    def key(item: tuple[bytes, tuple[int, bytes]]) -> bytes:
-        name, (mode, _) = item
-        return name + b"/" if mode == _TREE else name
-    return b"".join(b"%o %s\0%s" % (mode, name, oid)
-                    for name, (mode, oid) in sorted(entries.items(), key=key))
+    """A tree object's content: its entries in Git's order."""
+    return b"".join([entries[key] for key in sorted(entries)])
 
 
 def parse_tree(data: bytes) -> Entries:
@@ -163,9 +169,9 @@ def parse_tree(data: bytes) -> Entries:
         nul = find(b"\0", sp)
         if sp < 0 or nul < 0 or nul + 21 > n:
             raise StoreError("corrupt tree object")
-        mode = data[i:sp]
         end = nul + 21
-        out[data[sp + 1:nul]] = (_TREE if mode == b"40000" else int(mode, 8), data[nul + 1:end])
+        name = data[sp + 1:nul]
+        out[name + b"/" if data[i:sp] == b"40000" else name] = data[i:end]
         i = end
     return out
 
@@ -250,13 +256,13 @@ class PackBuilder:
 
     def has_paste(self, root: bytes | None, name: bytes) -> bool:
         """Whether ``a/b/<name>`` is in the tree ``root``."""
-        entry = self.peek(root).get(name[:1])
-        if entry is None or entry[0] != _TREE:
+        entry = self.peek(root).get(name[:1] + b"/")
+        if entry is None:
             return False
-        entry = self.peek(entry[1]).get(name[1:2])
-        if entry is None or entry[0] != _TREE:
+        entry = self.peek(entry[-20:]).get(name[1:2] + b"/")
+        if entry is None:
             return False
-        return name in self.peek(entry[1])
+        return name in self.peek(entry[-20:])
 
     def keep_trees(self) -> None:
         """Once the pack is written: its trees go to the cache (the next batch
@@ -294,22 +300,24 @@ class PackBuilder:
                     if oid is None:
                         leaf_e.pop(name, None)
                     else:
-                        leaf_e[name] = (_BLOB, oid)
+                        leaf_e.pop(name + b"/", None)  # never two entries of one name
+                        leaf_e[name] = blob_entry(name, oid)
                 self._put(mid_e, b, leaf_e)
             self._put(root_e, a, mid_e)
         return self.tree(root_e)
 
     def _sub(self, entries: Entries, name: bytes) -> Entries:
-        entry = entries.get(name)
-        if entry is None or entry[0] != _TREE:
+        entry = entries.get(name + b"/")
+        if entry is None:
             return {}
-        return self.entries(entry[1])
+        return self.entries(entry[-20:])
 
     def _put(self, parent: Entries, name: bytes, child: Entries) -> None:
         if not child:
-            parent.pop(name, None)
+            parent.pop(name + b"/", None)
         else:
-            parent[name] = (_TREE, self.tree(child))
+            parent.pop(name, None)  # never two entries of one name
+            parent[name + b"/"] = tree_entry(name, self.tree(child))
 
     def commit(
         self, tree: bytes, parents: Sequence[pygit2.Oid], author: pygit2.Signature,
@@ -329,7 +337,7 @@ class PackBuilder:
         Returns the pack's name (its checksum), or None when there is nothing."""
         if not self.objects:
             return None
-        tag = f"{TMP_PACK_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
+        tag = f"{TMP_PACK_PREFIX}{os.getpid()}-{entropy.token_bytes(6).hex()}"
         # Not "*.pack"/"*.idx" until renamed: a concurrent `git repack` lists
         # those and fails on a pack whose index is not there yet.
         tmp_pack, tmp_idx = pack_dir / f"{tag}-pack.tmp", pack_dir / f"{tag}-idx.tmp"
@@ -443,7 +451,8 @@ class Store:
         self._fsyncers = ThreadPoolExecutor(4, thread_name_prefix="pasteur-fsync")
         self.on_commit: list[Callable[[pygit2.Oid], None]] = []
         self.commits = 0
-        self.batches = 0
+        self.batches = 0  # group commits of new pastes
+        self.added = 0  # pastes they held
         self.erased = 0
         # Bumped whenever pastes may have left the tree (removal, rebase, reset).
         self.generation = 0
@@ -669,6 +678,7 @@ class Store:
             changes.insert(0, Change(anonymous, [], None, msg))
         self.apply(changes, written, pack=pack)
         self.batches += 1
+        self.added += len(batch)
 
     def apply(
         self,
