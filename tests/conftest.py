@@ -69,7 +69,25 @@ class Server:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
 
+    def settle(self, timeout: float = 15) -> None:
+        """Wait until every acknowledged paste is in a commit (creates are
+        acknowledged once journaled; the commit follows within milliseconds)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                health = httpx.get(self.url + "/healthz", timeout=5).json()
+                if health.get("uncommitted", 0) == 0:
+                    return
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(f"pastes still uncommitted after {timeout} s")
+            time.sleep(0.02)
+
     def git(self, *args: str) -> str:
+        self.settle()
         return subprocess.run(
             ["git", "-C", str(self.repo), *args], check=True, capture_output=True, text=True
         ).stdout

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -274,9 +275,14 @@ class Instance:
         return self.paste_json(text)["code"]
 
     def paste_json(self, text: str) -> dict:
+        """Create a paste and wait for its commit (a create is acknowledged
+        once journaled; sync starts from the commit)."""
         r = self.client().post("/", files={"paste": (None, text.encode())},
                                headers={"accept": "application/json"})
         r.raise_for_status()
+        deadline = time.monotonic() + 15
+        while self.health()["uncommitted"] and time.monotonic() < deadline:
+            time.sleep(0.01)
         return r.json()
 
     def get(self, paste_id: str) -> int:

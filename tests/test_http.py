@@ -252,6 +252,7 @@ def test_git_clone_shows_readable_files(server, tmp_path):
     r = httpx.post(server.url + "/", files={"paste": (None, "hello clone")})
     pid = paste_id(r.text)
     clone = tmp_path / "clone"
+    server.settle()
     subprocess.run(["git", "clone", "-q", str(server.repo), str(clone)], check=True)
     doc = json.loads((clone / shard_path(pid)).read_text())
     assert doc["text"] == "hello clone" and doc["v"] == 1

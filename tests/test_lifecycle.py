@@ -205,7 +205,7 @@ def test_expiry_scan_of_a_diff(tmp_path):
     from pasteur.store import Store
 
     async def fill() -> tuple[str, str, str, str]:
-        store = Store(tmp_path / "repo.git")
+        store = Store(tmp_path / "repo.git", journal=False)  # a commit per create
         store.start()
         a = await store.add(Paste.plain("a").with_options(expires="2030-01-01T00:00:00Z").to_json())
         first = str(store.head)

@@ -46,7 +46,10 @@ def test_kill_9_during_burst_loses_nothing_acknowledged(server_factory):
     server.proc.wait()
     assert len(acknowledged) > 50
     server.start()  # no manual repair
+    server.settle()  # the journal's acknowledged pastes are committed
     fsck(server.repo)
+    in_git = set(server.git("ls-tree", "-r", "--name-only", "HEAD").split())
+    assert {shard_path(pid) for pid in acknowledged} <= in_git
     with httpx.Client(base_url=server.url) as c:
         for pid, text in acknowledged.items():
             r = c.get(f"/{pid}?raw=true")
@@ -124,6 +127,7 @@ def test_disk_full_gives_503_and_keeps_acknowledged(server_factory, small_disk):
         assert r.status_code == 201
         pid = r.text.strip().rsplit("/", 1)[1]
         assert httpx.get(f"{server.url}/{pid}?raw=true").text == "after"
+        server.settle()
         fsck(server.repo)
     finally:
         server.stop()

@@ -54,6 +54,7 @@ def test_concurrent_burst_then_fsck(server_factory):
 
     ids = asyncio.run(burst())
     assert len(set(ids)) == 200
+    server.settle()
     subprocess.run(["git", "-C", str(server.repo), "fsck", "--strict", "--no-dangling"],
                    check=True, capture_output=True)
     listed = server.git("ls-tree", "-r", "--name-only", "HEAD").split()

@@ -39,8 +39,10 @@ pytestmark = pytest.mark.timeout(60)
 def wait_synced(inst: Instance, timeout: float = 20.0) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        sync = inst.health()["sync"]
-        if sync["pending"] == 0 and sync["remote_head"]:
+        health = inst.health()
+        sync = health["sync"]
+        # (creates are acknowledged once journaled: committed, then pushed)
+        if sync["pending"] == 0 and sync["remote_head"] and health["uncommitted"] == 0:
             return sync
         if time.monotonic() > deadline:
             raise AssertionError(f"not synchronised: {sync}\n{inst.output()[-3000:]}")

@@ -826,6 +826,7 @@ class Pasteur:
             "commits": store.commits,
             "batches": store.batches,
             "pastes": store.added,
+            "uncommitted": store.uncommitted,
             "pending_erasure": len(store.pending_erasure()),
             "erased": store.erased,
         }

@@ -43,6 +43,7 @@ import pygit2
 from pygit2.enums import FileMode
 
 from . import entropy
+from .journal import Journal, JournalError
 
 log = logging.getLogger("pasteur.store")
 
@@ -52,6 +53,12 @@ ID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
 DEFAULT_NAME = "Pasteur"
 DEFAULT_EMAIL = "pasteur@localhost"
 MAX_BATCH = 256
+JOURNAL_FILE = "pasteur-journal"
+# After a commit of fewer than LINGER_BATCH journaled pastes, the next one
+# waits up to LINGER seconds for more (they are acknowledged already).
+LINGER = 0.02
+LINGER_BATCH = 256
+RETRY_DELAY = 1.0  # seconds between attempts while commits fail
 # Below this many files to sync, fsync each one in parallel (ext4 merges
 # concurrent fsyncs into few journal commits); above, one syncfs is cheaper.
 FSYNC_FILES_LIMIT = 96
@@ -98,6 +105,7 @@ class Pending:
     author: str | None
     message: str | None
     future: asyncio.Future[str] | None = field(repr=False)
+    seq: int | None = None  # its journal record: acknowledged already
 
 
 @dataclass
@@ -256,13 +264,18 @@ class PackBuilder:
 
     def has_paste(self, root: bytes | None, name: bytes) -> bool:
         """Whether ``a/b/<name>`` is in the tree ``root``."""
+        return self.paste_oid(root, name) is not None
+
+    def paste_oid(self, root: bytes | None, name: bytes) -> bytes | None:
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any."""
         entry = self.peek(root).get(name[:1] + b"/")
         if entry is None:
-            return False
+            return None
         entry = self.peek(entry[-20:]).get(name[1:2] + b"/")
         if entry is None:
-            return False
-        return name in self.peek(entry[-20:])
+            return None
+        entry = self.peek(entry[-20:]).get(name)
+        return None if entry is None else entry[-20:]
 
     def keep_trees(self) -> None:
         """Once the pack is written: its trees go to the cache (the next batch
@@ -432,7 +445,7 @@ def signature(name: str | None, when: int | None = None) -> pygit2.Signature:
 class Store:
     """The paste repository: reads from the event loop, writes in one thread."""
 
-    def __init__(self, path: Path, id_length: int = 4) -> None:
+    def __init__(self, path: Path, id_length: int = 4, journal: bool = True) -> None:
         self.path = Path(path)
         self.id_length = id_length
         self.repo = self._open_or_init(self.path)
@@ -464,6 +477,43 @@ class Store:
         self._repacking = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
+        # The write-ahead journal (journal.py): creates are acknowledged once
+        # journaled; the writer commits them behind, ``linger`` seconds at
+        # most after a small commit so that the next one is larger.
+        self.journal: Journal | None = None
+        self.linger = LINGER
+        self._journaled: dict[str, bytes] = {}  # acknowledged, not yet committed
+        self._reserved: set[str] = set()  # ids journaled or being committed
+        self._ids_lock = threading.Lock()
+        self._to_journal: list[Pending] = []
+        self._jwake: asyncio.Event | None = None
+        self._jtask: asyncio.Task[None] | None = None
+        self._journaler = ThreadPoolExecutor(1, thread_name_prefix="pasteur-journal")
+        self._urgent: asyncio.Event | None = None
+        self._failure: StoreError | None = None  # the last commit's, until one succeeds
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._handed = 0  # journaled pastes handed to the writer
+        self._done = 0  # ... and committed
+        if journal:
+            self._open_journal()
+
+    def _open_journal(self) -> None:
+        try:
+            journal = Journal(self.path / JOURNAL_FILE)
+            records = journal.read()
+        except (OSError, JournalError) as exc:
+            log.warning("running without a journal (%s): each create waits for its commit", exc)
+            return
+        self.journal = journal
+        if records:
+            # Committed when the writer starts (those a crash left committed
+            # already are recognised there); readable at once meanwhile.
+            log.warning("journal: %d acknowledged pastes to commit", len(records))
+            for r in records:
+                self._journaled[r.paste_id] = r.data
+                self._reserved.add(r.paste_id)
+                self._pending.append(Pending(r.paste_id, r.data, r.author, r.message, None, r.seq))
+            self._handed = len(records)
 
     # -- set-up -------------------------------------------------------------
 
@@ -515,6 +565,9 @@ class Store:
 
     def get(self, paste_id: str) -> bytes | None:
         """The stored document of a paste, or None (cheap: one tree walk)."""
+        journaled = self._journaled.get(paste_id)
+        if journaled is not None:
+            return journaled
         tree = self._tree
         if tree is None or not valid_id(paste_id):
             return None
@@ -525,6 +578,11 @@ class Store:
         if not isinstance(obj, pygit2.Blob):
             return None
         return obj.data
+
+    @property
+    def uncommitted(self) -> int:
+        """Creates accepted and not yet in a commit (journaled or waiting)."""
+        return len(self._to_journal) + len(self._pending)
 
     def __contains__(self, paste_id: str) -> bool:
         return self.get(paste_id) is not None
@@ -574,20 +632,62 @@ class Store:
         for attempt in range(64):
             paste_id = random_id(length)
             if paste_id not in taken and not pack.has_paste(root, paste_id.encode()):
-                return paste_id
+                with self._ids_lock:
+                    if paste_id not in self._reserved:
+                        self._reserved.add(paste_id)
+                        return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
         raise StoreError("no free paste id")
 
+    def _reserve_id(self) -> str:
+        """A free id for a journaled paste (journal thread): in no commit, not
+        journaled, not being committed."""
+        length = self.id_length
+        tree = self._tree
+        for attempt in range(64):
+            paste_id = random_id(length)
+            if tree is None or not _tree_has(tree, paste_id):
+                with self._ids_lock:
+                    if paste_id not in self._reserved:
+                        self._reserved.add(paste_id)
+                        return paste_id
+            if attempt % 8 == 7:
+                length += 1
+        raise StoreError("no free paste id")
+
+    def _release(self, ids: Iterable[str | None]) -> None:
+        with self._ids_lock:
+            for paste_id in ids:
+                self._reserved.discard(paste_id)  # type: ignore[arg-type]
+
     # -- writes -------------------------------------------------------------
 
     def start(self) -> None:
+        loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="pasteur-commit")
+        self._jwake = asyncio.Event()
+        self._urgent = asyncio.Event()
+        if self._pending:
+            self._wake.set()
+        self._task = loop.create_task(self._run(), name="pasteur-commit")
+        self._jtask = loop.create_task(self._journal_run(), name="pasteur-journal")
 
     async def stop(self) -> None:
+        if self._jtask is not None:
+            while self._to_journal:
+                await asyncio.sleep(0.01)
+            self._jtask.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._jtask
+            self._jtask = None
         if self._task is not None:
-            while self._pending:
+            # Everything acknowledged is committed before the end (what a
+            # failing disk keeps back stays in the journal for the next start).
+            while self._pending and self._failure is None:
+                assert self._urgent is not None and self._wake is not None
+                self._urgent.set()
+                self._wake.set()
                 await asyncio.sleep(0.01)
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -598,46 +698,155 @@ class Store:
                 await self._maintenance
             self._maintenance = None
         self._writer.shutdown(wait=True)
+        self._journaler.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
+        if self.journal is not None:
+            self.journal.close()
+            self.journal = None
 
     async def add(
         self, data: bytes | Path, author: str | None = None, message: str | None = None
     ) -> str:
-        """Store a paste durably; returns its new id once committed.
+        """Store a paste durably; returns its new id once journaled (or, for a
+        large paste or without a journal, once committed).
 
-        The id is picked in the writer, from the trees the commit edits: no
-        lookup on the event loop, and no other paste can take it meanwhile."""
-        assert self._wake is not None, "Store.start() was not called"
+        The id is picked beside the journal or in the writer, never on the
+        event loop, and reserved until its commit."""
+        assert self._wake is not None and self._jwake is not None and self._urgent is not None, \
+            "Store.start() was not called"
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        self._pending.append(Pending(None, data, author or None, message or None, fut))
-        self._wake.set()
+        pending = Pending(None, data, author or None, message or None, fut)
+        if (self.journal is not None and isinstance(data, bytes)
+                and self.journal.takes(len(data))):
+            self._to_journal.append(pending)
+            self._jwake.set()
+        else:
+            self._pending.append(pending)
+            self._urgent.set()
+            self._wake.set()
         return await fut
+
+    async def _journal_run(self) -> None:
+        assert self._jwake is not None and self._wake is not None and self._urgent is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._jwake.wait()
+            self._jwake.clear()
+            while self._to_journal:
+                group = self._to_journal[:MAX_BATCH]
+                del self._to_journal[:MAX_BATCH]
+                try:
+                    if self._failure is not None:
+                        # Commits fail (a full or read-only disk): acknowledge
+                        # nothing more until one goes through.
+                        await self.flush()
+                    await loop.run_in_executor(self._journaler, self._journal_group, group)
+                except Exception as exc:  # noqa: BLE001 - every waiter gets the error
+                    if not isinstance(exc, StoreError):
+                        log.error("journal write failed: %s", exc)
+                    err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                    self._release(p.paste_id for p in group)
+                    for p in group:
+                        if p.future is not None and not p.future.done():
+                            p.future.set_exception(err)
+                    continue
+                for p in group:
+                    assert p.paste_id is not None
+                    self._journaled[p.paste_id] = p.data  # type: ignore[assignment]
+                    fut, p.future = p.future, None
+                    if fut is not None and not fut.done():
+                        fut.set_result(p.paste_id)
+                self._pending.extend(group)
+                self._handed += len(group)
+                if len(self._pending) >= LINGER_BATCH:
+                    self._urgent.set()
+                self._wake.set()
+
+    def _journal_group(self, group: list[Pending]) -> None:
+        """Journal thread: ids, then the records, written and fdatasync'ed."""
+        assert self.journal is not None
+        for p in group:
+            p.paste_id = self._reserve_id()
+        items = [(p.paste_id, p.author, p.message, p.data) for p in group]
+        try:
+            seqs = self.journal.append(items)  # type: ignore[arg-type]
+        except JournalError as exc:
+            raise StoreError(str(exc)) from exc
+        for p, seq in zip(group, seqs, strict=True):
+            p.seq = seq
+
+    async def flush(self) -> None:
+        """Wait until every paste journaled so far is committed (before a
+        removal: a paste is never removed before it is added). Raises the
+        commit's StoreError if it fails."""
+        target = self._handed
+        if self._done >= target or self._wake is None or self._urgent is None:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._flush_waiters.append((target, fut))
+        self._urgent.set()
+        self._wake.set()
+        await fut
+
+    def _notify(self, failure: StoreError | None) -> None:
+        waiters, self._flush_waiters = self._flush_waiters, []
+        for target, fut in waiters:
+            if fut.done():
+                continue
+            if failure is not None:
+                fut.set_exception(failure)
+            elif self._done >= target:
+                fut.set_result(None)
+            else:
+                self._flush_waiters.append((target, fut))
 
     async def run_in_writer(self, fn: Callable[[], object]) -> object:
         """Run ``fn`` in the writer thread (serialised with commits)."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
     async def _run(self) -> None:
-        assert self._wake is not None
+        assert self._wake is not None and self._urgent is not None
         loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
+            if self._failure is not None and self._pending:  # retry what is journaled
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), RETRY_DELAY)
+            else:
+                await self._wake.wait()
             self._wake.clear()
             while self._pending:
+                if (self.linger > 0 and not self._urgent.is_set()
+                        and len(self._pending) < LINGER_BATCH
+                        and all(p.future is None for p in self._pending)):
+                    # Only acknowledged pastes wait: let more join this commit.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._urgent.wait(), self.linger)
+                self._urgent.clear()
                 batch = self._pending[:MAX_BATCH]
-                del self._pending[:MAX_BATCH]
                 try:
                     await loop.run_in_executor(self._writer, self._commit_batch, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
                     log.error("commit failed: %s", exc)
                     err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+                    self._failure = err
+                    # Journaled pastes stay (durable, retried); the others fail.
+                    self._pending[:len(batch)] = [p for p in batch if p.seq is not None]
+                    self._release(p.paste_id for p in batch if p.seq is None)
                     for p in batch:
                         if p.future is not None and not p.future.done():
                             p.future.set_exception(err)
-                else:
-                    for p in batch:
-                        if p.future is not None and not p.future.done():
-                            p.future.set_result(p.paste_id or "")
+                    self._notify(err)
+                    break
+                self._failure = None
+                del self._pending[:len(batch)]
+                for p in batch:
+                    if p.seq is not None:
+                        self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                        self._done += 1
+                    elif p.future is not None and not p.future.done():
+                        p.future.set_result(p.paste_id or "")
+                self._release(p.paste_id for p in batch)
+                self._notify(None)
                 if self._needs_maintenance() and (
                     self._maintenance is None or self._maintenance.done()
                 ):
@@ -664,6 +873,17 @@ class Store:
                 written.append(oid)
             else:
                 oid = pack.blob(p.data)
+            if p.seq is not None:
+                there = pack.paste_oid(root, p.paste_id.encode())
+                if there == oid.raw:
+                    continue  # committed before a crash, not checkpointed
+                if there is not None:
+                    # Another instance's paste arrived by sync with this id
+                    # since it was journaled: keep both (as syncmerge does).
+                    new_id = f"{p.paste_id}{str(oid)[:6]}"
+                    log.error("id %s was taken meanwhile by a paste from the remote: the "
+                              "journaled paste is committed as %s", p.paste_id, new_id)
+                    p.paste_id = new_id
             if p.author is None and p.message is None:
                 anonymous.append((p.paste_id, oid))
             else:
@@ -677,6 +897,9 @@ class Store:
             )
             changes.insert(0, Change(anonymous, [], None, msg))
         self.apply(changes, written, pack=pack)
+        seqs = [p.seq for p in batch if p.seq is not None]
+        if seqs and self.journal is not None:
+            self.journal.checkpoint(max(seqs))
         self.batches += 1
         self.added += len(batch)
 
@@ -808,6 +1031,7 @@ class Store:
         ids = [i for i in paste_ids if valid_id(i)]
         if not ids:
             return
+        await self.flush()  # a journaled paste is committed before it is removed
         message = f"{reason} paste {ids[0]}" if len(ids) == 1 else f"{reason} {len(ids)} pastes"
 
         def work() -> None:
@@ -855,6 +1079,8 @@ class Store:
             subprocess.run([*git, *args], check=True, capture_output=True)
         self.reopen()
         self.packs = self._count_packs()
+        if self.journal is not None:
+            self.journal.scrub()
         self._erase_file.unlink(missing_ok=True)
         self.erased += len(ids)
         log.info("erased %d pastes from history and the object store", len(ids))

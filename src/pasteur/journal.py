@@ -1,0 +1,231 @@
+"""The write-ahead journal: a new paste is durable once its record is here.
+
+A create is acknowledged when its record is written to this file and the file
+is fdatasync'ed (one system call for a whole group of creates, on space
+allocated in advance: no file is created, no directory changes). The writer
+thread commits the journaled pastes to Git in large batches behind the
+acknowledgements, and moves the checkpoint: the sequence number up to which
+every record is in a durable commit. On start, the records past the
+checkpoint are committed again (``Store`` skips those the crash left already
+committed).
+
+Measured on the 2-core machine of the benchmarks: creating a file there costs
+0.02–1 ms of CPU (it varies with the disk's state), and a Git commit creates
+three (pack, index, ref lock); an fdatasync of the journal costs ~0.1 ms.
+
+Layout: a header block, then records one after the other.
+
+- header (``HEADER`` bytes): magic, version, ``base`` (the sequence number of
+  the first record), ``start`` (its offset), ``committed`` (the checkpoint),
+  CRC-32;
+- record: magic, sequence number, payload length, CRC-32 of the sequence
+  number, length and payload; the payload holds the id, author, message and
+  the stored document.
+
+Reading stops at the first record that is torn, has a bad CRC or does not
+carry the next sequence number (what is left of records before a wrap). When
+the tail nears the end and every record is committed, writing starts again
+after the header with ``base`` = the next sequence number. ``scrub`` (when
+pastes are erased) zeroes every committed record: ``start`` then points at the
+first one left.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+import zlib
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+MAGIC = b"PASTEURJ"
+VERSION = 1
+HEADER = 4096
+_HEAD = struct.Struct(">8sIQQQ")  # magic, version, base, start, committed (+ CRC-32)
+_REC = struct.Struct(">4sQII")  # magic, seq, payload length, CRC-32
+REC_MAGIC = b"PREC"
+_FIELDS = struct.Struct(">BHH")  # id, author and message lengths
+DEFAULT_SIZE = 16 << 20
+
+
+class JournalError(Exception):
+    pass
+
+
+@dataclass
+class Record:
+    seq: int
+    paste_id: str
+    author: str | None
+    message: str | None
+    data: bytes
+
+
+def _payload(paste_id: str, author: str | None, message: str | None, data: bytes) -> bytes:
+    i, a, m = paste_id.encode(), (author or "").encode(), (message or "").encode()
+    return _FIELDS.pack(len(i), len(a), len(m)) + i + a + m + data
+
+
+def _record(seq: int, payload: bytes) -> bytes:
+    crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", seq, len(payload))))
+    return _REC.pack(REC_MAGIC, seq, len(payload), crc) + payload
+
+
+class Journal:
+    """One journal file. ``append`` runs in one thread at a time, ``checkpoint``
+    in another (the Git writer): the header is written under a lock."""
+
+    def __init__(self, path: Path, size: int = DEFAULT_SIZE) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self.room = threading.Condition(self._lock)
+        if self.path.exists():
+            self.fd = os.open(self.path, os.O_RDWR)
+            self.size = os.fstat(self.fd).st_size
+            head = os.pread(self.fd, _HEAD.size + 4, 0)
+            try:
+                magic, version, self.base, self.start, self.committed = _HEAD.unpack(
+                    head[:_HEAD.size])
+            except struct.error:
+                raise JournalError(f"{self.path}: truncated header") from None
+            if magic != MAGIC or version != VERSION:
+                raise JournalError(f"{self.path}: not a Pasteur journal (version {version})")
+            if zlib.crc32(head[:_HEAD.size]) != struct.unpack(">I", head[_HEAD.size:])[0]:
+                raise JournalError(f"{self.path}: corrupt header")
+        else:
+            tmp = self.path.with_name(self.path.name + ".new")
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                # Blocks allocated now: a full disk refuses the journal at
+                # start, never an acknowledged record later.
+                os.posix_fallocate(fd, 0, size)
+                os.pwrite(fd, self._header(1, HEADER, 0), 0)
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                tmp.unlink(missing_ok=True)
+                raise
+            os.rename(tmp, self.path)
+            dfd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            self.fd, self.size, self.base, self.start, self.committed = fd, size, 1, HEADER, 0
+        self.tail = self.start
+        self.next_seq = self.base
+        self._offsets: deque[tuple[int, int]] = deque()  # (seq, offset) not committed
+
+    @staticmethod
+    def _header(base: int, start: int, committed: int) -> bytes:
+        head = _HEAD.pack(MAGIC, VERSION, base, start, committed)
+        return head + struct.pack(">I", zlib.crc32(head))
+
+    def _write_header(self) -> None:
+        os.pwrite(self.fd, self._header(self.base, self.start, self.committed), 0)
+
+    def read(self) -> list[Record]:
+        """Every record after the checkpoint, in order; the tail is set after
+        the last valid record."""
+        out: list[Record] = []
+        pos, seq = self.start, self.base
+        while pos >= HEADER and pos + _REC.size <= self.size:
+            magic, rseq, length, crc = _REC.unpack(os.pread(self.fd, _REC.size, pos))
+            if magic != REC_MAGIC or rseq != seq or pos + _REC.size + length > self.size:
+                break
+            payload = os.pread(self.fd, length, pos + _REC.size)
+            if len(payload) != length or zlib.crc32(
+                payload, zlib.crc32(struct.pack(">QI", rseq, length))
+            ) != crc:
+                break
+            if seq > self.committed:
+                out.append(self._parse(seq, payload))
+                self._offsets.append((seq, pos))
+            pos += _REC.size + length
+            seq += 1
+        self.tail, self.next_seq = pos, seq
+        return out
+
+    @staticmethod
+    def _parse(seq: int, payload: bytes) -> Record:
+        li, la, lm = _FIELDS.unpack_from(payload)
+        p = _FIELDS.size
+        paste_id = payload[p:p + li].decode()
+        author = payload[p + li:p + li + la].decode() or None
+        message = payload[p + li + la:p + li + la + lm].decode() or None
+        return Record(seq, paste_id, author, message, payload[p + li + la + lm:])
+
+    def takes(self, data_size: int) -> bool:
+        """Whether a document of this size goes through the journal: up to a
+        sixteenth of it (larger ones are committed to Git directly)."""
+        return data_size <= self.size // 16
+
+    def append(self, items: list[tuple[str, str | None, str | None, bytes]]) -> list[int]:
+        """Write records durably; their sequence numbers. Waits, when the file
+        is full, for the writer to commit every record (then starts over)."""
+        payloads = [_payload(*item) for item in items]
+        need = sum(_REC.size + len(p) for p in payloads)
+        with self._lock:
+            if self.tail + need > self.size:
+                if HEADER + need > self.size:
+                    raise JournalError("a record larger than the journal")
+                while self.committed < self.next_seq - 1:
+                    if not self.room.wait(timeout=30):
+                        raise JournalError("the journal is full and nothing is being committed")
+                self.base = self.next_seq
+                self.tail = self.start = HEADER
+                self._write_header()
+            first = self.next_seq
+            records = [_record(first + n, p) for n, p in enumerate(payloads)]
+            pos = at = self.tail
+            for n, rec in enumerate(records):
+                self._offsets.append((first + n, at))
+                at += len(rec)
+            blob = b"".join(records)
+            self.tail += len(blob)
+            self.next_seq += len(payloads)
+        try:
+            os.pwrite(self.fd, blob, pos)
+            os.fdatasync(self.fd)
+        except OSError:
+            # Nothing written is acknowledged; the next append writes over it.
+            with self._lock:
+                if self.next_seq == first + len(payloads):
+                    self.tail, self.next_seq = pos, first
+                    while self._offsets and self._offsets[-1][0] >= first:
+                        self._offsets.pop()
+            raise
+        return list(range(first, first + len(payloads)))
+
+    def checkpoint(self, seq: int) -> None:
+        """Every record up to ``seq`` is in a durable commit."""
+        with self._lock:
+            if seq <= self.committed:
+                return
+            self.committed = seq
+            while self._offsets and self._offsets[0][0] <= seq:
+                self._offsets.popleft()
+            self._write_header()
+            self.room.notify_all()
+        os.fdatasync(self.fd)
+
+    def scrub(self) -> None:
+        """Zero every committed record (erased pastes leave no copy here);
+        the records not yet committed stay, and ``start`` moves to the first."""
+        with self._lock:
+            if self._offsets:
+                self.base, self.start = self._offsets[0]
+            else:
+                self.base, self.start = self.next_seq, self.tail
+            self._write_header()
+            os.fdatasync(self.fd)  # the header first: never a start among zeroes
+            zero = bytes(1 << 20)
+            for lo, hi in ((HEADER, self.start), (self.tail, self.size)):
+                for pos in range(lo, hi, len(zero)):
+                    os.pwrite(self.fd, zero[:min(len(zero), hi - pos)], pos)
+        os.fdatasync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)

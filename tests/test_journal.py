@@ -1,0 +1,189 @@
+"""The write-ahead journal: records, torn tails, wrap-around, scrubbing, and the
+store's recovery of acknowledged pastes that never reached a commit."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from pasteur.journal import HEADER, Journal, JournalError
+from pasteur.store import JOURNAL_FILE, Store, shard_path
+
+
+def _items(n: int, start: int = 0) -> list[tuple[str, str | None, str | None, bytes]]:
+    return [(f"id{i}", "Ann <ann@example.org>" if i % 3 == 0 else None,
+             "a comment" if i % 4 == 0 else None, f"paste number {i}".encode() * 3)
+            for i in range(start, start + n)]
+
+
+def test_records_survive_a_reopen_until_checkpointed(tmp_path):
+    j = Journal(tmp_path / "j", size=1 << 20)
+    seqs = j.append(_items(5)) + j.append(_items(3, 5))
+    assert seqs == list(range(1, 9))
+    j.checkpoint(4)
+    j.close()
+    again = Journal(tmp_path / "j")
+    records = again.read()
+    assert [r.seq for r in records] == [5, 6, 7, 8]
+    assert [(r.paste_id, r.author, r.message, r.data) for r in records] == _items(4, 4)
+    # appending goes on after the last record
+    assert again.append(_items(1, 8)) == [9]
+    again.close()
+    assert [r.seq for r in Journal(tmp_path / "j").read()] == [5, 6, 7, 8, 9]
+
+
+def test_a_torn_or_corrupt_tail_ends_the_journal(tmp_path):
+    j = Journal(tmp_path / "j", size=1 << 20)
+    j.append(_items(3))
+    tail = j.tail
+    j.append(_items(1, 3))
+    j.close()
+    with open(tmp_path / "j", "r+b") as f:  # a torn last record: its end never written
+        f.seek(tail + 30)
+        f.write(b"\0" * 10)
+    again = Journal(tmp_path / "j")
+    assert [r.paste_id for r in again.read()] == ["id0", "id1", "id2"]
+    assert again.tail == tail and again.append(_items(1, 9)) == [4]  # written over the torn one
+    again.close()
+    assert [r.paste_id for r in Journal(tmp_path / "j").read()] == ["id0", "id1", "id2", "id9"]
+
+
+def test_a_corrupt_header_is_refused(tmp_path):
+    Journal(tmp_path / "j", size=1 << 16).close()
+    with open(tmp_path / "j", "r+b") as f:
+        f.seek(12)
+        f.write(b"\xff")
+    with pytest.raises(JournalError, match="corrupt header"):
+        Journal(tmp_path / "j")
+
+
+def test_the_journal_wraps_once_everything_is_committed(tmp_path):
+    j = Journal(tmp_path / "j", size=HEADER + 4096)
+    seq = 0
+    for round_ in range(20):  # far more than fits: each round is committed, then wraps
+        seqs = j.append(_items(10, round_ * 10))
+        seq = seqs[-1]
+        j.checkpoint(seq)
+    last = j.append(_items(2, 500))
+    j.close()
+    again = Journal(tmp_path / "j")
+    assert [(r.seq, r.paste_id) for r in again.read()] == [(seq + 1, "id500"), (seq + 2, "id501")]
+    with pytest.raises(JournalError, match="larger than the journal"):
+        again.append([("big", None, None, b"x" * 8192)])
+    assert last == [seq + 1, seq + 2]
+
+
+def test_scrub_zeroes_committed_records_and_keeps_the_rest(tmp_path):
+    j = Journal(tmp_path / "j", size=1 << 20)
+    j.append([("gone", None, None, b"a secret to erase")])
+    j.append([("kept", None, None, b"not committed yet")])
+    j.checkpoint(1)
+    j.scrub()
+    j.close()
+    raw = (tmp_path / "j").read_bytes()
+    assert b"a secret to erase" not in raw and b"not committed yet" in raw
+    assert [r.paste_id for r in Journal(tmp_path / "j").read()] == ["kept"]
+
+
+def _lingering(path: Path) -> Store:
+    store = Store(path)
+    store.linger = 30.0  # nothing is committed unless something asks for it
+    return store
+
+
+def test_acknowledged_pastes_are_committed_after_a_crash(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def crash() -> list[str]:
+        store = _lingering(repo)
+        store.start()
+        ids = [await store.add(f"paste {i}".encode(), "Ann" if i == 2 else None)
+               for i in range(5)]
+        assert store.head is None and all(store.get(i) is not None for i in ids)
+        return ids  # the loop ends: no stop(), no commit, as after kill -9
+
+    ids = asyncio.run(crash())
+
+    async def restart() -> Store:
+        store = Store(repo)
+        assert [store.get(i) for i in ids] == [f"paste {i}".encode() for i in range(5)]
+        store.start()
+        await store.flush()
+        await store.stop()
+        return store
+
+    store = asyncio.run(restart())
+    tree = subprocess.run(["git", "-C", str(repo), "ls-tree", "-r", "--name-only", "main"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert sorted(tree) == sorted(shard_path(i) for i in ids)
+    authors = subprocess.run(["git", "-C", str(repo), "log", "--format=%an"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert "Ann" in authors
+    assert Journal(repo / JOURNAL_FILE).read() == []  # checkpointed
+    assert store.commits >= 1
+
+
+def test_a_commit_without_its_checkpoint_is_not_made_twice(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def crash_before_checkpoint() -> tuple[str, str]:
+        store = Store(repo)
+        assert store.journal is not None
+        store.journal.checkpoint = lambda seq: None  # type: ignore[method-assign]
+        store.start()
+        pid = await store.add(b"committed, not checkpointed")
+        await store.flush()
+        return pid, str(store.head)
+
+    pid, head = asyncio.run(crash_before_checkpoint())
+    assert len(Journal(repo / JOURNAL_FILE).read()) == 1
+
+    async def restart() -> str:
+        store = Store(repo)
+        store.start()
+        await store.flush()
+        await store.stop()
+        return str(store.head)
+
+    assert asyncio.run(restart()) == head  # nothing new committed
+    assert Journal(repo / JOURNAL_FILE).read() == []
+
+
+def test_a_paste_removed_before_its_commit_stays_removed(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def main() -> str:
+        store = _lingering(repo)
+        store.start()
+        pid = await store.add(b"short-lived")
+        await store.remove([pid], "Delete")  # commits the add first, then removes
+        assert store.get(pid) is None
+        return pid  # no stop(): a crash
+
+    pid = asyncio.run(main())
+    store = Store(repo)
+    assert store.get(pid) is None and store.uncommitted == 0
+
+
+def test_without_room_for_a_journal_creates_wait_for_their_commit(tmp_path, monkeypatch):
+    def no_room(fd: int, offset: int, length: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.posix_fallocate", no_room)
+
+    async def main() -> tuple[Store, str]:
+        store = Store(tmp_path / "repo.git")
+        assert store.journal is None
+        store.start()
+        pid = await store.add(b"committed at once")
+        head = store.head
+        await store.stop()
+        assert head is not None
+        return store, pid
+
+    store, pid = asyncio.run(main())
+    assert store.get(pid) == b"committed at once"
+    assert not (tmp_path / "repo.git" / JOURNAL_FILE).exists()
