@@ -140,6 +140,7 @@ def repo_of(data: Path) -> Path:
 
 
 def git(server, *args: str) -> str:
+    server.settle()  # acknowledged once journaled: wait for the commit
     return subprocess.run(
         ["git", "-C", str(repo_of(server.data)), *args],
         check=True,
