@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,31 +137,29 @@ def format_size(n: int) -> str:
 class IdleWatch:
     """Cancels the reading task when no chunk arrived for ``idle`` seconds.
 
-    One timer per upload, moved on only when it fires (a chunk just records
-    the time): a timeout context per chunk cost ~4% of a small create."""
+    The uploads of a loop share one ticking timer (``_Watchdog``); a chunk
+    only records the time. (A timeout context per chunk cost ~4% of a small
+    create, a timer per upload ~3%.)"""
 
     def __init__(self, idle: float) -> None:
         self.idle = idle
-        self.loop = asyncio.get_running_loop()
+        loop = asyncio.get_running_loop()
         self.task = asyncio.current_task()
-        self.last = self.loop.time()
+        self.last = loop.time()
         self.fired = False
-        self.handle = self.loop.call_at(self.last + idle, self._check)
+        self.watchdog = _Watchdog.of(loop)
+        self.watchdog.add(self)
 
     def touch(self) -> None:
-        self.last = self.loop.time()
+        self.last = self.watchdog.loop.time()
 
-    def _check(self) -> None:
-        due = self.last + self.idle
-        if self.loop.time() < due:
-            self.handle = self.loop.call_at(due, self._check)
-            return
+    def fire(self) -> None:
         self.fired = True
         if self.task is not None:
             self.task.cancel()
 
     def close(self) -> None:
-        self.handle.cancel()
+        self.watchdog.watches.discard(self)
 
     def stalled(self) -> FormError | None:
         """After a CancelledError: the 408 to answer if this watch cancelled."""
@@ -169,6 +168,44 @@ class IdleWatch:
         if self.task is not None:
             self.task.uncancel()
         return FormError(408, f"the upload stalled for {self.idle:g} s and was dropped")
+
+
+class _Watchdog:
+    """One timer per event loop, ticking while uploads are being read."""
+
+    _by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watchdog] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.watches: set[IdleWatch] = set()
+        self.tick = 1.0
+        self.handle: asyncio.TimerHandle | None = None
+
+    @classmethod
+    def of(cls, loop: asyncio.AbstractEventLoop) -> _Watchdog:
+        dog = cls._by_loop.get(loop)
+        if dog is None:
+            dog = cls._by_loop[loop] = cls(loop)
+        return dog
+
+    def add(self, watch: IdleWatch) -> None:
+        self.watches.add(watch)
+        if watch.idle / 4 < self.tick:  # a 408 at most a quarter late
+            self.tick = max(0.01, watch.idle / 4)
+            if self.handle is not None:
+                self.handle.cancel()
+                self.handle = None
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.tick, self._check)
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        for watch in list(self.watches):
+            if now - watch.last >= watch.idle:
+                self.watches.discard(watch)
+                watch.fire()
+        self.handle = self.loop.call_later(self.tick, self._check) if self.watches else None
 
 
 async def _watched(chunks: AsyncIterator[bytes], watch: IdleWatch) -> AsyncIterator[bytes]:
