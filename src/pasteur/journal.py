@@ -22,12 +22,15 @@ Layout: a header block, then records one after the other.
   number, length and payload; the payload holds the id, author, message and
   the stored document.
 
-Reading stops at the first record that is torn, has a bad CRC or does not
-carry the next sequence number (what is left of records before a wrap). When
-the tail nears the end and every record is committed, writing starts again
-after the header with ``base`` = the next sequence number. ``scrub`` (when
-pastes are erased) zeroes every committed record: ``start`` then points at the
-first one left.
+The file is a ring: records go on at the start again (after a wrap marker at
+the old end) over records already committed, while the uncommitted ones stay;
+a create waits only when the ring is full of uncommitted records. Each
+checkpoint moves ``base``/``start`` to the oldest uncommitted record; a
+region is overwritten only once a header that no longer points into it is
+durable. Reading follows the records from ``start`` (and the wrap marker) and
+stops at the first one that is torn, has a bad CRC or does not carry the next
+sequence number (what is left of an earlier lap). ``scrub`` (when pastes are
+erased) zeroes every committed record.
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ HEADER = 4096
 _HEAD = struct.Struct(">8sIQQQ")  # magic, version, base, start, committed (+ CRC-32)
 _REC = struct.Struct(">4sQII")  # magic, seq, payload length, CRC-32
 REC_MAGIC = b"PREC"
+WRAP_MAGIC = b"PWRP"  # "the next record is at the start": a header only
+MARK = _REC.size
 _FIELDS = struct.Struct(">BHH")  # id, author and message lengths
 DEFAULT_SIZE = 16 << 20
 
@@ -117,22 +122,35 @@ class Journal:
         self.tail = self.start
         self.next_seq = self.base
         self._offsets: deque[tuple[int, int]] = deque()  # (seq, offset) not committed
+        self._header_version = self._synced_version = 0
 
     @staticmethod
     def _header(base: int, start: int, committed: int) -> bytes:
         head = _HEAD.pack(MAGIC, VERSION, base, start, committed)
         return head + struct.pack(">I", zlib.crc32(head))
 
-    def _write_header(self) -> None:
+    def _write_header(self) -> int:
+        """Under the lock; returns the header's version, durable after an fdatasync."""
         os.pwrite(self.fd, self._header(self.base, self.start, self.committed), 0)
+        self._header_version += 1
+        return self._header_version
+
+    def _synced(self, version: int) -> None:
+        with self._lock:
+            self._synced_version = max(self._synced_version, version)
 
     def read(self) -> list[Record]:
         """Every record after the checkpoint, in order; the tail is set after
         the last valid record."""
         out: list[Record] = []
         pos, seq = self.start, self.base
+        wrapped_at = -1
         while pos >= HEADER and pos + _REC.size <= self.size:
             magic, rseq, length, crc = _REC.unpack(os.pread(self.fd, _REC.size, pos))
+            if magic == WRAP_MAGIC and rseq == seq and length == 0 and wrapped_at != seq \
+                    and crc == zlib.crc32(struct.pack(">QI", rseq, 0)):
+                pos, wrapped_at = HEADER, seq
+                continue
             if magic != REC_MAGIC or rseq != seq or pos + _REC.size + length > self.size:
                 break
             payload = os.pread(self.fd, length, pos + _REC.size)
@@ -162,39 +180,66 @@ class Journal:
         sixteenth of it (larger ones are committed to Git directly)."""
         return data_size <= self.size // 16
 
+    def _place(self, need: int) -> tuple[int, bool] | None:
+        """Where ``need`` bytes go (offset, and whether after a wrap to the
+        start), or None when the uncommitted records leave no room."""
+        live = self._offsets[0][1] if self._offsets else None
+        tail = self.tail
+        if live is None or live <= tail:  # uncommitted records in [live, tail)
+            if tail + need + MARK <= self.size:  # (room is kept for a wrap marker)
+                return tail, False
+            front = live if live is not None else self.size - MARK
+            return (HEADER, True) if HEADER + need <= front else None
+        return (tail, False) if tail + need <= live else None  # wrapped: up to [live
+
+    @property
+    def pressed(self) -> bool:
+        """Half the ring or more holds uncommitted records."""
+        live = self._offsets[0][1] if self._offsets else None
+        if live is None:
+            return False
+        used = self.tail - live if live <= self.tail else self.size - live + self.tail - HEADER
+        return used * 2 >= self.size - HEADER
+
     def append(self, items: list[tuple[str, str | None, str | None, bytes]]) -> list[int]:
-        """Write records durably; their sequence numbers. Waits, when the file
-        is full, for the writer to commit every record (then starts over)."""
+        """Write records durably; their sequence numbers. Waits, when the ring
+        is full of uncommitted records, for the writer to commit some."""
         payloads = [_payload(*item) for item in items]
         need = sum(_REC.size + len(p) for p in payloads)
         with self._lock:
-            if self.tail + need > self.size:
-                if HEADER + need > self.size:
-                    raise JournalError("a record larger than the journal")
-                while self.committed < self.next_seq - 1:
-                    if not self.room.wait(timeout=30):
-                        raise JournalError("the journal is full and nothing is being committed")
-                self.base = self.next_seq
-                self.tail = self.start = HEADER
-                self._write_header()
+            if HEADER + need + MARK > self.size:
+                raise JournalError("a record larger than the journal")
+            while (place := self._place(need)) is None:
+                if not self.room.wait(timeout=30):
+                    raise JournalError("the journal is full and nothing is being committed")
+            pos, wrap = place
             first = self.next_seq
+            old_tail, old_offsets = self.tail, len(self._offsets)
             records = [_record(first + n, p) for n, p in enumerate(payloads)]
-            pos = at = self.tail
+            at = pos
             for n, rec in enumerate(records):
                 self._offsets.append((first + n, at))
                 at += len(rec)
             blob = b"".join(records)
-            self.tail += len(blob)
+            self.tail = pos + len(blob)
             self.next_seq += len(payloads)
+            # What is overwritten must not be where a durable header points.
+            header = self._header_version if self._header_version > self._synced_version else 0
         try:
+            if header:
+                os.fdatasync(self.fd)
+                self._synced(header)
+            if wrap:
+                os.pwrite(self.fd, _REC.pack(WRAP_MAGIC, first, 0,
+                                             zlib.crc32(struct.pack(">QI", first, 0))), old_tail)
             os.pwrite(self.fd, blob, pos)
             os.fdatasync(self.fd)
         except OSError:
             # Nothing written is acknowledged; the next append writes over it.
             with self._lock:
                 if self.next_seq == first + len(payloads):
-                    self.tail, self.next_seq = pos, first
-                    while self._offsets and self._offsets[-1][0] >= first:
+                    self.tail, self.next_seq = old_tail, first
+                    while len(self._offsets) > old_offsets:
                         self._offsets.pop()
             raise
         return list(range(first, first + len(payloads)))
@@ -207,22 +252,33 @@ class Journal:
             self.committed = seq
             while self._offsets and self._offsets[0][0] <= seq:
                 self._offsets.popleft()
-            self._write_header()
+            self.base, self.start = self._offsets[0] if self._offsets else (
+                self.next_seq, self.tail)
+            version = self._write_header()
             self.room.notify_all()
         os.fdatasync(self.fd)
+        self._synced(version)
 
     def scrub(self) -> None:
         """Zero every committed record (erased pastes leave no copy here);
         the records not yet committed stay, and ``start`` moves to the first."""
         with self._lock:
-            if self._offsets:
+            live = self._offsets[0][1] if self._offsets else None
+            if live is not None:
                 self.base, self.start = self._offsets[0]
             else:
                 self.base, self.start = self.next_seq, self.tail
-            self._write_header()
+            version = self._write_header()
             os.fdatasync(self.fd)  # the header first: never a start among zeroes
+            self._synced_version = max(self._synced_version, version)
+            if live is None:
+                dead = [(HEADER, self.size)]
+            elif live <= self.tail:
+                dead = [(HEADER, live), (self.tail, self.size)]
+            else:
+                dead = [(self.tail, live)]
             zero = bytes(1 << 20)
-            for lo, hi in ((HEADER, self.start), (self.tail, self.size)):
+            for lo, hi in dead:
                 for pos in range(lo, hi, len(zero)):
                     os.pwrite(self.fd, zero[:min(len(zero), hi - pos)], pos)
         os.fdatasync(self.fd)

@@ -768,7 +768,8 @@ class Store:
                         fut.set_result(p.paste_id)
                 self._pending.extend(group)
                 self._handed += len(group)
-                if len(self._pending) >= LINGER_BATCH:
+                if len(self._pending) >= LINGER_BATCH or (
+                        self.journal is not None and self.journal.pressed):
                     self._urgent.set()
                 self._wake.set()
 
