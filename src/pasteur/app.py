@@ -375,6 +375,7 @@ class Pasteur:
         self.spool_dir = config.data / "tmp"
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.burning: set[str] = set()
+        self._base_urls: dict[tuple, str] = {}
         self.commits: dict[str, str] = {}
         self.sweeper = Sweeper(self)
         self.form_page: Asset | None = None
@@ -384,7 +385,16 @@ class Pasteur:
     def base_url(self, request: Request) -> str:
         if self.config.url:
             return self.config.url.rstrip("/")
-        return str(request.base_url).rstrip("/")
+        # Starlette builds a URL object per request: cached by what it depends on.
+        scope = request.scope
+        key = (scope.get("scheme"), scope.get("server"), scope.get("root_path", ""),
+               request.headers.get("host"))
+        url = self._base_urls.get(key)
+        if url is None:
+            if len(self._base_urls) > 256:
+                self._base_urls.clear()
+            url = self._base_urls[key] = str(request.base_url).rstrip("/")
+        return url
 
     def render(self, template: str, status: int = 200, /, **context: Any) -> Response:
         html = self.templates.get_template(template).render(**context)
@@ -468,8 +478,7 @@ class Pasteur:
         document: bytes | Path = b""
         try:
             paste, big = self._paste_from(upload)
-            paste, expiry = self._options(paste, upload)
-            paste = paste.with_options(del_hash=token_hash)
+            paste, expiry = self._options(paste, upload, token_hash)
             if big:
                 document = await asyncio.to_thread(self._write_document, paste, upload)
             else:
@@ -511,8 +520,8 @@ class Pasteur:
         headers["location"] = url
         return PlainTextResponse(url + "\n", 201, headers=headers)
 
-    def _options(self, paste: Paste, upload: Any) -> tuple[Paste, int | None]:
-        """Expiry, burn after reading and password parameters of a new paste."""
+    def _options(self, paste: Paste, upload: Any, del_hash: str) -> tuple[Paste, int | None]:
+        """Expiry, burn after reading, password and delete token of a new paste."""
         fields = upload.fields
         config = self.config
         try:
@@ -534,7 +543,10 @@ class Pasteur:
             except InvalidPaste as exc:
                 raise FormError(400, f"bad password parameters: {exc}") from exc
         expires = iso(time.time() + expiry) if expiry else None
-        return paste.with_options(expires=expires, burn=upload.flag("burn"), kdf=kdf), expiry
+        burn = upload.flag("burn")
+        if expires is None and not burn and kdf is None:
+            return paste.with_options(del_hash=del_hash), expiry
+        return paste.with_options(expires=expires, burn=burn, kdf=kdf, del_hash=del_hash), expiry
 
     def _paste_from(self, upload: Any) -> tuple[Paste, bool]:
         """The paste of an upload, and whether its content stays on disk (large)."""
