@@ -247,6 +247,10 @@ class Bench:
                         server, "create.lua", ["plain", "1024"], 1,
                         duration=max(1.0, self.args.duration / rounds * 2),
                         key=f"pasteur-scale-{count}-{n}"))
+            # Creates are acknowledged once journaled: the Git commits behind
+            # them are what the repository's size could slow down.
+            commit = {count: server.health() for count, server in servers.items()}
+            self.raw["scale-health"] = commit
         finally:
             for server in servers.values():
                 server.stop()
@@ -267,7 +271,12 @@ class Bench:
             ok=rel <= 1.3,
             note=f"at {small:,}: p50 {fmt_ms(med(small, 'p50'))}, p99 "
             f"{fmt_ms(med(small, 'p99'))}, {med(small, 'cpu_us_per_request'):,.0f} us CPU; "
-            f"medians of {rounds} alternating runs each",
+            f"medians of {rounds} alternating runs each; the Git commits behind: "
+            f"{commit[large].get('commit_ms', 0):.1f} ms per commit of "
+            f"{commit[large].get('pastes', 0) / max(1, commit[large].get('batches', 0)):.0f} "
+            f"pastes at {large:,} vs {commit[small].get('commit_ms', 0):.1f} ms of "
+            f"{commit[small].get('pastes', 0) / max(1, commit[small].get('batches', 0)):.0f} "
+            f"at {small:,}",
         ))
 
     # -- memory -----------------------------------------------------------------
@@ -400,6 +409,10 @@ def main(argv: list[str] | None = None) -> int:
     if max(busy_before.values(), default=0) > 0.1:
         log("WARNING: the machine is not idle before the run: "
             + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items()))
+    disk = procs.disk_costs(bench.work)
+    bench.raw["disk"] = disk
+    log(f"disk under {bench.work.parent}: a file created in {disk['create_cpu_us']:,.0f} us of "
+        f"CPU, a 1 KiB write + fdatasync in {disk['fdatasync_us']:,.0f} us")
     started = time.monotonic()
     steps = [("create/read", bench.creates_and_reads, only & {"create", "read"})]
     steps += [(name, getattr(bench, name), name in only) for name in ("scale", "upload", "weight")]
@@ -424,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\nbackground load before the run: "
           + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items())
           + f"; load average at the end {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}")
+    print(f"disk: a file created in {disk['create_cpu_us']:,.0f} us of CPU, a 1 KiB write + "
+          f"fdatasync in {disk['fdatasync_us']:,.0f} us")
     if max(busy_before.values(), default=0) > 0.1:
         print("WARNING: other processes were using the CPUs: figures are lower than on an "
               "idle machine")

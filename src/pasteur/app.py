@@ -839,6 +839,7 @@ class Pasteur:
             "batches": store.batches,
             "pastes": store.added,
             "uncommitted": store.uncommitted,
+            "commit_ms": round(store.commit_seconds * 1000 / max(1, store.batches), 3),
             "pending_erasure": len(store.pending_erasure()),
             "erased": store.erased,
         }

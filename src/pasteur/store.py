@@ -476,6 +476,7 @@ class Store:
         self.commits = 0
         self.batches = 0  # group commits of new pastes
         self.added = 0  # pastes they held
+        self.commit_seconds = 0.0  # time spent in them (wall, fsyncs included)
         self.erased = 0
         # Bumped whenever pastes may have left the tree (removal, rebase, reset).
         self.generation = 0
@@ -866,6 +867,7 @@ class Store:
                     )
 
     def _commit_batch(self, batch: Sequence[Pending]) -> None:
+        t0 = time.perf_counter()
         repo = self.repo
         pack = PackBuilder(repo, self.tree_cache)
         written: list[pygit2.Oid] = []  # loose objects (large pastes, streamed)
@@ -913,6 +915,7 @@ class Store:
             self.journal.checkpoint(max(seqs))
         self.batches += 1
         self.added += len(batch)
+        self.commit_seconds += time.perf_counter() - t0
 
     def apply(
         self,
