@@ -4,6 +4,7 @@ store's recovery of acknowledged pastes that never reached a commit."""
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
 from pathlib import Path
 
@@ -229,3 +230,131 @@ def test_without_room_for_a_journal_creates_wait_for_their_commit(tmp_path, monk
     store, pid = asyncio.run(main())
     assert store.get(pid) == b"committed at once"
     assert not (tmp_path / "repo.git" / JOURNAL_FILE).exists()
+
+
+def test_a_large_group_after_everything_was_committed_is_found_again(tmp_path):
+    """Nothing uncommitted and no room at the end: the records start over at
+    the start, the header moved there first (a wrap marker could be
+    overwritten by the group itself)."""
+    j = Journal(tmp_path / "j", size=HEADER + 10000)
+    j.checkpoint(j.append([("a", None, None, b"x" * 3000)])[-1])
+    acked = j.append([(f"b{i}", None, None, b"y" * 1500) for i in range(5)])
+    crash = tmp_path / "crash"
+    crash.write_bytes((tmp_path / "j").read_bytes())  # kill -9 now
+    assert [r.seq for r in Journal(crash).read()] == acked
+
+
+def test_scrub_of_a_wrapped_ring_leaves_no_committed_record(tmp_path):
+    j = Journal(tmp_path / "j", size=HEADER + 4000)
+
+    def put(name: str, n: int, fill: bytes = b".") -> int:
+        return j.append([(name, None, None, fill * n)])[-1]
+
+    for k in range(3):
+        j.checkpoint(put(f"r{k}", 1000))
+    j.checkpoint(put("secret", 40, b"SECRET-TO-ERASE!"))
+    j.checkpoint(put("f0", 1000))  # wraps, all committed
+    j.checkpoint(put("f1", 960))
+    put("f2", 950)  # uncommitted, at the end of the lap
+    put("f3", 1000)  # wraps over committed records: f2 and f3 live on both sides
+    j.scrub()
+    assert b"SECRET-TO-ERASE!" not in (tmp_path / "j").read_bytes()
+    assert [r.paste_id for r in Journal(tmp_path / "j").read()] == ["f2", "f3"]
+
+
+def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
+    """A checkpoint runs while an append is being written and moves the header
+    onto it; the append fails; the next one, acknowledged, is found again."""
+    import pasteur.journal as journal
+
+    j = Journal(tmp_path / "j", size=HEADER + 4000)
+    j.checkpoint(j.append([("c1", None, None, b"." * 2000)])[-1])
+    c2 = j.append([("c2", None, None, b"." * 1000)])[-1]
+    real_pwrite, real_sync = os.pwrite, os.fdatasync
+    state = {"step": 0}
+
+    def pwrite(fd: int, data: bytes, offset: int) -> int:
+        if state["step"] == 0 and offset != 0:
+            state["step"] = -1
+            j.checkpoint(c2)  # the writer thread, meanwhile
+            state["step"] = 1
+        return real_pwrite(fd, data, offset)
+
+    def fdatasync(fd: int) -> None:
+        if state["step"] == 1:
+            state["step"] = 2
+            raise OSError(5, "Input/output error")
+        real_sync(fd)
+
+    monkeypatch.setattr(journal.os, "pwrite", pwrite)
+    monkeypatch.setattr(journal.os, "fdatasync", fdatasync)
+    with pytest.raises(OSError):
+        j.append([("failed", None, None, b"a" * 1500)])  # wraps
+    monkeypatch.setattr(journal.os, "pwrite", real_pwrite)
+    monkeypatch.setattr(journal.os, "fdatasync", real_sync)
+    acked = j.append([("acked", None, None, b"b" * 500)])
+    crash = tmp_path / "crash"
+    crash.write_bytes((tmp_path / "j").read_bytes())
+    assert [(r.seq, r.paste_id) for r in Journal(crash).read()] == [(acked[0], "acked")]
+
+
+def test_a_corrupt_journal_stops_the_start(tmp_path):
+    from pasteur.store import StoreError
+
+    store = Store(tmp_path / "repo.git")
+    assert store.journal is not None
+    store.journal.close()
+    with open(tmp_path / "repo.git" / JOURNAL_FILE, "r+b") as f:
+        f.write(b"garbage!")
+    with pytest.raises(StoreError, match="Move it away"):
+        Store(tmp_path / "repo.git")
+
+
+def test_large_creates_together_and_a_stop_during_an_append(tmp_path):
+    """Seventeen 1 MiB creates at once go in several groups (one would not fit
+    the 16 MiB ring); a stop waits for the group being written."""
+    import time
+
+    async def main() -> None:
+        store = Store(tmp_path / "repo.git")
+        store.start()
+        ids = await asyncio.gather(*[store.add(bytes([65 + i]) * 1_000_000) for i in range(17)])
+        assert len(set(ids)) == 17
+        assert store.journal is not None
+        real = store.journal.append
+
+        def slow(items: list) -> list[int]:
+            time.sleep(0.3)
+            return real(items)
+
+        store.journal.append = slow  # type: ignore[method-assign]
+        late = asyncio.ensure_future(store.add(b"acknowledged while stopping"))
+        await asyncio.sleep(0.05)
+        await store.stop()
+        assert late.done() and store.get(late.result()) == b"acknowledged while stopping"
+
+    asyncio.run(main())
+    assert Journal(tmp_path / "repo.git" / JOURNAL_FILE).read() == []
+
+
+def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_path):
+    from pasteur.store import Change
+
+    async def main() -> None:
+        store = _lingering(tmp_path / "repo.git")
+        store.start()
+        pid = await store.add(b"mine, acknowledged")
+
+        def remote() -> None:  # what a sync brings meanwhile
+            oid = store.repo.create_blob(b"the remote's paste")
+            store.apply([Change([(pid, oid)], [], None, "sync")])
+
+        await store.run_in_writer(remote)
+        await store.flush()
+        assert store.get(pid) == b"the remote's paste"
+        assert pid not in store._journaled and pid not in store._reserved
+        mine = [i for i in store.ids() if i.startswith(pid) and i != pid]
+        assert len(mine) == 1 and store.get(mine[0]) == b"mine, acknowledged"
+        await store.stop()
+
+    asyncio.run(main())

@@ -123,6 +123,7 @@ class Journal:
         self.next_seq = self.base
         self._offsets: deque[tuple[int, int]] = deque()  # (seq, offset) not committed
         self._header_version = self._synced_version = 0
+        self._wrap_at: int | None = None  # the last wrap marker's offset
 
     @staticmethod
     def _header(base: int, start: int, committed: int) -> bytes:
@@ -149,6 +150,7 @@ class Journal:
             magic, rseq, length, crc = _REC.unpack(os.pread(self.fd, _REC.size, pos))
             if magic == WRAP_MAGIC and rseq == seq and length == 0 and wrapped_at != seq \
                     and crc == zlib.crc32(struct.pack(">QI", rseq, 0)):
+                self._wrap_at = pos
                 pos, wrapped_at = HEADER, seq
                 continue
             if magic != REC_MAGIC or rseq != seq or pos + _REC.size + length > self.size:
@@ -180,17 +182,22 @@ class Journal:
         sixteenth of it (larger ones are committed to Git directly)."""
         return data_size <= self.size // 16
 
-    def _place(self, need: int) -> tuple[int, bool] | None:
-        """Where ``need`` bytes go (offset, and whether after a wrap to the
-        start), or None when the uncommitted records leave no room."""
+    def _place(self, need: int) -> tuple[int, str] | None:
+        """Where ``need`` bytes go, and how: "" (at the tail), "wrap" (at the
+        start, after a wrap marker at the tail) or "reset" (at the start, the
+        header moved there first: nothing is uncommitted); None when the
+        uncommitted records leave no room."""
         live = self._offsets[0][1] if self._offsets else None
         tail = self.tail
-        if live is None or live <= tail:  # uncommitted records in [live, tail)
+        if live is None:
             if tail + need + MARK <= self.size:  # (room is kept for a wrap marker)
-                return tail, False
-            front = live if live is not None else self.size - MARK
-            return (HEADER, True) if HEADER + need <= front else None
-        return (tail, False) if tail + need <= live else None  # wrapped: up to [live
+                return tail, ""
+            return HEADER, "reset"
+        if live <= tail:  # uncommitted records in [live, tail)
+            if tail + need + MARK <= self.size:
+                return tail, ""
+            return (HEADER, "wrap") if HEADER + need <= live else None
+        return (tail, "") if tail + need <= live else None  # wrapped: up to [live
 
     @property
     def pressed(self) -> bool:
@@ -212,9 +219,15 @@ class Journal:
             while (place := self._place(need)) is None:
                 if not self.room.wait(timeout=30):
                     raise JournalError("the journal is full and nothing is being committed")
-            pos, wrap = place
+            pos, how = place
             first = self.next_seq
-            old_tail, old_offsets = self.tail, len(self._offsets)
+            old_tail = self.tail
+            old_wrap = self._wrap_at
+            if how == "reset":  # durable before the records: nothing else is live
+                self.base, self.start = first, HEADER
+                self._write_header()
+            elif how == "wrap":
+                self._wrap_at = old_tail
             records = [_record(first + n, p) for n, p in enumerate(payloads)]
             at = pos
             for n, rec in enumerate(records):
@@ -229,18 +242,23 @@ class Journal:
             if header:
                 os.fdatasync(self.fd)
                 self._synced(header)
-            if wrap:
+            if how == "wrap":
                 os.pwrite(self.fd, _REC.pack(WRAP_MAGIC, first, 0,
                                              zlib.crc32(struct.pack(">QI", first, 0))), old_tail)
             os.pwrite(self.fd, blob, pos)
             os.fdatasync(self.fd)
         except OSError:
             # Nothing written is acknowledged; the next append writes over it.
+            # A header written meanwhile may point at these records: it is
+            # rewritten (and synced before the next records go to disk).
             with self._lock:
                 if self.next_seq == first + len(payloads):
-                    self.tail, self.next_seq = old_tail, first
-                    while len(self._offsets) > old_offsets:
+                    self.tail, self.next_seq, self._wrap_at = old_tail, first, old_wrap
+                    while self._offsets and self._offsets[-1][0] >= first:
                         self._offsets.pop()
+                    self.base, self.start = self._offsets[0] if self._offsets else (
+                        first, old_tail)
+                    self._write_header()
             raise
         return list(range(first, first + len(payloads)))
 
@@ -275,8 +293,9 @@ class Journal:
                 dead = [(HEADER, self.size)]
             elif live <= self.tail:
                 dead = [(HEADER, live), (self.tail, self.size)]
-            else:
-                dead = [(self.tail, live)]
+            else:  # wrapped: live up to the wrap marker, and from the start
+                end = self._wrap_at + MARK if self._wrap_at is not None else self.size
+                dead = [(self.tail, live), (end, self.size)]
             zero = bytes(1 << 20)
             for lo, hi in dead:
                 for pos in range(lo, hi, len(zero)):

@@ -4,14 +4,17 @@ Layout: ``<a>/<b>/<id>`` where ``a`` and ``b`` are the first two characters of
 the id (measured: ~3 ms per commit at 100k pastes, against ~450 ms for a flat
 tree). History is linear on ``refs/heads/main``.
 
-Writes go through one writer thread (group commit): the pastes that arrive
-while a batch is being committed form the next batch. Anonymous pastes of a
-batch share one commit; a paste with a user or a comment gets its own commit
+A new paste is acknowledged once its record is in the write-ahead journal
+(``journal.py``), fdatasync'ed with the others that arrived with it; it is
+served from memory until committed. Commits go through one writer thread
+(group commit): the journaled pastes (and the large ones, which skip the
+journal and wait for their commit) form batches. Anonymous pastes of a batch
+share one commit; a paste with a user or a comment gets its own commit
 (author and message). A batch's objects (blobs, trees, commits) are computed
 in memory and written as one pack and its index (v2); a large paste, given as
-a file, stays a loose object written by libgit2 in a stream. A batch is
-acknowledged only once its pack, index, pack directory (and any loose object)
-and the branch ref are fsynced, so an acknowledged paste survives a crash.
+a file, stays a loose object written by libgit2 in a stream. The pack, index,
+pack directory (and any loose object) and the branch ref are fsynced, then
+the journal's checkpoint moves past the batch.
 
 One pack per batch would slow lookups down after thousands of batches: when
 there are more than ``PACK_LIMIT`` packs, ``git repack -d --geometric=2``
@@ -488,6 +491,9 @@ class Store:
         self._repacking = asyncio.Lock()
         self._maintenance: asyncio.Task[None] | None = None
         self._erase_file = self.path / "pasteur-erase"
+        # Removed, not yet erased: never given to a new paste (the erasure
+        # strips these ids from every commit).
+        self._erasing: set[str] = self.pending_erasure()
         # The write-ahead journal (journal.py): creates are acknowledged once
         # journaled; the writer commits them behind, ``linger`` seconds at
         # most after a small commit so that the next one is larger.
@@ -497,6 +503,7 @@ class Store:
         self._reserved: set[str] = set()  # ids journaled or being committed
         self._ids_lock = threading.Lock()
         self._to_journal: list[Pending] = []
+        self._journaling = False  # a group is being written
         self._jwake: asyncio.Event | None = None
         self._jtask: asyncio.Task[None] | None = None
         self._journaler = ThreadPoolExecutor(1, thread_name_prefix="pasteur-journal")
@@ -509,10 +516,16 @@ class Store:
             self._open_journal()
 
     def _open_journal(self) -> None:
+        path = self.path / JOURNAL_FILE
+        existed = path.exists()
         try:
-            journal = Journal(self.path / JOURNAL_FILE)
+            journal = Journal(path)
             records = journal.read()
         except (OSError, JournalError) as exc:
+            if existed:  # it may hold acknowledged pastes: never start without them
+                raise StoreError(
+                    f"the journal {path} cannot be read ({exc}); it may hold acknowledged "
+                    f"pastes not yet committed. Move it away to start without them.") from exc
             log.warning("running without a journal (%s): each create waits for its commit", exc)
             return
         self.journal = journal
@@ -642,30 +655,37 @@ class Store:
         length = self.id_length
         for attempt in range(64):
             paste_id = random_id(length)
-            if paste_id not in taken and not pack.has_paste(root, paste_id.encode()):
-                with self._ids_lock:
-                    if paste_id not in self._reserved:
-                        self._reserved.add(paste_id)
-                        return paste_id
+            if (paste_id not in taken and paste_id not in self._erasing
+                    and not pack.has_paste(root, paste_id.encode())
+                    and self._try_reserve(paste_id)):
+                return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
         raise StoreError("no free paste id")
 
     def _reserve_id(self) -> str:
         """A free id for a journaled paste (journal thread): in no commit, not
-        journaled, not being committed."""
+        journaled, not being committed, not waiting for erasure. Reserved
+        first, then looked up in the current tree: an id is released only
+        after the tree holding it is in place."""
         length = self.id_length
-        tree = self._tree
         for attempt in range(64):
             paste_id = random_id(length)
-            if tree is None or not _tree_has(tree, paste_id):
-                with self._ids_lock:
-                    if paste_id not in self._reserved:
-                        self._reserved.add(paste_id)
-                        return paste_id
+            if paste_id not in self._erasing and self._try_reserve(paste_id):
+                tree = self._tree
+                if tree is None or not _tree_has(tree, paste_id):
+                    return paste_id
+                self._release([paste_id])
             if attempt % 8 == 7:
                 length += 1
         raise StoreError("no free paste id")
+
+    def _try_reserve(self, paste_id: str) -> bool:
+        with self._ids_lock:
+            if paste_id in self._reserved:
+                return False
+            self._reserved.add(paste_id)
+            return True
 
     def _release(self, ids: Iterable[str | None]) -> None:
         with self._ids_lock:
@@ -686,7 +706,7 @@ class Store:
 
     async def stop(self) -> None:
         if self._jtask is not None:
-            while self._to_journal:
+            while self._to_journal or self._journaling:  # every create answered
                 await asyncio.sleep(0.01)
             self._jtask.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -744,8 +764,8 @@ class Store:
             await self._jwake.wait()
             self._jwake.clear()
             while self._to_journal:
-                group = self._to_journal[:MAX_BATCH]
-                del self._to_journal[:MAX_BATCH]
+                group = self._next_group()
+                self._journaling = True
                 try:
                     if self._failure is not None:
                         # Commits fail (a full or read-only disk): acknowledge
@@ -761,6 +781,8 @@ class Store:
                         if p.future is not None and not p.future.done():
                             p.future.set_exception(err)
                     continue
+                finally:
+                    self._journaling = False
                 for p in group:
                     assert p.paste_id is not None
                     self._journaled[p.paste_id] = p.data  # type: ignore[assignment]
@@ -773,6 +795,20 @@ class Store:
                         self.journal is not None and self.journal.pressed):
                     self._urgent.set()
                 self._wake.set()
+
+    def _next_group(self) -> list[Pending]:
+        """The next creates to journal together: up to MAX_BATCH of them and a
+        quarter of the journal (a record takes a sixteenth at most)."""
+        assert self.journal is not None
+        budget, n = self.journal.size // 4, 0
+        for p in self._to_journal[:MAX_BATCH]:
+            budget -= len(p.data) + 512  # type: ignore[arg-type]
+            if budget < 0 and n:
+                break
+            n += 1
+        group = self._to_journal[:n]
+        del self._to_journal[:n]
+        return group
 
     def _journal_group(self, group: list[Pending]) -> None:
         """Journal thread: ids, then the records, written and fdatasync'ed."""
@@ -896,7 +932,12 @@ class Store:
                     new_id = f"{p.paste_id}{str(oid)[:6]}"
                     log.error("id %s was taken meanwhile by a paste from the remote: the "
                               "journaled paste is committed as %s", p.paste_id, new_id)
+                    self._journaled.pop(p.paste_id, None)
+                    self._release([p.paste_id])
+                    self._try_reserve(new_id)
                     p.paste_id = new_id
+                    if pack.paste_oid(root, new_id.encode()) == oid.raw:
+                        continue  # renamed and committed before a crash
             if p.author is None and p.message is None:
                 anonymous.append((p.paste_id, oid))
             else:
@@ -1056,6 +1097,7 @@ class Store:
             present = [i for i in ids if self._in_tree(i)]
             if present:
                 self.apply([Change([], present, None, message)])
+            self._erasing.update(ids)
             with self._erase_file.open("a") as f:
                 f.write("".join(f"{i}\n" for i in ids))
                 f.flush()
@@ -1100,6 +1142,7 @@ class Store:
         if self.journal is not None:
             self.journal.scrub()
         self._erase_file.unlink(missing_ok=True)
+        self._erasing -= ids
         self.erased += len(ids)
         log.info("erased %d pastes from history and the object store", len(ids))
         return len(ids)
