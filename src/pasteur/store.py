@@ -201,28 +201,59 @@ class TreeCache:
     """Parsed entries of recently used trees, by id (ids name content, so an
     entry never goes stale), least recently used first out. Bounded by the
     number of entries held: the root and the 62 middle trees stay; at a
-    million pastes, the leaves come and go."""
+    million pastes, the leaves come and go. Shared by the writer and the
+    journal thread (which checks new ids against it): a lock guards it.
+
+    It also spares libgit2's lookups, which grow with the number of packs: an
+    object not in its cache is searched pack after pack (measured: creates
+    ~15% slower after 10 s at full load, with ~150 packs waiting for a
+    repack)."""
 
     def __init__(self, max_entries: int = 100_000) -> None:
         self.max_entries = max_entries
         self.size = 0
         self.items: OrderedDict[bytes, Entries] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, oid: bytes) -> Entries | None:
-        entries = self.items.get(oid)
-        if entries is not None:
-            self.items.move_to_end(oid)
-        return entries
+        with self._lock:
+            entries = self.items.get(oid)
+            if entries is not None:
+                self.items.move_to_end(oid)
+            return entries
 
     def put(self, oid: bytes, entries: Entries) -> None:
-        if oid in self.items:
-            self.items.move_to_end(oid)
-            return
-        self.items[oid] = entries
-        self.size += len(entries)
-        while self.size > self.max_entries and len(self.items) > 1:
-            _, old = self.items.popitem(last=False)
-            self.size -= len(old)
+        with self._lock:
+            if oid in self.items:
+                self.items.move_to_end(oid)
+                return
+            self.items[oid] = entries
+            self.size += len(entries)
+            while self.size > self.max_entries and len(self.items) > 1:
+                _, old = self.items.popitem(last=False)
+                self.size -= len(old)
+
+    def entries(self, oid: bytes, odb: pygit2.Odb) -> Entries:
+        """A tree's entries (not to be modified), parsed from ``odb`` on a miss."""
+        mem = self.get(oid)
+        if mem is None:
+            kind, data = odb.read(pygit2.Oid(raw=oid))
+            mem = parse_tree(data) if kind == pygit2.enums.ObjectType.TREE else {}
+            self.put(oid, mem)
+        return mem
+
+    def paste_oid(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bytes | None:
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any."""
+        if root is None:
+            return None
+        entry = self.entries(root, odb).get(name[:1] + b"/")
+        if entry is None:
+            return None
+        entry = self.entries(entry[-20:], odb).get(name[1:2] + b"/")
+        if entry is None:
+            return None
+        entry = self.entries(entry[-20:], odb).get(name)
+        return None if entry is None else entry[-20:]
 
 
 def _signature_bytes(sig: pygit2.Signature) -> bytes:
@@ -267,13 +298,7 @@ class PackBuilder:
         if tree is None:
             return {}
         mem = self._trees.get(tree)
-        if mem is None:
-            mem = self.cache.get(tree)
-        if mem is None:
-            kind, data = self.repo.odb.read(pygit2.Oid(raw=tree))
-            mem = parse_tree(data) if kind == pygit2.enums.ObjectType.TREE else {}
-            self.cache.put(tree, mem)
-        return mem
+        return mem if mem is not None else self.cache.entries(tree, self.repo.odb)
 
     def has_paste(self, root: bytes | None, name: bytes) -> bool:
         """Whether ``a/b/<name>`` is in the tree ``root``."""
@@ -673,7 +698,8 @@ class Store:
             paste_id = random_id(length)
             if paste_id not in self._erasing and self._try_reserve(paste_id):
                 tree = self._tree
-                if tree is None or not _tree_has(tree, paste_id):
+                if tree is None or self.tree_cache.paste_oid(
+                        tree.id.raw, paste_id.encode(), self.reader.odb) is None:
                     return paste_id
                 self._release([paste_id])
             if attempt % 8 == 7:
