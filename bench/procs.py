@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -160,6 +161,20 @@ class Server:
 
     def status(self) -> dict[str, int]:
         return proc_status(self.pid)
+
+    def wait_children(self, timeout: float = 300) -> float:
+        """Wait until the server has no child process (its start-up expiry
+        scan of a large repository, a repack); the seconds waited."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            kids = ""
+            for task in Path(f"/proc/{self.pid}/task").glob("*/children"):
+                with contextlib.suppress(OSError):
+                    kids += task.read_text()
+            if not kids.strip():
+                break
+            time.sleep(0.2)
+        return time.monotonic() - t0
 
     def health(self) -> dict:
         """Pasteur's /healthz (commit counters), after the commits caught up."""
