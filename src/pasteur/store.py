@@ -56,12 +56,12 @@ ALPHABET = string.ascii_letters + string.digits
 ID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
 DEFAULT_NAME = "Pasteur"
 DEFAULT_EMAIL = "pasteur@localhost"
-MAX_BATCH = 256
+MAX_BATCH = 512
 JOURNAL_FILE = "pasteur-journal"
 # After a commit of fewer than LINGER_BATCH journaled pastes, the next one
 # waits up to LINGER seconds for more (they are acknowledged already).
-LINGER = 0.02
-LINGER_BATCH = 256
+LINGER = 0.05
+LINGER_BATCH = 512
 RETRY_DELAY = 1.0  # seconds between attempts while commits fail
 # Below this many files to sync, fsync each one in parallel (ext4 merges
 # concurrent fsyncs into few journal commits); above, one syncfs is cheaper.
