@@ -209,11 +209,59 @@ class TreeCache:
     ~15% slower after 10 s at full load, with ~150 packs waiting for a
     repack)."""
 
-    def __init__(self, max_entries: int = 100_000) -> None:
+    def __init__(self, max_entries: int = 100_000, max_raw: int = 64 << 20) -> None:
         self.max_entries = max_entries
         self.size = 0
         self.items: OrderedDict[bytes, Entries] = OrderedDict()
         self._lock = threading.Lock()
+        # Below the parsed entries, the trees' raw content (~32 bytes a paste:
+        # a million pastes' trees fit), so a miss above costs a parse, not a
+        # search through the packs and an inflate; id checks read it directly.
+        self.max_raw = max_raw
+        self.raw_size = 0
+        self.raws: OrderedDict[bytes, bytes] = OrderedDict()
+
+    def raw(self, oid: bytes, odb: pygit2.Odb) -> bytes:
+        """A tree's raw content (empty if ``oid`` is not a tree)."""
+        with self._lock:
+            data = self.raws.get(oid)
+            if data is not None:
+                self.raws.move_to_end(oid)
+                return data
+        kind, data = odb.read(pygit2.Oid(raw=oid))
+        if kind != pygit2.enums.ObjectType.TREE:
+            data = b""
+        self.put_raw(oid, data)
+        return data
+
+    def put_raw(self, oid: bytes, data: bytes) -> None:
+        with self._lock:
+            if oid in self.raws:
+                return
+            self.raws[oid] = data
+            self.raw_size += len(data) + 64
+            while self.raw_size > self.max_raw and len(self.raws) > 1:
+                _, old = self.raws.popitem(last=False)
+                self.raw_size -= len(old) + 64
+
+    def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
+        """Whether ``a/b/<name>`` is in the tree ``root``, found in the raw
+        trees by their bytes ("<mode> <name>\\0"): a false "yes" (those bytes
+        inside an object id, odds ~1e-14) only passes over a free id."""
+        if root is None:
+            return False
+        raw = self.raw(root, odb)
+        for part in (name[:1], name[1:2]):
+            key = b"40000 " + part + b"\0"
+            i = raw.find(key)
+            if i < 0:
+                return False
+            child = raw[i + len(key):i + len(key) + 20]
+            try:
+                raw = self.raw(child, odb)
+            except (KeyError, ValueError):
+                return True  # not an entry after all: be safe, call it taken
+        return raw.find(b" " + name + b"\0") >= 0
 
     def get(self, oid: bytes) -> Entries | None:
         with self._lock:
@@ -237,8 +285,7 @@ class TreeCache:
         """A tree's entries (not to be modified), parsed from ``odb`` on a miss."""
         mem = self.get(oid)
         if mem is None:
-            kind, data = odb.read(pygit2.Oid(raw=oid))
-            mem = parse_tree(data) if kind == pygit2.enums.ObjectType.TREE else {}
+            mem = parse_tree(self.raw(oid, odb))
             self.put(oid, mem)
         return mem
 
@@ -320,6 +367,7 @@ class PackBuilder:
         starts from them)."""
         for oid, entries in self._trees.items():
             self.cache.put(oid, entries)
+            self.cache.put_raw(oid, self.objects[oid][1])
 
     def tree(self, entries: Entries) -> bytes:
         oid = self.add(b"tree", tree_bytes(entries))
@@ -698,8 +746,8 @@ class Store:
             paste_id = random_id(length)
             if paste_id not in self._erasing and self._try_reserve(paste_id):
                 tree = self._tree
-                if tree is None or self.tree_cache.paste_oid(
-                        tree.id.raw, paste_id.encode(), self.reader.odb) is None:
+                if tree is None or not self.tree_cache.has_paste(
+                        tree.id.raw, paste_id.encode(), self.reader.odb):
                     return paste_id
                 self._release([paste_id])
             if attempt % 8 == 7:
