@@ -123,6 +123,7 @@ class Journal:
         self.next_seq = self.base
         self._offsets: deque[tuple[int, int]] = deque()  # (seq, offset) not committed
         self._header_version = self._synced_version = 0
+        self._durable_start = self.start  # where the header on disk starts reading
         self._wrap_at: int | None = None  # the last wrap marker's offset
 
     @staticmethod
@@ -136,9 +137,19 @@ class Journal:
         self._header_version += 1
         return self._header_version
 
-    def _synced(self, version: int) -> None:
+    def _synced(self, version: int, start: int) -> None:
         with self._lock:
-            self._synced_version = max(self._synced_version, version)
+            if version > self._synced_version:
+                self._synced_version, self._durable_start = version, start
+
+    def _endangers(self, pos: int, end: int, live_end: int) -> bool:
+        """Whether writing [pos, end) could cut the path a reader of the header
+        on disk follows: from its start to the oldest uncommitted record (or
+        the tail), through committed records that may be overwritten."""
+        ds = self._durable_start
+        if ds <= live_end:
+            return pos < live_end and end > ds
+        return end > ds or pos < live_end  # the path wraps past the end
 
     def read(self) -> list[Record]:
         """Every record after the checkpoint, in order; the tail is set after
@@ -222,6 +233,7 @@ class Journal:
             pos, how = place
             first = self.next_seq
             old_tail = self.tail
+            live_end = self._offsets[0][1] if self._offsets else old_tail
             old_wrap = self._wrap_at
             if how == "reset":  # durable before the records: nothing else is live
                 self.base, self.start = first, HEADER
@@ -236,12 +248,16 @@ class Journal:
             blob = b"".join(records)
             self.tail = pos + len(blob)
             self.next_seq += len(payloads)
-            # What is overwritten must not be where a durable header points.
-            header = self._header_version if self._header_version > self._synced_version else 0
+            # What is overwritten must not be on the path from the header on
+            # disk to the live records: else the newer header is synced first.
+            dirty = self._header_version > self._synced_version
+            header = self._header_version if dirty and (
+                how != "" or self._endangers(pos, self.tail, live_end)) else 0
+            start = self.start
         try:
             if header:
                 os.fdatasync(self.fd)
-                self._synced(header)
+                self._synced(header, start)
             if how == "wrap":
                 os.pwrite(self.fd, _REC.pack(WRAP_MAGIC, first, 0,
                                              zlib.crc32(struct.pack(">QI", first, 0))), old_tail)
@@ -272,10 +288,10 @@ class Journal:
                 self._offsets.popleft()
             self.base, self.start = self._offsets[0] if self._offsets else (
                 self.next_seq, self.tail)
-            version = self._write_header()
+            version, start = self._write_header(), self.start
             self.room.notify_all()
         os.fdatasync(self.fd)
-        self._synced(version)
+        self._synced(version, start)
 
     def scrub(self) -> None:
         """Zero every committed record (erased pastes leave no copy here);
@@ -288,7 +304,7 @@ class Journal:
                 self.base, self.start = self.next_seq, self.tail
             version = self._write_header()
             os.fdatasync(self.fd)  # the header first: never a start among zeroes
-            self._synced_version = max(self._synced_version, version)
+            self._synced_version, self._durable_start = version, self.start
             if live is None:
                 dead = [(HEADER, self.size)]
             elif live <= self.tail:
