@@ -143,3 +143,20 @@ def test_tree_entries_round_trip_in_gits_order(tmp_path):
         assert tree_bytes(entries) == raw
     assert list(parse_tree(repo.odb.read(repo[tree].id)[1])) == [
         b"Z", b"a-b", b"a.b", b"a/", b"a0", b"b/"]
+
+
+def test_the_tree_cache_finds_pastes_in_raw_trees(tmp_path):
+    store = Store(tmp_path / "repo.git", journal=False)
+    try:
+        ids = ["Ab12", "Ab13", "Ac99", "zz00", "Ab1"]
+        store._commit_batch([Pending(i, f"paste {i}".encode(), None, None, None) for i in ids])
+        assert store._tree is not None
+        root, odb = store._tree.id.raw, store.reader.odb
+        fresh = type(store.tree_cache)()  # nothing cached: read through the object database
+        for cache in (store.tree_cache, fresh):
+            assert all(cache.has_paste(root, i.encode(), odb) for i in ids)
+            assert not any(cache.has_paste(root, i.encode(), odb)
+                           for i in ("Ab14", "Ab", "b123", "Ab12x", "Ad12"))
+        assert not fresh.has_paste(None, b"Ab12", odb)
+    finally:
+        _close(store)

@@ -289,19 +289,6 @@ class TreeCache:
             self.put(oid, mem)
         return mem
 
-    def paste_oid(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bytes | None:
-        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any."""
-        if root is None:
-            return None
-        entry = self.entries(root, odb).get(name[:1] + b"/")
-        if entry is None:
-            return None
-        entry = self.entries(entry[-20:], odb).get(name[1:2] + b"/")
-        if entry is None:
-            return None
-        entry = self.entries(entry[-20:], odb).get(name)
-        return None if entry is None else entry[-20:]
-
 
 def _signature_bytes(sig: pygit2.Signature) -> bytes:
     offset = sig.offset
