@@ -160,3 +160,37 @@ def test_the_tree_cache_finds_pastes_in_raw_trees(tmp_path):
         assert not fresh.has_paste(None, b"Ab12", odb)
     finally:
         _close(store)
+
+
+def test_leaves_edited_in_their_raw_bytes_stay_valid_trees(tmp_path):
+    """Inserts, replacements and removals in one leaf, in one batch and across
+    batches; a name of another length (the parsed path); the leaf emptied."""
+    store = Store(tmp_path / "repo.git", journal=False)
+    expected: dict[str, bytes] = {}
+
+    def step(add: list[str], remove: list[str]) -> None:
+        blobs = []
+        for pid in add:
+            data = f"paste {pid} {len(expected)}".encode()
+            blobs.append((pid, store.repo.create_blob(data)))
+            expected[pid] = data
+        for pid in remove:
+            expected.pop(pid, None)
+        store.apply([Change(blobs, remove, None, "step")])
+        listed = subprocess.run(["git", "-C", str(store.path), "ls-tree", "-r", "--name-only",
+                                 "main"], capture_output=True, text=True).stdout.split()
+        assert sorted(listed) == sorted(f"{p[0]}/{p[1]}/{p}" for p in expected)
+        for pid, data in expected.items():
+            assert store.get(pid) == data
+        _fsck(store.path)
+
+    try:
+        step(["Ab05", "Ab01", "Ab09"], [])
+        step(["Ab03", "Ab00", "Ab0z", "AbZZ"], [])  # before, between, after (bytes order)
+        step(["Ab03"], ["Ab01"])  # replaced and removed in one commit
+        step(["Ab1"], [])  # another length: the leaf is edited parsed
+        step(["Ab07"], ["Ab1"])  # uniform again
+        step([], [p for p in list(expected) if p.startswith("Ab")])  # the leaf goes
+        step(["Ab42"], [])
+    finally:
+        _close(store)

@@ -24,6 +24,7 @@ rolls the small ones up (``Store.maintain``, a process beside the writer).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import ctypes
 import hashlib
@@ -309,6 +310,7 @@ class PackBuilder:
         self.repo = repo
         self.objects: dict[bytes, tuple[int, bytes]] = {}  # raw id -> (type, content)
         self._trees: dict[bytes, Entries] = {}  # trees built here
+        self._raw_built: dict[bytes, bytes] = {}  # leaves built here, raw
         self.cache = cache if cache is not None else TreeCache()
 
     def __len__(self) -> int:
@@ -332,6 +334,8 @@ class PackBuilder:
         if tree is None:
             return {}
         mem = self._trees.get(tree)
+        if mem is None and tree in self._raw_built:  # a leaf edited raw in this batch
+            mem = self._trees[tree] = parse_tree(self._raw_built[tree])
         return mem if mem is not None else self.cache.entries(tree, self.repo.odb)
 
     def has_paste(self, root: bytes | None, name: bytes) -> bool:
@@ -339,15 +343,28 @@ class PackBuilder:
         return self.paste_oid(root, name) is not None
 
     def paste_oid(self, root: bytes | None, name: bytes) -> bytes | None:
-        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any."""
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any.
+
+        A leaf is searched in its raw bytes for "100644 <name>\\0" (12 bytes or
+        more: found inside the object ids around it by chance with odds below
+        1e-28), not parsed: at a million pastes a leaf holds ~260 entries."""
         entry = self.peek(root).get(name[:1] + b"/")
         if entry is None:
             return None
         entry = self.peek(entry[-20:]).get(name[1:2] + b"/")
         if entry is None:
             return None
-        entry = self.peek(entry[-20:]).get(name)
-        return None if entry is None else entry[-20:]
+        leaf = entry[-20:]
+        built = self._trees.get(leaf)
+        if built is not None:
+            found = built.get(name)
+            return None if found is None else found[-20:]
+        raw = self._raw_built.get(leaf)
+        if raw is None:
+            raw = self.cache.raw(leaf, self.repo.odb)
+        key = b"100644 " + name + b"\0"
+        i = raw.find(key)
+        return None if i < 0 else raw[i + len(key):i + len(key) + 20]
 
     def keep_trees(self) -> None:
         """Once the pack is written: its trees go to the cache (the next batch
@@ -355,6 +372,8 @@ class PackBuilder:
         for oid, entries in self._trees.items():
             self.cache.put(oid, entries)
             self.cache.put_raw(oid, self.objects[oid][1])
+        for oid, raw in self._raw_built.items():
+            self.cache.put_raw(oid, raw)
 
     def tree(self, entries: Entries) -> bytes:
         oid = self.add(b"tree", tree_bytes(entries))
@@ -381,6 +400,8 @@ class PackBuilder:
         for a, by_b in edits.items():
             mid_e = self._sub(root_e, a)
             for b, leaves in by_b.items():
+                if self._edit_leaf_raw(mid_e, b, leaves):
+                    continue
                 leaf_e = self._sub(mid_e, b)
                 for name, oid in leaves.items():
                     if oid is None:
@@ -391,6 +412,52 @@ class PackBuilder:
                 self._put(mid_e, b, leaf_e)
             self._put(root_e, a, mid_e)
         return self.tree(root_e)
+
+    def _edit_leaf_raw(self, mid_e: Entries, b: bytes, leaves: dict[bytes, bytes | None]) -> bool:
+        """Edit the leaf ``b`` of a middle tree in its raw bytes, when it holds
+        files only, all named with as many characters as the edited ones (the
+        usual case): a record per entry at a fixed stride, found by bisection,
+        spliced in or out. No parse, no sort (at a million pastes a leaf holds
+        ~260 entries). False when the leaf is not like that: edit it parsed."""
+        width = len(next(iter(leaves)))
+        if any(len(name) != width for name in leaves):
+            return False
+        entry = mid_e.get(b + b"/")
+        if entry is None:
+            raw = b""
+        else:
+            raw = self._raw_built.get(entry[-20:]) if entry[-20:] in self._raw_built else None
+            if raw is None:
+                if entry[-20:] in self._trees:
+                    return False
+                raw = self.cache.raw(entry[-20:], self.repo.odb)
+        rec = 28 + width  # "100644 " + name + "\0" + 20-byte id
+        n, rest = divmod(len(raw), rec)
+        if rest or any(raw[k::rec] != bytes([c]) * n for k, c in enumerate(b"100644 ")) \
+                or raw[7 + width::rec] != bytes(n):
+            return False
+        for name in sorted(leaves):
+            oid = leaves[name]
+            i = bisect.bisect_left(range(n), name,
+                                   key=lambda j: raw[j * rec + 7:j * rec + 7 + width])
+            there = i < n and raw[i * rec + 7:i * rec + 7 + width] == name
+            at = i * rec
+            if oid is None:
+                if there:
+                    raw = raw[:at] + raw[at + rec:]
+                    n -= 1
+            else:
+                record = b"100644 " + name + b"\0" + oid
+                raw = raw[:at] + record + raw[at + rec if there else at:]
+                n += 0 if there else 1
+        if not raw:
+            mid_e.pop(b + b"/", None)
+            return True
+        oid = self.add(b"tree", raw)
+        self._raw_built[oid] = raw
+        mid_e.pop(b, None)  # never two entries of one name
+        mid_e[b + b"/"] = tree_entry(b, oid)
+        return True
 
     def _sub(self, entries: Entries, name: bytes) -> Entries:
         entry = entries.get(name + b"/")
