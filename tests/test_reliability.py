@@ -6,6 +6,7 @@ import asyncio
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -152,3 +153,17 @@ def test_read_only_data_gives_503(server_factory, small_disk):
         assert shard_path(first) in server.git("ls-tree", "-r", "--name-only", "HEAD")
     finally:
         server.stop()
+
+
+def test_a_second_server_on_the_same_data_is_refused(server_factory):
+    server = server_factory()
+    pid = httpx.post(server.url + "/", content=b"first").text.strip().rsplit("/", 1)[1]
+    from tests.ports import free_port
+
+    second = subprocess.run(
+        [sys.executable, "-m", "pasteur", "serve", "--port", str(free_port()),
+         "--data", str(server.data)],
+        capture_output=True, text=True, timeout=60)
+    assert second.returncode == 1
+    assert f"another pasteur (pid {server.proc.pid})" in second.stderr
+    assert httpx.get(f"{server.url}/{pid}?raw=true").text == "first"  # untouched

@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import https
 from .app import create_app
 from .config import Config
-from .store import Store
+from .store import Store, lock_repository
 from .sync import SyncError, start_syncer
 
 log = logging.getLogger("pasteur")
@@ -90,6 +90,7 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
 async def run(config: Config) -> int:
     tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     try:
+        lock_repository(config.repo_path)  # held until the process ends
         store = Store(config.repo_path, config.length)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)

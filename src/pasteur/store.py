@@ -27,6 +27,7 @@ import asyncio
 import bisect
 import contextlib
 import ctypes
+import fcntl
 import hashlib
 import logging
 import os
@@ -59,6 +60,7 @@ DEFAULT_NAME = "Pasteur"
 DEFAULT_EMAIL = "pasteur@localhost"
 MAX_BATCH = 512
 JOURNAL_FILE = "pasteur-journal"
+PID_FILE = "pasteur.pid"
 # After a commit of fewer than LINGER_BATCH journaled pastes, the next one
 # waits up to LINGER seconds for more (they are acknowledged already).
 LINGER = 0.05
@@ -121,6 +123,31 @@ class Change:
     remove: list[str]
     author: str | None
     message: str
+
+
+def lock_repository(path: Path) -> int:
+    """Take the repository for this process (one server per repository: two
+    would write over each other's journal and branch). An flock on
+    ``pasteur.pid``, released by the kernel when the process ends, even by
+    kill -9; the file holds the pid. Returns the descriptor, kept open."""
+    path.mkdir(parents=True, exist_ok=True)
+    # Held open read-only (an flock needs no more): a file open for writing
+    # would keep the file system from being remounted read-only.
+    try:
+        fd = os.open(path / PID_FILE, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError:  # a read-only data directory: no server can write it anyway
+        log.warning("cannot take %s: not locked against a second server", path / PID_FILE)
+        return -1
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        other = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise StoreError(f"another pasteur (pid {other}) is serving {path}: one server per "
+                         f"repository (instances share pastes through a remote)") from None
+    with contextlib.suppress(OSError):  # the pid is for the message above only
+        (path / PID_FILE).write_text(f"{os.getpid()}\n")
+    return fd
 
 
 def idle_priority() -> list[str]:
