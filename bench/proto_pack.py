@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Pending, Store, _idx_v2, object_id
+from pasteur.store import Pending, Store, _idx_v2, object_id, pack_entry_header
 
 from .fill import fill, random_ids
 
@@ -51,16 +51,7 @@ def write_pack(repo_path, objects):
     offset = 12
     index = []
     for kind, oid, data in objects:
-        size = len(data)
-        c = (TYPES[kind] << 4) | (size & 15)
-        size >>= 4
-        hdr = bytearray()
-        while size:
-            hdr.append(c | 0x80)
-            c = size & 0x7F
-            size >>= 7
-        hdr.append(c)
-        entry = bytes(hdr) + zlib.compress(data, 1)
+        entry = pack_entry_header(TYPES[kind], len(data)) + zlib.compress(data, 1)
         index.append((oid, zlib.crc32(entry), offset))
         body.append(entry)
         offset += len(entry)

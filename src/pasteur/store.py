@@ -273,23 +273,40 @@ class TreeCache:
                 self.raw_size -= len(old) + 64
 
     def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
-        """Whether ``a/b/<name>`` is in the tree ``root``, found in the raw
-        trees by their bytes ("<mode> <name>\\0"): a false "yes" (those bytes
-        inside an object id, odds ~1e-14) only passes over a free id."""
-        if root is None:
-            return False
-        raw = self.raw(root, odb)
+        """Whether ``a/b/<name>`` is in the tree ``root``."""
+        return self.paste_oid(root, name, odb) is not None
+
+    def paste_oid(
+        self, root: bytes | None, name: bytes, odb: pygit2.Odb,
+        built: dict[bytes, Entries] | None = None, built_raw: dict[bytes, bytes] | None = None,
+    ) -> bytes | None:
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any
+        (``built``, ``built_raw``: trees of a batch not written yet).
+
+        A leaf is searched in its raw bytes for "100644 <name>\\0" (12 bytes or
+        more: found inside the object ids around it by chance with odds below
+        1e-28), not parsed: at a million pastes a leaf holds ~260 entries."""
+        built, built_raw = built or {}, built_raw or {}
+        tree = root
         for part in (name[:1], name[1:2]):
-            key = b"40000 " + part + b"\0"
-            i = raw.find(key)
-            if i < 0:
-                return False
-            child = raw[i + len(key):i + len(key) + 20]
-            try:
-                raw = self.raw(child, odb)
-            except (KeyError, ValueError):
-                return True  # not an entry after all: be safe, call it taken
-        return raw.find(b" " + name + b"\0") >= 0
+            if tree is None:
+                return None
+            entries = built.get(tree)
+            entry = (entries if entries is not None else self.entries(tree, odb)).get(
+                part + b"/")
+            tree = None if entry is None else entry[-20:]
+        if tree is None:
+            return None
+        entries = built.get(tree)
+        if entries is not None:
+            found = entries.get(name)
+            return None if found is None else found[-20:]
+        raw = built_raw.get(tree)
+        if raw is None:
+            raw = self.raw(tree, odb)
+        key = b"100644 " + name + b"\0"
+        i = raw.find(key)
+        return None if i < 0 else raw[i + len(key):i + len(key) + 20]
 
     def get(self, oid: bytes) -> Entries | None:
         with self._lock:
@@ -370,28 +387,9 @@ class PackBuilder:
         return self.paste_oid(root, name) is not None
 
     def paste_oid(self, root: bytes | None, name: bytes) -> bytes | None:
-        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any.
-
-        A leaf is searched in its raw bytes for "100644 <name>\\0" (12 bytes or
-        more: found inside the object ids around it by chance with odds below
-        1e-28), not parsed: at a million pastes a leaf holds ~260 entries."""
-        entry = self.peek(root).get(name[:1] + b"/")
-        if entry is None:
-            return None
-        entry = self.peek(entry[-20:]).get(name[1:2] + b"/")
-        if entry is None:
-            return None
-        leaf = entry[-20:]
-        built = self._trees.get(leaf)
-        if built is not None:
-            found = built.get(name)
-            return None if found is None else found[-20:]
-        raw = self._raw_built.get(leaf)
-        if raw is None:
-            raw = self.cache.raw(leaf, self.repo.odb)
-        key = b"100644 " + name + b"\0"
-        i = raw.find(key)
-        return None if i < 0 else raw[i + len(key):i + len(key) + 20]
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root`` (which
+        may have been built in this batch), if any."""
+        return self.cache.paste_oid(root, name, self.repo.odb, self._trees, self._raw_built)
 
     def keep_trees(self) -> None:
         """Once the pack is written: its trees go to the cache (the next batch
@@ -452,12 +450,10 @@ class PackBuilder:
         entry = mid_e.get(b + b"/")
         if entry is None:
             raw = b""
+        elif entry[-20:] in self._trees:  # built parsed in this batch: edit it so
+            return False
         else:
-            raw = self._raw_built.get(entry[-20:]) if entry[-20:] in self._raw_built else None
-            if raw is None:
-                if entry[-20:] in self._trees:
-                    return False
-                raw = self.cache.raw(entry[-20:], self.repo.odb)
+            raw = self._raw_built.get(entry[-20:]) or self.cache.raw(entry[-20:], self.repo.odb)
         rec = 28 + width  # "100644 " + name + "\0" + 20-byte id
         n, rest = divmod(len(raw), rec)
         if rest or any(raw[k::rec] != bytes([c]) * n for k, c in enumerate(b"100644 ")) \
@@ -533,15 +529,7 @@ class PackBuilder:
                 f.write(head)
                 offset = len(head)
                 for oid, (kind, data) in self.objects.items():
-                    size = len(data)
-                    c = (kind << 4) | (size & 15)
-                    size >>= 4
-                    hdr = bytearray()
-                    while size:
-                        hdr.append(c | 0x80)
-                        c = size & 0x7F
-                        size >>= 7
-                    hdr.append(c)
+                    hdr = pack_entry_header(kind, len(data))
                     z = zlib.compress(data, 1)
                     sha.update(hdr)
                     sha.update(z)
@@ -568,6 +556,19 @@ class PackBuilder:
         os.rename(tmp_idx, pack_dir / f"pack-{name}.idx")
         _fsync_path(str(pack_dir))
         return name
+
+
+def pack_entry_header(kind: int, size: int) -> bytes:
+    """A pack entry's header: the object type and size, 7 bits a byte."""
+    c = (kind << 4) | (size & 15)
+    size >>= 4
+    hdr = bytearray()
+    while size:
+        hdr.append(c | 0x80)
+        c = size & 0x7F
+        size >>= 7
+    hdr.append(c)
+    return bytes(hdr)
 
 
 def _idx_v2(index: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
@@ -793,12 +794,12 @@ class Store:
 
     # -- ids ----------------------------------------------------------------
 
-    def new_id(self, taken: Callable[[str], bool] | None = None) -> str:
-        """A random id free in the current tree (and not ``taken``)."""
+    def new_id(self) -> str:
+        """A random id free in the current tree."""
         length = self.id_length
         for attempt in range(64):
             paste_id = random_id(length)
-            if paste_id not in self and not (taken and taken(paste_id)):
+            if paste_id not in self:
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
@@ -827,8 +828,8 @@ class Store:
             paste_id = random_id(length)
             if paste_id not in self._erasing and self._try_reserve(paste_id):
                 tree = self._tree
-                if tree is None or not self.tree_cache.has_paste(
-                        tree.id.raw, paste_id.encode(), self.reader.odb):
+                if tree is None or self.tree_cache.paste_oid(
+                        tree.id.raw, paste_id.encode(), self.reader.odb) is None:
                     return paste_id
                 self._release([paste_id])
             if attempt % 8 == 7:

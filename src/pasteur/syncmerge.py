@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pygit2
@@ -90,12 +91,7 @@ def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
         walker.hide(hide)
     tree = store.head and repo[store.head].peel(pygit2.Tree)
     result = Integration("absorb")
-    changes = []
-    for commit in walker:
-        change = _change_of(commit, tree, result, theirs_win=False)
-        if change is not None:
-            changes.append(change)
-            result.replayed += 1
+    changes = _changes_of(walker, tree, result, theirs_win=False)
     if changes:
         store.apply(changes)
     return result
@@ -116,12 +112,7 @@ def _replay(
         walker.hide(oid)
     remote_tree = repo[remote].peel(pygit2.Tree)
     result = Integration("replay")
-    changes = []
-    for commit in walker:
-        change = _change_of(commit, remote_tree, result, theirs_win=True)
-        if change is not None:
-            changes.append(change)
-            result.replayed += 1
+    changes = _changes_of(walker, remote_tree, result, theirs_win=True)
     if restore:
         lost = _lost(repo, local, remote, hide[0] if hide else None, changes)
         if lost:
@@ -178,6 +169,20 @@ def _lost(
         if paste_id is not None and paste_id not in replayed and paste_id not in erased:
             lost.append((paste_id, oid))
     return lost
+
+
+def _changes_of(
+    walker: Iterable[pygit2.Commit], tree: pygit2.Tree | None, result: Integration,
+    theirs_win: bool,
+) -> list[Change]:
+    """The changes of the walked commits, each counted as replayed."""
+    changes = []
+    for commit in walker:
+        change = _change_of(commit, tree, result, theirs_win=theirs_win)
+        if change is not None:
+            changes.append(change)
+            result.replayed += 1
+    return changes
 
 
 def _change_of(
