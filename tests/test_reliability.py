@@ -167,3 +167,23 @@ def test_a_second_server_on_the_same_data_is_refused(server_factory):
     assert second.returncode == 1
     assert f"another pasteur (pid {server.proc.pid})" in second.stderr
     assert httpx.get(f"{server.url}/{pid}?raw=true").text == "first"  # untouched
+
+
+def test_a_response_head_leaves_with_its_body_and_100_continue_is_not_held(server):
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.settimeout(5)
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
+                  b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert s.recv(1024).startswith(b"HTTP/1.1 100 Continue")  # before the body is sent
+        s.sendall(b"hello")
+        answer = b""
+        while b"\r\n\r\n" not in answer or not answer.endswith(b"\n"):
+            chunk = s.recv(4096)
+            assert chunk
+            answer += chunk
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 201") and body.startswith(b"http://")
+        # and a second request on the same connection
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        again = s.recv(4096)
+        assert again.startswith(b"HTTP/1.1 200") and b'"status"' in again

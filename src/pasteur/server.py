@@ -22,7 +22,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import https
 from .app import create_app
 from .config import Config
-from .store import Store, lock_repository
+from .store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
 
 log = logging.getLogger("pasteur")
@@ -30,6 +30,36 @@ log = logging.getLogger("pasteur")
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 15
 MAX_CONNECTIONS = 2048
+
+
+class _Coalescing:
+    """A response's transport for uvicorn's request cycle: the head is held
+    until the body's first write and leaves with it, in one send instead of
+    two (uvicorn writes them apart; measured: the head's send was 10% of the
+    event loop's time under load). A "100 Continue" is never held."""
+
+    __slots__ = ("_transport", "_head")
+
+    def __init__(self, transport: asyncio.Transport) -> None:
+        self._transport = transport
+        self._head: bytes | None = None
+
+    def write(self, data: bytes) -> None:
+        if self._head is not None:
+            data, self._head = self._head + data, None
+        elif data.startswith(b"HTTP/") and not data.startswith(b"HTTP/1.1 100 "):
+            self._head = data
+            return
+        self._transport.write(data)
+
+    def close(self) -> None:
+        if self._head is not None:
+            self._transport.write(self._head)
+            self._head = None
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._transport, name)
 
 
 class GuardedProtocol(HttpToolsProtocol):
@@ -64,6 +94,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
         super().on_headers_complete()
+        if self.cycle is not None:  # its task has not run yet
+            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
@@ -88,10 +120,11 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
 
 
 async def run(config: Config) -> int:
+    tune_malloc()
     tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     try:
-        lock_repository(config.repo_path)  # held until the process ends
-        store = Store(config.repo_path, config.length)
+        lock = lock_repository(config.repo_path)  # held until the process ends
+        store = Store(config.repo_path, config.length, lock_fd=lock)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
@@ -100,7 +133,7 @@ async def run(config: Config) -> int:
     except SyncError as exc:
         log.error("%s", exc)
         return 1
-    app = create_app(config, store)
+    app = create_app(config, store, freeze=True)
     if syncer is not None:
         app.app.state.sync = syncer  # type: ignore[attr-defined]
     try:

@@ -1,0 +1,188 @@
+"""The committer: a process of its own that commits journaled pastes to Git.
+
+Creates are acknowledged once journaled (journal.py); the Git commits
+behind them are the server's largest piece of background work (packing,
+hashing, tree edits: ~60 us of CPU a paste, in batches of hundreds). In the
+server's process that work held the GIL for tens of milliseconds at a time,
+in turns of 5 ms with the event loop, which served at half speed meanwhile:
+the creates in flight then took twice as long (the p99 at 64 connections).
+Here it shares the core through the kernel's scheduler, which lets the
+event loop in as soon as it has work, and paces itself (``Pacer``) while it
+keeps up.
+
+The server's writer thread stays the one writer: it sends a batch, waits for
+the reply and takes the new head (erasure, sync and large pastes are still
+committed in that thread, between batches). The child commits on top of the
+head it is given, with the same code (``Store._commit_batch``), so a crash of
+either side leaves what a crash of the writer thread left: the journal
+replays what the branch lacks.
+
+Frames on the pipes: an 8-byte length, then a pickle (private pipes between
+two processes of this program).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import pickle
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+log = logging.getLogger("pasteur")
+
+_LEN = struct.Struct(">Q")
+
+
+class CommitterError(Exception):
+    """The committer failed or is gone."""
+
+
+@dataclass
+class Reply:
+    head: bytes | None  # the new head's raw id (None: nothing committed)
+    renames: list[tuple[str, str]]  # journaled ids committed under another
+    trees: list[tuple[bytes, bytes]]  # the trees written: (raw id, content)
+    commits: int
+    packs: int
+
+
+def _send(out: IO[bytes], obj: object) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    out.write(_LEN.pack(len(data)) + data)
+    out.flush()
+
+
+def _recv(inp: IO[bytes]) -> Any:  # noqa: ANN401 - a frame of this module's own
+    head = inp.read(_LEN.size)
+    if len(head) < _LEN.size:
+        raise EOFError
+    n = _LEN.unpack(head)[0]
+    data = inp.read(n)
+    if len(data) < n:
+        raise EOFError
+    return pickle.loads(data)  # noqa: S301 - a private pipe to our own child
+
+
+class Committer:
+    """The server's end: the child is started on first use (and again after
+    it died); used from the writer thread only."""
+
+    def __init__(self, repo_path: Path, lock_fd: int | None = None) -> None:
+        self.repo_path = Path(repo_path)
+        self.lock_fd = lock_fd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        # The lock on the repository goes to the child too: released when
+        # both are gone, so a new server never starts beside an orphan.
+        fds = (self.lock_fd,) if self.lock_fd is not None and self.lock_fd >= 0 else ()
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pasteur.committer", str(self.repo_path), str(os.getpid())],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=fds,
+        )
+        self.starts += 1
+        return proc
+
+    def commit(self, request: dict[str, Any]) -> Reply:
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = self._start()
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        try:
+            _send(self.proc.stdin, request)
+            reply = _recv(self.proc.stdout)
+        except (OSError, EOFError, pickle.UnpicklingError) as exc:
+            self.close(kill=True)
+            raise CommitterError(f"the committer process ended ({exc or 'no reply'})") from exc
+        if "error" in reply:
+            raise CommitterError(reply["error"])
+        return Reply(**reply)
+
+    def close(self, kill: bool = False) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if kill:
+            proc.kill()
+        with contextlib.suppress(OSError):
+            assert proc.stdin is not None
+            proc.stdin.close()  # the child ends at end of input
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL when the server ends, however it ends (Linux): never an
+    orphan writing the branch beside the next server."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+    if os.getppid() != parent:  # orphaned before the call above
+        sys.exit(0)
+
+
+def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
+    import pygit2
+
+    from .store import Pending, Store  # the child's imports
+
+    store = Store(repo_path, journal=False, owner=False)
+    reopens = 0
+    while True:
+        try:
+            req = _recv(inp)
+        except EOFError:
+            return
+        try:
+            if req["reopens"] != reopens:  # packs were rolled up or erased
+                store.reopen()
+                reopens = req["reopens"]
+            head = req["head"]
+            if (head is None) != (store.head is None) or (
+                    head is not None and store.head is not None and store.head.raw != head):
+                store.head = pygit2.Oid(raw=head) if head is not None else None
+                store._tree = store.reader[store.head].tree if store.head is not None else None
+            batch = [Pending(paste_id, data, author, message, None, 0)
+                     for paste_id, author, message, data in req["items"]]
+            before = store.head
+            commits, packs = store.commits, store.packs
+            pack = store._commit_batch(batch, req["relaxed"])
+            renames = [(old, p.paste_id) for (old, *_), p in zip(req["items"], batch, strict=True)
+                       if p.paste_id != old]
+            reply: dict[str, Any] = {
+                "head": store.head.raw if store.head is not None and store.head != before else None,
+                "renames": renames,
+                "trees": pack.built_trees(),
+                "commits": store.commits - commits,
+                "packs": store.packs - packs,
+            }
+        except Exception as exc:  # noqa: BLE001 - the server gets every failure
+            reply = {"error": str(exc) or type(exc).__name__}
+        _send(out, reply)
+
+
+def main() -> None:
+    _die_with_parent(int(sys.argv[2]))
+    from .store import tune_malloc
+
+    tune_malloc()
+    logging.basicConfig(level=logging.INFO, format="pasteur committer: %(message)s")
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing else on the reply pipe
+    serve(Path(sys.argv[1]), inp, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,153 @@
+"""The committer process (committer.py): journaled pastes committed to Git
+beside the server, its death and restart, and its end with the server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+from pasteur.store import Store, shard_path, zlib_stored
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            out += [int(x) for x in (task / "children").read_text().split()]
+    return out
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def test_journaled_pastes_are_committed_by_a_process_of_their_own(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def main() -> tuple[list[str], int]:
+        store = Store(repo)
+        store.start()
+        ids = [await store.add(f"paste {i}".encode(), "Ann <ann@example.org>" if i == 3 else None,
+                               "a comment" if i == 3 else None) for i in range(20)]
+        await store.flush()
+        assert store.committer is not None and store.committer.proc is not None
+        child = store.committer.proc.pid
+        assert child != os.getpid() and _alive(child)
+        # the new head is the server's, its trees in the server's cache
+        assert store.head is not None and _git(repo, "rev-parse", "main").strip() == str(store.head)
+        assert store._tree is not None and store._tree.id.raw in store.tree_cache.raws
+        assert all(store.get(i) == f"paste {n}".encode() for n, i in enumerate(ids))
+        await store.stop()
+        assert not _alive(child)  # ended with the store
+        return ids, child
+
+    ids, _ = asyncio.run(main())
+    assert sorted(_git(repo, "ls-tree", "-r", "--name-only", "main").split()) == \
+        sorted(shard_path(i) for i in ids)
+    assert "Ann" in _git(repo, "log", "--format=%an").split()
+    assert "a comment" in _git(repo, "log", "--format=%s")
+    fsck = subprocess.run(["git", "-C", str(repo), "fsck", "--strict"], capture_output=True,
+                          text=True)
+    assert fsck.returncode == 0, fsck.stdout + fsck.stderr
+
+
+def test_a_killed_committer_is_started_again_and_nothing_is_lost(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def main() -> list[str]:
+        store = Store(repo)
+        store.start()
+        ids = [await store.add(f"before {i}".encode()) for i in range(5)]
+        await store.flush()
+        assert store.committer is not None and store.committer.proc is not None
+        first = store.committer.proc
+        first.kill()
+        first.wait()
+        ids += [await store.add(f"after {i}".encode()) for i in range(5)]
+        await store.flush()
+        assert store.committer.starts == 2 and store.committer.proc.pid != first.pid
+        await store.stop()
+        return ids
+
+    ids = asyncio.run(main())
+    assert sorted(_git(repo, "ls-tree", "-r", "--name-only", "main").split()) == \
+        sorted(shard_path(i) for i in ids)
+
+
+def test_a_committer_failure_keeps_the_pastes_until_a_commit_works(tmp_path):
+    repo = tmp_path / "repo.git"
+    packs = repo / "objects" / "pack"
+    away = repo / "objects" / "pack.away"
+
+    async def main() -> list[str]:
+        store = Store(repo)
+        store.start()
+        ids = [await store.add(b"first")]
+        await store.flush()
+        packs.rename(away)
+        packs.write_bytes(b"")  # no directory to write the pack in
+        try:
+            ids.append(await store.add(b"kept in the journal"))
+            deadline = time.monotonic() + 10
+            while store._failure is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            assert store._failure is not None
+            assert store.get(ids[1]) == b"kept in the journal"
+        finally:
+            packs.unlink()
+            away.rename(packs)
+        await store.flush()  # the retry goes through
+        assert store._failure is None
+        await store.stop()
+        return ids
+
+    ids = asyncio.run(main())
+    assert sorted(_git(repo, "ls-tree", "-r", "--name-only", "main").split()) == \
+        sorted(shard_path(i) for i in ids)
+
+
+def test_the_committer_ends_with_the_server_even_on_kill_9(server_factory):
+    server = server_factory()
+    assert httpx.post(server.url + "/", files={"paste": (None, "hello")}).status_code == 201
+    server.settle()
+    committers = [p for p in _children(server.proc.pid) if "pasteur.committer" in _cmdline(p)]
+    assert len(committers) == 1
+    server.proc.send_signal(signal.SIGKILL)
+    server.proc.wait()
+    deadline = time.monotonic() + 5
+    while _alive(committers[0]) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not _alive(committers[0])
+    server.start()  # the repository is free again
+    assert httpx.post(server.url + "/", files={"paste": (None, "again")}).status_code == 201
+
+
+def test_stored_zlib_streams_are_valid_zlib():
+    import zlib
+    for n in (0, 1, 100, 65535, 65536, 200_000):
+        data = os.urandom(n)
+        d = zlib.decompressobj()
+        assert d.decompress(zlib_stored(data)) == data and d.eof and not d.unused_data
