@@ -151,3 +151,22 @@ def test_stored_zlib_streams_are_valid_zlib():
         data = os.urandom(n)
         d = zlib.decompressobj()
         assert d.decompress(zlib_stored(data)) == data and d.eof and not d.unused_data
+
+
+def test_a_commit_takes_at_most_max_batch_bytes(tmp_path, monkeypatch):
+    import pasteur.store as store_module
+    monkeypatch.setattr(store_module, "MAX_BATCH_BYTES", 3000)
+    repo = tmp_path / "repo.git"
+
+    async def main() -> list[str]:
+        store = Store(repo)
+        store.start()
+        ids = await asyncio.gather(*(store.add(bytes([65 + i]) * 1000) for i in range(7)))
+        await store.flush()
+        assert store.batches >= 3  # 7 pastes of ~1 KiB, at most ~3 KiB a commit
+        await store.stop()
+        return list(ids)
+
+    ids = asyncio.run(main())
+    assert sorted(_git(repo, "ls-tree", "-r", "--name-only", "main").split()) == \
+        sorted(shard_path(i) for i in ids)

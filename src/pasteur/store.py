@@ -60,6 +60,7 @@ ID_RE = re.compile(r"[A-Za-z0-9]{2,64}")
 DEFAULT_NAME = "Pasteur"
 DEFAULT_EMAIL = "pasteur@localhost"
 MAX_BATCH = 512
+MAX_BATCH_BYTES = 16 << 20
 JOURNAL_FILE = "pasteur-journal"
 PID_FILE = "pasteur.pid"
 # After a commit of fewer than LINGER_BATCH journaled pastes, the next one
@@ -1052,6 +1053,17 @@ class Store:
                     self._urgent.set()
                 self._wake.set()
 
+    def _next_batch(self) -> list[Pending]:
+        """The next commit: up to MAX_BATCH pastes and MAX_BATCH_BYTES of them
+        (at least one), as the committer gets a copy of each."""
+        n, size = 0, 0
+        for p in self._pending[:MAX_BATCH]:
+            size += len(p.data) if isinstance(p.data, bytes) else 0
+            if n and size > MAX_BATCH_BYTES:
+                break
+            n += 1
+        return self._pending[:n]
+
     def _next_group(self) -> list[Pending]:
         """The next creates to journal together: up to MAX_BATCH of them and a
         quarter of the journal (a record takes a sixteenth at most)."""
@@ -1126,7 +1138,7 @@ class Store:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._urgent.wait(), self.linger)
                 self._urgent.clear()
-                batch = self._pending[:MAX_BATCH]
+                batch = self._next_batch()
                 # Paced while the writer keeps up: all that waits is in this batch.
                 relaxed = len(self._pending) == len(batch) and not (
                     self.journal is not None and self.journal.pressed)
