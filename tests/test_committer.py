@@ -170,3 +170,51 @@ def test_a_commit_takes_at_most_max_batch_bytes(tmp_path, monkeypatch):
     ids = asyncio.run(main())
     assert sorted(_git(repo, "ls-tree", "-r", "--name-only", "main").split()) == \
         sorted(shard_path(i) for i in ids)
+
+
+def test_commits_go_on_after_an_erasure(tmp_path):
+    """An erasure deletes the committer's last head: it takes the server's."""
+    repo = tmp_path / "repo.git"
+
+    async def main() -> tuple[str, str]:
+        store = Store(repo)
+        store.start()
+        kept = await store.add(b"kept")
+        gone = await store.add(b"erased")
+        await store.flush()
+        await store.remove([gone], "Removed")
+        assert await store.erase() == 1
+        after = await store.add(b"after the erasure")
+        await asyncio.wait_for(store.flush(), 10)
+        assert store._failure is None
+        assert (await store.add(b"and the next")) is not None
+        await store.stop()
+        return kept, after
+
+    kept, after = asyncio.run(main())
+    tree = _git(repo, "ls-tree", "-r", "--name-only", "main").split()
+    assert shard_path(kept) in tree and shard_path(after) in tree
+
+
+def test_a_committer_killed_inside_its_ref_update_leaves_no_lock_behind(tmp_path):
+    repo = tmp_path / "repo.git"
+
+    async def main() -> str:
+        store = Store(repo)
+        store.start()
+        await store.add(b"one")
+        await store.flush()
+        assert store.committer is not None and store.committer.proc is not None
+        # killed between creating the branch's lock and renaming it over the ref
+        (repo / "refs" / "heads" / "main.lock").write_text("0" * 40 + "\n")
+        store.committer.proc.kill()
+        store.committer.proc.wait()
+        two = await store.add(b"two")
+        await asyncio.wait_for(store.flush(), 10)
+        assert store._failure is None
+        await store.stop()
+        return two
+
+    two = asyncio.run(main())
+    assert not (repo / "refs" / "heads" / "main.lock").exists()
+    assert shard_path(two) in _git(repo, "ls-tree", "-r", "--name-only", "main").split()

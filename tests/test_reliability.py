@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 import signal
 import socket
 import subprocess
@@ -187,3 +189,32 @@ def test_a_response_head_leaves_with_its_body_and_100_continue_is_not_held(serve
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         again = s.recv(4096)
         assert again.startswith(b"HTTP/1.1 200") and b'"status"' in again
+
+
+def _exchange(port: int, request: bytes, wait: float = 1.5) -> bytes:
+    """Everything the server sends back within ``wait`` seconds."""
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(wait)
+        s.sendall(request)
+        out = b""
+        with contextlib.suppress(TimeoutError):
+            while chunk := s.recv(4096):
+                out += chunk
+        return out
+
+
+def test_head_requests_are_answered_on_a_kept_alive_connection(server):
+    got = _exchange(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\n")
+    both = _exchange(server.port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                                  b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert both.count(b"HTTP/1.1 200") == 2 and both.endswith(b"}")
+
+
+def test_a_304_is_answered_on_a_kept_alive_connection(server):
+    page = httpx.get(server.url + "/").text
+    path = re.search(r'/static/[^"]+', page).group(0)
+    etag = httpx.get(server.url + path, headers={"accept-encoding": "identity"}).headers["etag"]
+    got = _exchange(server.port, f"GET {path} HTTP/1.1\r\nHost: x\r\n"
+                                 f"If-None-Match: {etag}\r\n\r\n".encode())
+    assert got.startswith(b"HTTP/1.1 304")

@@ -92,7 +92,9 @@ class Committer:
         return proc
 
     def commit(self, request: dict[str, Any]) -> Reply:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is not None and self.proc.poll() is not None:  # died meanwhile
+            self.close()
+        if self.proc is None:
             self.proc = self._start()
         assert self.proc.stdin is not None and self.proc.stdout is not None
         try:
@@ -102,7 +104,9 @@ class Committer:
             self.close(kill=True)
             raise CommitterError(f"the committer process ended ({exc or 'no reply'})") from exc
         if "error" in reply:
-            raise CommitterError(reply["error"])
+            # A fresh one for the next try: nothing of this one's state stays.
+            self.close(kill=True)
+            raise CommitterError(f"the commit failed: {reply['error']}")
         return Reply(**reply)
 
     def close(self, kill: bool = False) -> None:
@@ -121,6 +125,21 @@ class Committer:
             proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
+        if kill or proc.returncode != 0:
+            self._clean_after(proc.pid)
+
+    def _clean_after(self, pid: int) -> None:
+        """What a committer killed in the middle of a commit leaves behind:
+        the branch's lock file (only the committer and the server's writer
+        thread, which waits for it, take it) and its unfinished packs."""
+        from .store import BRANCH, TMP_PACK_PREFIX
+
+        lock = self.repo_path / f"{BRANCH}.lock"
+        if lock.exists():
+            log.warning("removing %s, left by the committer (pid %d)", lock, pid)
+            lock.unlink(missing_ok=True)
+        for tmp in (self.repo_path / "objects" / "pack").glob(f"{TMP_PACK_PREFIX}{pid}-*"):
+            tmp.unlink(missing_ok=True)
 
 
 def _die_with_parent(parent: int) -> None:
@@ -146,14 +165,15 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
         except EOFError:
             return
         try:
-            if req["reopens"] != reopens:  # packs were rolled up or erased
+            head = pygit2.Oid(raw=req["head"]) if req["head"] is not None else None
+            if req["reopens"] != reopens:  # packs were rolled up, or history erased
+                # (this side's head may be gone: the server's is taken below)
+                store.head, store._tree = None, None
                 store.reopen()
                 reopens = req["reopens"]
-            head = req["head"]
-            if (head is None) != (store.head is None) or (
-                    head is not None and store.head is not None and store.head.raw != head):
-                store.head = pygit2.Oid(raw=head) if head is not None else None
-                store._tree = store.reader[store.head].tree if store.head is not None else None
+            if head != store.head:
+                store.head = head
+                store._tree = store.reader[head].tree if head is not None else None
             batch = [Pending(paste_id, data, author, message, None, 0)
                      for paste_id, author, message, data in req["items"]]
             before = store.head
@@ -169,7 +189,7 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
                 "packs": store.packs - packs,
             }
         except Exception as exc:  # noqa: BLE001 - the server gets every failure
-            reply = {"error": str(exc) or type(exc).__name__}
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
         _send(out, reply)
 
 
