@@ -31,6 +31,7 @@ import pickle
 import struct
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -38,6 +39,7 @@ from typing import IO, Any
 log = logging.getLogger("pasteur")
 
 _LEN = struct.Struct(">Q")
+RENEW_INTERVAL = 60.0  # seconds between restarts after failed commits
 
 
 class CommitterError(Exception):
@@ -79,6 +81,7 @@ class Committer:
         self.lock_fd = lock_fd
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self._renewed = -RENEW_INTERVAL
 
     def _start(self) -> subprocess.Popen[bytes]:
         # The lock on the repository goes to the child too: released when
@@ -104,8 +107,11 @@ class Committer:
             self.close(kill=True)
             raise CommitterError(f"the committer process ended ({exc or 'no reply'})") from exc
         if "error" in reply:
-            # A fresh one for the next try: nothing of this one's state stays.
-            self.close(kill=True)
+            # A fresh one for the next try, so that nothing of this one's state
+            # stays; at most once a minute (a full disk fails every retry).
+            if time.monotonic() - self._renewed > RENEW_INTERVAL:
+                self._renewed = time.monotonic()
+                self.close(kill=True)
             raise CommitterError(f"the commit failed: {reply['error']}")
         return Reply(**reply)
 
