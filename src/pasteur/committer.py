@@ -184,7 +184,7 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
                      for paste_id, author, message, data in req["items"]]
             before = store.head
             commits, packs = store.commits, store.packs
-            pack = store._commit_batch(batch, req["relaxed"])
+            pack = store._commit_batch(batch, req["relaxed"], req["verify"])
             renames = [(old, p.paste_id) for (old, *_), p in zip(req["items"], batch, strict=True)
                        if p.paste_id != old]
             reply: dict[str, Any] = {

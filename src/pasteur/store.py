@@ -115,6 +115,10 @@ class Pending:
     message: str | None
     future: asyncio.Future[str] | None = field(repr=False)
     seq: int | None = None  # its journal record: acknowledged already
+    # Store.changes when its id was reserved: if the tree changed since other
+    # than by journaled batches (a sync may have brought the id), or if it
+    # was replayed (-1: committed before a crash?), the commit checks for it.
+    changes: int = -1
 
 
 @dataclass
@@ -212,6 +216,8 @@ def _syncfs(path: str) -> None:
 _OBJ_TYPES = {b"commit": 1, b"tree": 2, b"blob": 3}
 _BLOB = 3
 _ZLIB_STORED_HEAD = b"\x78\x01"  # deflate, 32 KiB window, no compression
+_STORED_BLOCK = struct.Struct("<BHH")
+_ADLER = struct.Struct(">I")
 
 
 def zlib_stored(data: bytes) -> bytes:
@@ -220,8 +226,11 @@ def zlib_stored(data: bytes) -> bytes:
     For trees and commits: their object ids hardly compress, and setting
     zlib up costs more than the rest of their packing (measured: 13 us for a
     110-byte leaf, 65 us for a 1.5 KiB middle tree; this takes ~1 us)."""
-    out = [_ZLIB_STORED_HEAD]
     n = len(data)
+    if 0 < n <= 0xFFFF:  # one block (every tree and commit but huge ones)
+        return b"".join((_ZLIB_STORED_HEAD, _STORED_BLOCK.pack(1, n, n ^ 0xFFFF), data,
+                         _ADLER.pack(zlib.adler32(data))))
+    out = [_ZLIB_STORED_HEAD]
     if n == 0:
         out.append(b"\x01\x00\x00\xff\xff")
     for i in range(0, n, 0xFFFF):
@@ -297,6 +306,9 @@ class TreeCache:
         self.max_raw = max_raw
         self.raw_size = 0
         self.raws: OrderedDict[bytes, bytes] = OrderedDict()
+        # Raw leaves known to be fixed-stride records of files named with this
+        # many characters (built by _edit_leaf_raw): not checked again.
+        self.strides: dict[bytes, int] = {}
 
     def raw(self, oid: bytes, odb: pygit2.Odb) -> bytes:
         """A tree's raw content (empty if ``oid`` is not a tree)."""
@@ -311,15 +323,18 @@ class TreeCache:
         self.put_raw(oid, data)
         return data
 
-    def put_raw(self, oid: bytes, data: bytes) -> None:
+    def put_raw(self, oid: bytes, data: bytes, stride: int = 0) -> None:
         with self._lock:
+            if stride:
+                self.strides[oid] = stride
             if oid in self.raws:
                 return
             self.raws[oid] = data
             self.raw_size += len(data) + 64
             while self.raw_size > self.max_raw and len(self.raws) > 1:
-                _, old = self.raws.popitem(last=False)
+                gone, old = self.raws.popitem(last=False)
                 self.raw_size -= len(old) + 64
+                self.strides.pop(gone, None)
 
     def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
         """Whether ``a/b/<name>`` is in the tree ``root``."""
@@ -437,6 +452,7 @@ class PackBuilder:
         self.objects: dict[bytes, tuple[int, bytes]] = {}  # raw id -> (type, content)
         self._trees: dict[bytes, Entries] = {}  # trees built here
         self._raw_built: dict[bytes, bytes] = {}  # leaves built here, raw
+        self._raw_width: dict[bytes, int] = {}  # ... and their names' length
         self.cache = cache if cache is not None else TreeCache()
 
     def __len__(self) -> int:
@@ -484,7 +500,7 @@ class PackBuilder:
             self.cache.put(oid, entries)
             self.cache.put_raw(oid, self.objects[oid][1])
         for oid, raw in self._raw_built.items():
-            self.cache.put_raw(oid, raw)
+            self.cache.put_raw(oid, raw, self._raw_width.get(oid, 0))
 
     def tree(self, entries: Entries) -> bytes:
         oid = self.add(b"tree", tree_bytes(entries))
@@ -535,16 +551,24 @@ class PackBuilder:
         if any(len(name) != width for name in leaves):
             return False
         entry = mid_e.get(b + b"/")
+        known = True
         if entry is None:
             raw = b""
         elif entry[-20:] in self._trees:  # built parsed in this batch: edit it so
             return False
         else:
-            raw = self._raw_built.get(entry[-20:]) or self.cache.raw(entry[-20:], self.repo.odb)
+            old = entry[-20:]
+            built = self._raw_built.get(old)
+            if built is not None:
+                raw, known = built, self._raw_width.get(old) == width
+            else:
+                raw = self.cache.raw(old, self.repo.odb)
+                known = self.cache.strides.get(old) == width
         rec = 28 + width  # "100644 " + name + "\0" + 20-byte id
         n, rest = divmod(len(raw), rec)
-        if rest or any(raw[k::rec] != bytes([c]) * n for k, c in enumerate(b"100644 ")) \
-                or raw[7 + width::rec] != bytes(n):
+        if rest or not known and (
+                any(raw[k::rec] != bytes([c]) * n for k, c in enumerate(b"100644 "))
+                or raw[7 + width::rec] != bytes(n)):
             return False
         for name in sorted(leaves):
             oid = leaves[name]
@@ -565,6 +589,7 @@ class PackBuilder:
             return True
         oid = self.add(b"tree", raw)
         self._raw_built[oid] = raw
+        self._raw_width[oid] = width
         mid_e.pop(b, None)  # never two entries of one name
         mid_e[b + b"/"] = tree_entry(b, oid)
         return True
@@ -609,23 +634,21 @@ class PackBuilder:
         try:
             fd = os.open(tmp_pack, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             fds.append(fd)
-            sha = hashlib.sha1()
-            with open(fd, "wb", closefd=False, buffering=1 << 20) as f:
-                head = b"PACK" + struct.pack(">II", 2, len(self.objects))
-                sha.update(head)
-                f.write(head)
-                offset = len(head)
-                for oid, (kind, data) in self.objects.items():
-                    self.pace()
-                    hdr = pack_entry_header(kind, len(data))
-                    z = zlib.compress(data, 1) if kind == _BLOB else zlib_stored(data)
-                    sha.update(hdr)
-                    sha.update(z)
-                    f.write(hdr)
-                    f.write(z)
-                    index.append((oid, zlib.crc32(z, zlib.crc32(hdr)), offset))
-                    offset += len(hdr) + len(z)
-                checksum = sha.digest()
+            head = b"PACK" + struct.pack(">II", 2, len(self.objects))
+            parts = [head]
+            offset = len(head)
+            compress, stored, crc32, pace = zlib.compress, zlib_stored, zlib.crc32, self.pace
+            for oid, (kind, data) in self.objects.items():
+                pace()
+                entry = pack_entry_header(kind, len(data)) + (
+                    compress(data, 1) if kind == _BLOB else stored(data))
+                parts.append(entry)
+                index.append((oid, crc32(entry), offset))
+                offset += len(entry)
+            body = b"".join(parts)
+            checksum = hashlib.sha1(body).digest()
+            with open(fd, "wb", closefd=False) as f:
+                f.write(body)
                 f.write(checksum)
             fd = os.open(tmp_idx, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
             fds.append(fd)
@@ -761,6 +784,7 @@ class Store:
         self._handed = 0  # journaled pastes handed to the writer
         self._done = 0  # ... and committed
         self.reopens = 0  # repository handles renewed (packs deleted)
+        self.changes = 0  # tree changes other than journaled batches (see Pending)
         # Journaled batches are committed in a process of its own (committer.py).
         self.committer: Committer | None = None
         if journal:
@@ -1081,8 +1105,10 @@ class Store:
     def _journal_group(self, group: list[Pending]) -> None:
         """Journal thread: ids, then the records, written and fdatasync'ed."""
         assert self.journal is not None
+        changes = self.changes  # read before the tree the ids are checked in
         for p in group:
             p.paste_id = self._reserve_id()
+            p.changes = changes
         items = [(p.paste_id, p.author, p.message, p.data) for p in group]
         try:
             seqs = self.journal.append(items)  # type: ignore[arg-type]
@@ -1190,6 +1216,7 @@ class Store:
                 "reopens": self.reopens,
                 "items": [(p.paste_id, p.author, p.message, p.data) for p in batch],
                 "relaxed": relaxed,
+                "verify": any(p.changes != self.changes for p in batch),
             })
         except CommitterError as exc:
             raise StoreError(str(exc)) from exc
@@ -1219,7 +1246,10 @@ class Store:
         self.added += len(batch)
         self.commit_seconds += time.perf_counter() - t0
 
-    def _commit_batch(self, batch: Sequence[Pending], relaxed: bool = False) -> PackBuilder:
+    def _commit_batch(self, batch: Sequence[Pending], relaxed: bool = False,
+                      verify: bool = True) -> PackBuilder:
+        """Commit a batch (``verify``: look for journaled pastes' ids in the
+        tree first, committed before a crash or brought by a sync)."""
         t0 = time.perf_counter()
         repo = self.repo
         self.pacer.start(relaxed)
@@ -1241,7 +1271,7 @@ class Store:
                 written.append(oid)
             else:
                 oid = pack.blob(p.data)
-            if p.seq is not None:
+            if p.seq is not None and verify:
                 there = pack.paste_oid(root, p.paste_id.encode())
                 if there == oid.raw:
                     continue  # committed before a crash, not checkpointed
@@ -1326,6 +1356,7 @@ class Store:
         commit = self.reader[parent]
         with self._lock:
             self.head, self._tree = parent, commit.tree
+        self.changes += 1  # after the swap: see _journal_group
         for cb in self.on_commit:
             cb(parent)
 
@@ -1501,6 +1532,7 @@ class Store:
             self.repo.references.delete(BRANCH)
             with self._lock:
                 self.head, self._tree = None, None
+            self.changes += 1
             return
         self.reset_to(new_parent)
         for cb in self.on_commit:
@@ -1513,6 +1545,7 @@ class Store:
         commit = self.reader[oid]
         with self._lock:
             self.head, self._tree = oid, commit.tree
+        self.changes += 1
 
     def _edit_tree(
         self,
