@@ -218,3 +218,17 @@ def test_a_committer_killed_inside_its_ref_update_leaves_no_lock_behind(tmp_path
     two = asyncio.run(main())
     assert not (repo / "refs" / "heads" / "main.lock").exists()
     assert shard_path(two) in _git(repo, "ls-tree", "-r", "--name-only", "main").split()
+
+
+def test_the_committer_ends_on_its_own_when_the_store_stops(tmp_path):
+    async def main() -> int | None:
+        store = Store(tmp_path / "repo.git")
+        store.start()
+        await store.add(b"one")
+        await store.flush()
+        assert store.committer is not None and store.committer.proc is not None
+        proc = store.committer.proc
+        await store.stop()
+        return proc.returncode
+
+    assert asyncio.run(main()) == 0  # not killed: it read the end of its input

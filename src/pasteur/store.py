@@ -1007,9 +1007,11 @@ class Store:
             with contextlib.suppress(Exception, asyncio.CancelledError):
                 await self._maintenance
             self._maintenance = None
-        self._writer.shutdown(wait=True)
         if self.committer is not None:
-            self.committer.close()
+            # From the writer thread, before it ends: the committer dies with
+            # the thread that started it (PR_SET_PDEATHSIG); it ends on its own.
+            await asyncio.get_running_loop().run_in_executor(self._writer, self.committer.close)
+        self._writer.shutdown(wait=True)
         self._journaler.shutdown(wait=True)
         self._fsyncers.shutdown(wait=True)
         if self.journal is not None:
