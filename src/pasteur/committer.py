@@ -174,12 +174,11 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
             head = pygit2.Oid(raw=req["head"]) if req["head"] is not None else None
             if req["reopens"] != reopens:  # packs were rolled up, or history erased
                 # (this side's head may be gone: the server's is taken below)
-                store.head, store._tree = None, None
+                store._take_head(None, journaled=True)
                 store.reopen()
                 reopens = req["reopens"]
             if head != store.head:
-                store.head = head
-                store._tree = store.reader[head].tree if head is not None else None
+                store._take_head(head, journaled=True)
             batch = [Pending(paste_id, data, author, message, None, 0)
                      for paste_id, author, message, data in req["items"]]
             before = store.head
