@@ -41,6 +41,7 @@ from .paste import (
     parse_iso,
     write_document,
 )
+from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
 from .store import Store, StoreError, idle_priority, valid_id
 
@@ -112,8 +113,11 @@ class Frontdoor:
     never a query string (a paste's content or key never appears in it).
     """
 
-    def __init__(self, app: ASGIApp, auth: tuple[str, str] | None) -> None:
+    def __init__(self, app: ASGIApp, auth: tuple[str, str] | None,
+                 proxies: TrustedProxies | None = None) -> None:
         self.app = app
+        # The real client and scheme behind a --trusted-proxy (see proxy.py).
+        self.proxies = proxies or TrustedProxies()
         # The hot routes, served without Starlette's middleware and routing
         # layers (create_app sets it): returns False for any other request.
         self.fast: Callable[[dict, Callable, Callable], Awaitable[bool]] | None = None
@@ -127,6 +131,8 @@ class Frontdoor:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.proxies:
+            self.proxies.apply(scope)
         start = time.perf_counter()
         status = 0
         size = 0
@@ -334,7 +340,7 @@ class Sweeper:
 
 
 class RateLimiter:
-    """A token bucket per client address (creates only)."""
+    """A token bucket per client address, an IPv6 client's per /64 (creates only)."""
 
     MAX_CLIENTS = 100_000
 
@@ -345,6 +351,7 @@ class RateLimiter:
 
     def take(self, client: str) -> float:
         """Take a token; returns 0 if allowed, else the seconds to wait."""
+        client = bucket(client)
         now = time.monotonic()
         tokens, last = self.buckets.get(client, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
@@ -907,7 +914,7 @@ def create_app(config: Config, store: Store | None = None, freeze: bool = False)
     app.add_exception_handler(Exception, crashed)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
-    front = Frontdoor(app, config.auth)
+    front = Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies))
     front.pasteur = pasteur  # type: ignore[attr-defined]
 
     async def fast(scope: dict, receive: Callable, send: Callable) -> bool:

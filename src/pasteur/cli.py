@@ -20,6 +20,7 @@ from .config import (
     parse_size,
     web_commit_url,
 )
+from .proxy import parse_networks
 from .synccli import add_keygen_arguments, add_sync_arguments, keygen
 
 ENV_PREFIX = "PASTEUR_"
@@ -55,6 +56,18 @@ def _length(value: str) -> int:
     if not 2 <= n <= 64:
         raise ValueError("must be between 2 and 64")
     return n
+
+
+class _Networks(argparse.Action):
+    """A repeatable flag of comma-separated networks; given on the command
+    line, it replaces the environment's value instead of adding to it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        current = getattr(namespace, self.dest)
+        if current is self.default:
+            current = ()
+        setattr(namespace, self.dest, (*current, *values))
 
 
 class EnvDefaults:
@@ -108,6 +121,13 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    metavar="N/PERIOD",
                    help="creates allowed per client address, e.g. 120/min (the burst is N), "
                         "or off (default 120/min); over it the answer is 429")
+    p.add_argument("--trusted-proxy", dest="trusted_proxies", action=_Networks,
+                   type=_typed(parse_networks, "trusted-proxy"), default=(),
+                   metavar="ADDRESS[/BITS],...",
+                   help="reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are "
+                        "believed: the client is the right-most address there that is not "
+                        "one of them; repeat or comma-separate, e.g. 127.0.0.1,10.0.0.0/8 "
+                        "(default none: the connection's peer is the client)")
     p.add_argument("--header-timeout", type=_typed(_seconds, "header-timeout"), default=10.0,
                    help="seconds a connection has to send its request head (default 10)")
     p.add_argument("--body-timeout", type=_typed(_seconds, "body-timeout"), default=30.0,
@@ -166,6 +186,7 @@ def config_from(args: argparse.Namespace) -> Config:
         auth=args.auth,
         url=args.url,
         rate_limit=args.rate_limit,
+        trusted_proxies=args.trusted_proxies,
         header_timeout=args.header_timeout,
         body_timeout=args.body_timeout,
         default_expiry=args.default_expiry,

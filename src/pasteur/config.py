@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .proxy import Network
+
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|[kmgt]i?b?)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -73,6 +75,7 @@ class Config:
     auth: tuple[str, str] | None = None
     url: str | None = None  # public base URL, e.g. https://paste.example.org
     rate_limit: tuple[float, int] | None = (2.0, 120)  # creates per second per client, burst
+    trusted_proxies: tuple[Network, ...] = ()  # peers whose X-Forwarded-* count (proxy.py)
     header_timeout: float = 10.0
     body_timeout: float = 30.0
     default_expiry: int | None = None  # seconds; None = never

@@ -124,6 +124,8 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
         server_header=False,
         timeout_keep_alive=KEEPALIVE_TIMEOUT,
         limit_concurrency=MAX_CONNECTIONS,
+        proxy_headers=False,  # forwarded headers are read by pasteur.proxy alone
+        forwarded_allow_ips="",
     )
 
 
