@@ -374,7 +374,8 @@ def wants(request: Request) -> str:
 class Pasteur:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.store = store or Store(config.repo_path, config.length)
+        self.store = store or Store(config.repo_path, config.length,
+                                    check_document=record.document_problem)
         self.bundle = Bundle()
         self.templates = environment(self.bundle.url)
         self.templates.globals.update(title=config.title, subtitle=config.subtitle)

@@ -198,22 +198,26 @@ def checked(fields: Mapping[str, str], default_expiry: int | None = None,
     )
 
 
-def problem(paste_id: str | None, author: str | None, message: str | None,
-            data: bytes) -> str | None:
-    """Why a stored record (the journal's: id, author, message, document)
-    cannot be committed and served, or None when it can."""
+def commit_problem(paste_id: str | None, author: str | None, message: str | None) -> str | None:
+    """Why a stored record (the journal's) cannot be committed, or None."""
     try:
         if paste_id is not None and not _ID.fullmatch(paste_id):
             raise RecordError(f"bad id {paste_id!r}")
         checked_user(author)
         checked_comment(message)
-        try:
-            paste = Paste.from_json(data)
-            if paste.expires is not None:
-                parse_iso(paste.expires)
-            parse_iso(paste.created)
-        except (InvalidPaste, KeyError, TypeError, ValueError) as exc:
-            raise RecordError(f"the document cannot be read ({exc})") from exc
     except RecordError as exc:
         return str(exc)
+    return None
+
+
+def document_problem(data: bytes) -> str | None:
+    """Why a stored paste document cannot be served (what ``Paste`` and the
+    expiry need to read it back), or None."""
+    try:
+        paste = Paste.from_json(data)
+        if paste.expires is not None:
+            parse_iso(paste.expires)
+        parse_iso(paste.created)
+    except (InvalidPaste, KeyError, TypeError, ValueError) as exc:
+        return f"the document cannot be read ({exc})"
     return None

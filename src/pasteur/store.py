@@ -739,11 +739,15 @@ class Store:
     """The paste repository: reads from the event loop, writes in one thread."""
 
     def __init__(self, path: Path, id_length: int = 4, journal: bool = True,
-                 owner: bool = True, lock_fd: int | None = None) -> None:
+                 owner: bool = True, lock_fd: int | None = None,
+                 check_document: Callable[[bytes], str | None] | None = None) -> None:
         """``owner``: the server's store (not the committer's, which leaves
         the repository's locks and unfinished packs alone); ``lock_fd``: the
-        descriptor holding the repository (``lock_repository``)."""
+        descriptor holding the repository (``lock_repository``);
+        ``check_document``: why a replayed document cannot be served (None: it
+        can), the records it refuses are quarantined."""
         self.path = Path(path)
+        self.check_document = check_document
         self.id_length = id_length
         self.repo = self._open_or_init(self.path, owner)
         # A second handle for reads on the event loop: the writer thread owns
@@ -826,7 +830,7 @@ class Store:
             log.warning("journal: %d acknowledged pastes to commit", len(records))
             for r in records:
                 p = Pending(r.paste_id, r.data, r.author, r.message, None, r.seq)
-                reason = record.problem(r.paste_id, r.author, r.message, r.data)
+                reason = self._problem(p)
                 if reason is not None:
                     self._set_aside(p, reason)
                 else:
@@ -834,6 +838,13 @@ class Store:
                     self._reserved.add(r.paste_id)
                 self._pending.append(p)
             self._handed = len(records)
+
+    def _problem(self, p: Pending) -> str | None:
+        """Why a journaled record cannot be committed or served, or None."""
+        reason = record.commit_problem(p.paste_id, p.author, p.message)
+        if reason is None and self.check_document is not None and isinstance(p.data, bytes):
+            reason = self.check_document(p.data)
+        return reason
 
     @property
     def quarantine_path(self) -> Path:
@@ -1268,7 +1279,7 @@ class Store:
         for p in batch:
             if p.seq is None or p.quarantine is not None or not isinstance(p.data, bytes):
                 continue
-            reason = record.problem(p.paste_id, p.author, p.message, p.data)
+            reason = self._problem(p)
             if reason is not None:
                 self._set_aside(p, reason)
                 self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
