@@ -249,7 +249,13 @@ class Sweeper:
     def watch(self, paste_id: str, expires: str) -> None:
         if paste_id not in self.watched:
             self.watched.add(paste_id)
-            heapq.heappush(self.due, (parse_iso(expires), paste_id))
+            try:
+                due = parse_iso(expires)
+            except ValueError:  # stored by an older version (year > 9999): the scan goes on
+                log.error("paste %s has an unreadable expiry %r: it is not watched",
+                          paste_id, expires[:40])
+                return
+            heapq.heappush(self.due, (due, paste_id))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
