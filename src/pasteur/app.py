@@ -26,7 +26,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from . import languages
+from . import languages, mediatype, record
 from .assets import Asset, Bundle, choose_encoding
 from .config import Config, parse_duration
 from .form import FormError, format_size, read_upload
@@ -36,7 +36,6 @@ from .paste import (
     checked_b64url,
     escaped_text,
     iso,
-    kdf_params,
     new_token,
     parse_iso,
     write_document,
@@ -256,7 +255,13 @@ class Sweeper:
     def watch(self, paste_id: str, expires: str) -> None:
         if paste_id not in self.watched:
             self.watched.add(paste_id)
-            heapq.heappush(self.due, (parse_iso(expires), paste_id))
+            try:
+                due = parse_iso(expires)
+            except ValueError:  # stored by an older version (year > 9999): the scan goes on
+                log.error("paste %s has an unreadable expiry %r: it is not watched",
+                          paste_id, expires[:40])
+                return
+            heapq.heappush(self.due, (due, paste_id))
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -372,9 +377,9 @@ class RateLimiter:
 
 def wants(request: Request) -> str:
     accept = request.headers.get("accept", "")
-    if "application/json" in accept:
+    if mediatype.accepts(accept, "application/json"):
         return "json"
-    if "text/html" in accept:
+    if mediatype.accepts(accept, "text/html"):
         return "html"
     return "text"
 
@@ -382,7 +387,8 @@ def wants(request: Request) -> str:
 class Pasteur:
     def __init__(self, config: Config, store: Store | None = None) -> None:
         self.config = config
-        self.store = store or Store(config.repo_path, config.length)
+        self.store = store or Store(config.repo_path, config.length,
+                                    check_document=record.document_problem)
         self.bundle = Bundle()
         self.templates = environment(self.bundle.url)
         self.templates.globals.update(title=config.title, subtitle=config.subtitle)
@@ -483,23 +489,24 @@ class Pasteur:
             return self.error(request, 400, "the client went away before the end of the upload")
         except ValueError:
             return self.error(request, 400, "bad Content-Length")
-        fields = upload.fields
-        if not request.headers.get("content-type", "").startswith("multipart/"):
+        if not upload.multipart:
             # A raw body (curl --data-binary): options come in the query string.
-            fields = {k: v for k, v in request.query_params.items() if k in ("hl", "ln", "raw")}
-            upload.fields = fields
+            upload.fields = {k: v for k, v in request.query_params.items()
+                             if k in ("hl", "ln", "raw")}
         token, token_hash = new_token()
-        user = fields.get("user", "").strip() or None
-        comment = fields.get("comment", "").strip() or None
         document: bytes | Path = b""
         try:
-            paste, big = self._paste_from(upload)
-            paste, expiry = self._options(paste, upload, token_hash)
+            config = self.config
+            rec = record.checked(upload.fields, config.default_expiry, config.max_expiry)
+            paste, big = self._paste_from(upload, rec)
+            paste = self._options(paste, rec, token_hash)
             if big:
                 document = await asyncio.to_thread(self._write_document, paste, upload)
             else:
                 document = paste.to_json()
-            paste_id = await self.store.add(document, user, comment)
+            paste_id = await self.store.add(document, rec.user, rec.comment)
+        except record.RecordError as exc:
+            return self.error(request, 400, f"{exc}; nothing was stored")
         except FormError as exc:
             return self.error(request, exc.status, exc.message)
         except StoreError as exc:
@@ -514,14 +521,14 @@ class Pasteur:
             self.sweeper.watch(paste_id, paste.expires)
         base = self.base_url(request)
         url = f"{base}/{paste_id}"
-        raw = not paste.encrypted and upload.flag("raw") and not paste.burn
+        raw = not paste.encrypted and rec.raw and not paste.burn
         kind = wants(request)
         delete_url = f"{url}/delete?token={token}"
         # The creator's browser keeps the token in a cookie scoped to the paste:
         # its page then offers "delete", and a burn paste is not burned by it.
         # (Written here: the token is base64url, nothing to quote; Starlette's
         # set_cookie, through http.cookies, cost ~5% of a create.)
-        cookie = (f"{CREATOR_COOKIE}={token}; HttpOnly; Max-Age={expiry or 365 * 86400}; "
+        cookie = (f"{CREATOR_COOKIE}={token}; HttpOnly; Max-Age={rec.expiry or 365 * 86400}; "
                   f"Path=/{paste_id}; SameSite=strict")
         if base.startswith("https:"):
             cookie += "; Secure"
@@ -536,35 +543,15 @@ class Pasteur:
         headers["location"] = url
         return PlainTextResponse(url + "\n", 201, headers=headers)
 
-    def _options(self, paste: Paste, upload: Any, del_hash: str) -> tuple[Paste, int | None]:
+    @staticmethod
+    def _options(paste: Paste, rec: record.Record, del_hash: str) -> Paste:
         """Expiry, burn after reading, password and delete token of a new paste."""
-        fields = upload.fields
-        config = self.config
-        try:
-            expiry = (
-                parse_duration(fields["expiry"]) if fields.get("expiry") else config.default_expiry
-            )
-        except ValueError as exc:
-            raise FormError(400, str(exc)) from exc
-        if config.max_expiry is not None and (expiry is None or expiry > config.max_expiry):
-            raise FormError(
-                400, f"expiry too long: pastes here expire within {config.max_expiry} s at most"
-            )
-        kdf = None
-        if fields.get("salt") or fields.get("iter"):
-            if not paste.encrypted:
-                raise FormError(400, "a password protects encrypted pastes only")
-            try:
-                kdf = kdf_params(fields.get("salt", ""), fields.get("iter", ""))
-            except InvalidPaste as exc:
-                raise FormError(400, f"bad password parameters: {exc}") from exc
-        expires = iso(time.time() + expiry) if expiry else None
-        burn = upload.flag("burn")
-        if expires is None and not burn and kdf is None:
-            return paste.with_options(del_hash=del_hash), expiry
-        return paste.with_options(expires=expires, burn=burn, kdf=kdf, del_hash=del_hash), expiry
+        expires = iso(time.time() + rec.expiry) if rec.expiry else None
+        if expires is None and not rec.burn and rec.kdf is None:
+            return paste.with_options(del_hash=del_hash)
+        return paste.with_options(expires=expires, burn=rec.burn, kdf=rec.kdf, del_hash=del_hash)
 
-    def _paste_from(self, upload: Any) -> tuple[Paste, bool]:
+    def _paste_from(self, upload: Any, rec: record.Record) -> tuple[Paste, bool]:
         """The paste of an upload, and whether its content stays on disk (large)."""
         if not upload.has_paste:
             raise FormError(400, "the form has no 'paste' field")
@@ -574,12 +561,12 @@ class Pasteur:
         big = upload.body.spooled
         max_size = self.config.max_size
         too_large = FormError(413, f"paste too large: the limit is {format_size(max_size)}")
-        if upload.flag("encrypted"):
-            if upload.flag("raw"):
+        if rec.encrypted:
+            if rec.raw:
                 raise FormError(
                     400, "an encrypted paste has no raw view: uncheck 'raw' or 'encrypted'"
                 )
-            iv = upload.fields.get("iv")
+            iv = rec.iv
             if not iv:
                 raise FormError(
                     400,
@@ -599,22 +586,20 @@ class Pasteur:
             return paste, big
         if size > max_size:
             raise too_large
-        lang = upload.fields.get("hl", "")
+        lang = rec.lang
         if not lang and upload.filename:
             lang = languages.guess_from_filename(upload.filename)
-        if lang and lang not in languages.NAMES:
-            raise FormError(400, f"unknown language {lang!r}")
         if big:
-            return Paste.plain("", lang, upload.flag("ln")).with_options(size=size), True
+            return Paste.plain("", lang, rec.ln).with_options(size=size), True
         try:
             text = upload.paste.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormError(
                 400, f"the paste is not UTF-8 text (bad byte at offset {exc.start})"
             ) from exc
-        if upload.filename is None and upload.fields.get("form") == "html":
+        if upload.filename is None and rec.form:
             text = text.replace("\r\n", "\n")  # a textarea is submitted with CRLF
-        return Paste.plain(text, lang, upload.flag("ln")), False
+        return Paste.plain(text, lang, rec.ln), False
 
     def _write_document(self, paste: Paste, upload: Any) -> Path:
         """Write the stored document of a large paste to a file, checking its content."""
@@ -638,9 +623,7 @@ class Pasteur:
         paste_id = request.path_params["paste_id"]
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
-        if CREATOR_COOKIE not in request.cookies and "application/json" not in request.headers.get(
-            "accept", ""
-        ):
+        if CREATOR_COOKIE not in request.cookies and wants(request) != "json":
             hit = self.cache.get((paste_id, request.url.query))
             if hit is not None:
                 return Response(hit[0], media_type=hit[1])

@@ -25,7 +25,7 @@ def parse_size(value: str) -> int:
     return size
 
 
-_DURATION = re.compile(r"\s*(\d+)\s*(s|sec|m|min|h|hour|d|day|w|week|y|year)s?\s*", re.I)
+_DURATION = re.compile(r"\s*([0-9]+)\s*(s|sec|m|min|h|hour|d|day|w|week|y|year)s?\s*", re.I)
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400,
             "day": 86400, "w": 604800, "week": 604800, "y": 31536000, "year": 31536000}
 NEVER = ("never", "forever", "0", "none")

@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from multipart import MultipartError, ParserLimitReached, PushMultipartParser, parse_options_header
+from multipart import MultipartError, ParserLimitReached, PushMultipartParser
+
+from . import mediatype
+from .record import MAX_COMMENT, MAX_USER
 
 # Small fields and their limits (bytes).
 FIELDS = {
@@ -25,8 +28,8 @@ FIELDS = {
     "raw": 16,
     "encrypted": 16,
     "iv": 64,
-    "user": 256,
-    "comment": 2048,
+    "user": MAX_USER,
+    "comment": MAX_COMMENT,
     "expiry": 16,
     "burn": 16,
     "salt": 64,
@@ -100,6 +103,7 @@ class Upload:
     filename: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     has_paste: bool = False
+    multipart: bool = False  # a form (else a raw body: options in the query string)
 
     @property
     def paste(self) -> bytes:
@@ -246,12 +250,12 @@ async def _read_upload(
     limit = body_limit(max_paste)
     if content_length is not None and content_length > limit:
         raise too_large(max_paste)
-    mime, options = parse_options_header(content_type or "")
+    mime, options = mediatype.parse(content_type or "")
     if mime == "multipart/form-data":
         boundary = options.get("boundary")
         if not boundary:
             raise FormError(400, "multipart/form-data without a boundary")
-        upload = Upload(Spool(spool_dir))
+        upload = Upload(Spool(spool_dir), multipart=True)
         try:
             await _read_multipart(upload, chunks, boundary, content_length or -1, max_paste, limit)
         except BaseException:

@@ -183,9 +183,10 @@ class Journal:
     def _parse(seq: int, payload: bytes) -> Record:
         li, la, lm = _FIELDS.unpack_from(payload)
         p = _FIELDS.size
-        paste_id = payload[p:p + li].decode()
-        author = payload[p + li:p + li + la].decode() or None
-        message = payload[p + li + la:p + li + la + lm].decode() or None
+        # Bad UTF-8 is kept (surrogates) for the replay's check to set aside.
+        paste_id = payload[p:p + li].decode("utf-8", "surrogateescape")
+        author = payload[p + li:p + li + la].decode("utf-8", "surrogateescape") or None
+        message = payload[p + li + la:p + li + la + lm].decode("utf-8", "surrogateescape") or None
         return Record(seq, paste_id, author, message, payload[p + li + la + lm:])
 
     def takes(self, data_size: int) -> bool:

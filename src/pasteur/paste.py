@@ -169,7 +169,7 @@ def kdf_params(salt: str, iterations: str) -> dict[str, Any]:
     """Validated PBKDF2 parameters of a password paste."""
     if len(b64url_decode(salt)) < 16:
         raise InvalidPaste("the password salt must be at least 16 bytes")
-    if not iterations.isdigit() or not (
+    if not (iterations.isascii() and iterations.isdigit()) or not (
         MIN_KDF_ITERATIONS <= int(iterations) <= MAX_KDF_ITERATIONS
     ):
         raise InvalidPaste(

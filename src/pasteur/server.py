@@ -19,7 +19,7 @@ import logging
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from . import https
+from . import https, record
 from .app import create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
@@ -134,7 +134,8 @@ async def run(config: Config) -> int:
     tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     try:
         lock = lock_repository(config.repo_path)  # held until the process ends
-        store = Store(config.repo_path, config.length, lock_fd=lock)
+        store = Store(config.repo_path, config.length, lock_fd=lock,
+                      check_document=record.document_problem)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1

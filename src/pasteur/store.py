@@ -24,11 +24,13 @@ rolls the small ones up (``Store.maintain``, a process beside the writer).
 from __future__ import annotations
 
 import asyncio
+import base64
 import bisect
 import contextlib
 import ctypes
 import fcntl
 import hashlib
+import json
 import logging
 import os
 import re
@@ -48,7 +50,7 @@ from pathlib import Path
 import pygit2
 from pygit2.enums import FileMode
 
-from . import entropy
+from . import entropy, record
 from .committer import Committer, CommitterError
 from .journal import Journal, JournalError
 
@@ -62,6 +64,7 @@ DEFAULT_EMAIL = "pasteur@localhost"
 MAX_BATCH = 512
 MAX_BATCH_BYTES = 16 << 20
 JOURNAL_FILE = "pasteur-journal"
+QUARANTINE_FILE = "quarantine.jsonl"  # in the data directory
 PID_FILE = "pasteur.pid"
 # After a commit of fewer than LINGER_BATCH journaled pastes, the next one
 # waits up to LINGER seconds for more (they are acknowledged already).
@@ -119,6 +122,9 @@ class Pending:
     # than by journaled batches (a sync may have brought the id), or if it
     # was replayed (-1: committed before a crash?), the commit checks for it.
     changes: int = -1
+    # Set aside (the reason): never committed, never served; its journal
+    # record is passed by the checkpoint like a committed one.
+    quarantine: str | None = None
 
 
 @dataclass
@@ -707,26 +713,41 @@ def _idx_v2(index: list[tuple[bytes, int, int]], pack_checksum: bytes) -> bytes:
 
 
 def signature(name: str | None, when: int | None = None) -> pygit2.Signature:
-    """A commit signature for an optional user name ("Name <mail>" accepted)."""
+    """A commit signature for an optional user name ("Name <mail>" accepted).
+
+    New pastes' users are checked before they are acknowledged (record.py);
+    an author that does not pass (one replayed from a remote's history) is
+    cleaned rather than refused: a signature never stops a commit."""
     when = int(time.time()) if when is None else when
     if not name:
         return pygit2.Signature(DEFAULT_NAME, DEFAULT_EMAIL, when, 0)
-    m = re.fullmatch(r"\s*(.*?)\s*<([^<>\s]+)>\s*", name)
-    if m and m.group(1):
-        return pygit2.Signature(m.group(1), m.group(2), when, 0)
-    clean = re.sub(r"[<>\n\r\x00]", "", name).strip() or DEFAULT_NAME
-    return pygit2.Signature(clean, DEFAULT_EMAIL, when, 0)
+    try:
+        user, email = record.signature_parts(name)
+    except record.RecordError:
+        m = re.fullmatch(r"\s*(.*?)\s*<([^<>]*)>\s*", name, re.DOTALL)
+        user, email = (m.group(1), m.group(2)) if m else (name, None)
+        user = _UNSAFE.sub("", user).strip() or DEFAULT_NAME
+        email = _UNSAFE.sub("", email or "").strip() or None
+    return pygit2.Signature(user, email or DEFAULT_EMAIL, when, 0)
+
+
+# What a signature's name or email may not hold (git fsck, libgit2).
+_UNSAFE = re.compile(r"[<>\x00-\x1f\x7f\ud800-\udfff]")
 
 
 class Store:
     """The paste repository: reads from the event loop, writes in one thread."""
 
     def __init__(self, path: Path, id_length: int = 4, journal: bool = True,
-                 owner: bool = True, lock_fd: int | None = None) -> None:
+                 owner: bool = True, lock_fd: int | None = None,
+                 check_document: Callable[[bytes], str | None] | None = None) -> None:
         """``owner``: the server's store (not the committer's, which leaves
         the repository's locks and unfinished packs alone); ``lock_fd``: the
-        descriptor holding the repository (``lock_repository``)."""
+        descriptor holding the repository (``lock_repository``);
+        ``check_document``: why a replayed document cannot be served (None: it
+        can), the records it refuses are quarantined."""
         self.path = Path(path)
+        self.check_document = check_document
         self.id_length = id_length
         self.repo = self._open_or_init(self.path, owner)
         # A second handle for reads on the event loop: the writer thread owns
@@ -808,10 +829,53 @@ class Store:
             # already are recognised there); readable at once meanwhile.
             log.warning("journal: %d acknowledged pastes to commit", len(records))
             for r in records:
-                self._journaled[r.paste_id] = r.data
-                self._reserved.add(r.paste_id)
-                self._pending.append(Pending(r.paste_id, r.data, r.author, r.message, None, r.seq))
+                p = Pending(r.paste_id, r.data, r.author, r.message, None, r.seq)
+                reason = self._problem(p)
+                if reason is not None:
+                    self._set_aside(p, reason)
+                else:
+                    self._journaled[r.paste_id] = r.data
+                    self._reserved.add(r.paste_id)
+                self._pending.append(p)
             self._handed = len(records)
+
+    def _problem(self, p: Pending) -> str | None:
+        """Why a journaled record cannot be committed or served, or None."""
+        reason = record.commit_problem(p.paste_id, p.author, p.message)
+        if reason is None and self.check_document is not None and isinstance(p.data, bytes):
+            reason = self.check_document(p.data)
+        return reason
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Records that could not be committed, one JSON object a line (in
+        the data directory, beside the repository)."""
+        return self.path.parent / QUARANTINE_FILE
+
+    def _set_aside(self, p: Pending, reason: str) -> None:
+        """Quarantine one record: logged, appended (durably) to the quarantine
+        file with its id and reason, dropped from what is served and committed."""
+        log.error("paste %s set aside in %s: %s", p.paste_id, self.quarantine_path, reason)
+        p.quarantine = reason
+        if isinstance(p.data, bytes):
+            data, encoding = p.data.decode("utf-8", "replace"), "utf-8"
+            if data.encode() != p.data:
+                data, encoding = base64.b64encode(p.data).decode(), "base64"
+        else:
+            data, encoding = str(p.data), "path"
+        line = json.dumps({"id": p.paste_id, "seq": p.seq, "reason": reason,
+                           "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                           "user": p.author, "comment": p.message,
+                           "data": data, "encoding": encoding})
+        try:
+            fd = os.open(self.quarantine_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode("utf-8", "backslashreplace") + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.error("the quarantine file cannot be written (%s): the record was %s", exc, line)
 
     # -- set-up -------------------------------------------------------------
 
@@ -1025,8 +1089,11 @@ class Store:
         event loop, and reserved until its commit."""
         assert self._wake is not None and self._jwake is not None and self._urgent is not None, \
             "Store.start() was not called"
+        # Checked before anything is stored (record.RecordError, a ValueError):
+        # a record that was acknowledged can be committed.
+        author, message = record.checked_user(author), record.checked_comment(message)
         fut: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        pending = Pending(None, data, author or None, message or None, fut)
+        pending = Pending(None, data, author, message, fut)
         if (self.journal is not None and isinstance(data, bytes)
                 and self.journal.takes(len(data))):
             self._to_journal.append(pending)
@@ -1175,6 +1242,8 @@ class Store:
                         await loop.run_in_executor(self._writer, self._commit_batch, batch)
                 except Exception as exc:  # noqa: BLE001 - every waiter gets the error
                     log.error("commit failed: %s", exc)
+                    if await loop.run_in_executor(self._writer, self._set_aside_bad, batch):
+                        continue  # the others go on at once, without them
                     err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
                     self._failure = err
                     # Journaled pastes stay (durable, retried); the others fail.
@@ -1202,6 +1271,21 @@ class Store:
                         self._maintain_logged(), name="pasteur-maintenance"
                     )
 
+    def _set_aside_bad(self, batch: Sequence[Pending]) -> bool:
+        """Writer thread, after a failed commit: quarantine the journaled
+        records of the batch that cannot be committed; whether there were
+        any (else the failure is the repository's: the batch is retried)."""
+        found = False
+        for p in batch:
+            if p.seq is None or p.quarantine is not None or not isinstance(p.data, bytes):
+                continue
+            reason = self._problem(p)
+            if reason is not None:
+                self._set_aside(p, reason)
+                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                found = True
+        return found
+
     def _commit_out(self, batch: Sequence[Pending], relaxed: bool) -> None:
         """Writer thread: a batch of journaled pastes committed by the
         committer process, on top of this head; then its head taken, its
@@ -1209,13 +1293,17 @@ class Store:
         journal checkpointed."""
         assert self.committer is not None
         t0 = time.perf_counter()
+        kept = [p for p in batch if p.quarantine is None]
+        if not kept:  # only records set aside: their journal records are passed
+            self._batch_done(batch, t0)
+            return
         try:
             reply = self.committer.commit({
                 "head": self.head.raw if self.head is not None else None,
                 "reopens": self.reopens,
-                "items": [(p.paste_id, p.author, p.message, p.data) for p in batch],
+                "items": [(p.paste_id, p.author, p.message, p.data) for p in kept],
                 "relaxed": relaxed,
-                "verify": any(p.changes != self.changes for p in batch),
+                "verify": any(p.changes != self.changes for p in kept),
             })
         except CommitterError as exc:
             raise StoreError(str(exc)) from exc
@@ -1266,6 +1354,8 @@ class Store:
                 taken.add(p.paste_id)
         for p in batch:
             assert p.paste_id is not None
+            if p.quarantine is not None:
+                continue
             pack.pace()
             if isinstance(p.data, Path):
                 oid = repo.create_blob_fromdisk(str(p.data))
