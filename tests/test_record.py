@@ -5,6 +5,7 @@ Against real ``pasteur serve`` processes."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -230,3 +231,34 @@ def test_push_to_a_remote_that_checks_what_it_receives(git_daemon: GitDaemon, pa
     assert "rejected" not in a.output() and "nulInCommit" not in a.output()
     assert sorted(remote_ids(bare)) == sorted(ids)
     git("-C", bare, "fsck", "--strict", "--no-dangling")
+
+
+def test_a_committed_paste_with_an_unreadable_expiry_still_reads_and_deletes(server):
+    """A repository written before expiries were checked can hold a year past
+    9999: the paste reads as never expiring and deletes, no 500."""
+    r = post(server, {"paste": "old\n", "expiry": "1d"})
+    assert r.status_code == 201
+    pid, token = r.json()["code"], r.json()["delete_token"]
+    server.settle()
+    server.stop()
+    path = shard_path(pid)
+    doc = json.loads(git("-C", server.repo, "cat-file", "blob", f"HEAD:{path}"))
+    doc["expires"] = "+10000-01-01T00:00:00Z"
+    blob = subprocess.run(["git", "-C", str(server.repo), "hash-object", "-w", "--stdin"],
+                          input=json.dumps(doc).encode(), check=True,
+                          capture_output=True).stdout.decode().strip()
+    env_index = {"GIT_INDEX_FILE": str(server.data / "planted.index")}
+    run = lambda *a: subprocess.run(  # noqa: E731
+        ["git", "-C", str(server.repo), *a], check=True, capture_output=True, text=True,
+        env={**os.environ, **env_index}).stdout.strip()
+    run("read-tree", "HEAD")
+    run("update-index", "--cacheinfo", f"100644,{blob},{path}")
+    tree = run("write-tree")
+    commit = run("commit-tree", tree, "-p", "HEAD", "-m", "planted: a year past 9999")
+    run("update-ref", "HEAD", commit)
+    server.start()
+    assert httpx.get(f"{server.url}/{pid}?raw=true").text == "old\n"
+    assert httpx.get(f"{server.url}/{pid}").status_code == 200
+    r = httpx.delete(f"{server.url}/{pid}", headers={"x-delete-token": token})
+    assert r.status_code < 400, r.text
+    assert httpx.get(f"{server.url}/{pid}?raw=true").status_code in (404, 410)

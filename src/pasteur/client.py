@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from . import crypto, languages
+from . import crypto, languages, mediatype
 
 DEFAULT_SERVER = "http://127.0.0.1:4343"
 
@@ -184,7 +184,7 @@ def get(args: argparse.Namespace) -> int:
             raise ClientError(f"cannot reach {parts.netloc}: {exc}") from exc
     if r.status_code != 200:
         raise ClientError(f"cannot get the paste ({r.status_code}): {_error_of(r)}")
-    if not r.headers.get("content-type", "").startswith("application/json"):
+    if mediatype.parse(r.headers.get("content-type", ""))[0] != "application/json":
         sys.stdout.write(r.text)  # an unencrypted paste
         return 0
     doc = r.json()

@@ -103,7 +103,13 @@ class Paste:
     def expired(self, now: float | None = None) -> bool:
         if self.expires is None:
             return False
-        return parse_iso(self.expires) <= (time.time() if now is None else now)
+        try:
+            when = parse_iso(self.expires)
+        except ValueError:
+            # Written before expiries were checked (a year past 9999): not a
+            # date this code can hold, so as good as never.
+            return False
+        return when <= (time.time() if now is None else now)
 
     def token_ok(self, token: str) -> bool:
         return self.del_hash is not None and hmac.compare_digest(
