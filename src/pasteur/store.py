@@ -993,6 +993,9 @@ class Store:
         self._urgent = asyncio.Event()
         if self._pending:
             self._wake.set()
+        now = time.monotonic()
+        for p in self._pending:  # replayed: their wait for a commit starts now
+            p.since = now
         self._task = loop.create_task(self._run(), name="pasteur-commit")
         self._jtask = loop.create_task(self._journal_run(), name="pasteur-journal")
 
