@@ -114,7 +114,7 @@ def test_a_journal_that_cannot_be_written_gives_503_until_the_disk_is_back(
     server = server_factory(env=faults.env)
     kept = paste_id(create(server.url, b"kept"))
     faults.fail("fdatasync", JOURNAL_FILE)
-    refused = create(server.url, b"refused")
+    refused = create(server.url, b"REFUSED-WHILE-FAILING")
     assert refused.status_code == 503 and "nothing was saved" in refused.text
     code, body = health(server.url)
     assert code == 503
@@ -123,6 +123,8 @@ def test_a_journal_that_cannot_be_written_gives_503_until_the_disk_is_back(
     faults.clear("fdatasync")
     # no create needed: /healthz probes the journal again
     assert wait_health(server.url, ok=True)["problems"] == []
+    # the refused record was zeroed (durably once fdatasync works again)
+    assert b"REFUSED-WHILE-FAILING" not in (server.repo / JOURNAL_FILE).read_bytes()
     after = paste_id(create(server.url, b"after"))
     assert httpx.get(f"{server.url}/{after}?raw=true").text == "after"
     assert httpx.get(f"{server.url}/{kept}?raw=true").text == "kept"
