@@ -132,7 +132,7 @@ class Pending:
     # than by journaled batches (a sync may have brought the id), or if it
     # was replayed (-1: committed before a crash?), the commit checks for it.
     changes: int = -1
-    since: float = field(default_factory=time.monotonic, repr=False)  # accepted at
+    since: float = field(default_factory=time.monotonic, repr=False)  # accepted (monotonic)
 
 
 @dataclass
