@@ -5,14 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from pasteur.journal import _REC, HEADER, Journal, JournalError, _payload
 from pasteur.store import JOURNAL_FILE, Store, shard_path
+
+if TYPE_CHECKING:
+    from .fixtures_faults import Faults
+
+pytest_plugins = ["tests.fixtures_faults"]
 
 
 def _items(n: int, start: int = 0) -> list[tuple[str, str | None, str | None, bytes]]:
@@ -456,3 +465,73 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
                     j.base, j.start = j._offsets[0] if j._offsets else (j.next_seq, j.tail)
                     in_flight = (j._write_header(), j.start)
         check(step)
+
+
+def _paste_id(answer: httpx.Response) -> str:
+    assert answer.status_code == 201, answer.text
+    return answer.text.strip().rsplit("/", 1)[1]
+
+
+def test_a_record_whose_fdatasync_failed_never_comes_back_after_a_crash(
+        server_factory, faults: Faults):
+    """Its bytes reached the file (the page cache) but not surely the disk,
+    and the client was told nothing was saved: they are zeroed and synced
+    before that answer, so no crash brings the paste back at the replay."""
+    server = server_factory("--rate-limit", "off", env=faults.env)
+    kept = _paste_id(httpx.post(server.url + "/", content=b"kept before the fault"))
+    faults.fail("fdatasync", JOURNAL_FILE, once=True)
+    refused = httpx.post(server.url + "/", content=b"REFUSED-PASTE " * 20)
+    assert faults.fired("fdatasync")
+    assert refused.status_code == 503 and "nothing was saved" in refused.text
+    server.stop(signal.SIGKILL)  # the file stays as the kernel has it
+    assert b"REFUSED-PASTE" not in (server.repo / JOURNAL_FILE).read_bytes()
+    server.start()
+    assert httpx.get(f"{server.url}/{kept}?raw=true").text == "kept before the fault"
+    server.settle()
+    found = subprocess.run(["git", "-C", str(server.repo), "grep", "-c", "REFUSED-PASTE",
+                            "main"], capture_output=True, text=True)
+    assert found.returncode == 1, found.stdout  # in no committed paste
+    # and the journal goes on: a new create is kept
+    after = _paste_id(httpx.post(server.url + "/", content=b"after the crash"))
+    assert httpx.get(f"{server.url}/{after}?raw=true").text == "after the crash"
+
+
+def test_a_full_journal_answers_503_with_retry_after_and_recovers(server_factory):
+    """The committer stopped (SIGSTOP): acknowledged pastes fill the 16 MiB
+    ring; then a create waits a moment for room and gets 503 with
+    Retry-After, nothing stored. Once the committer runs again, creates go
+    through by themselves and every acknowledged paste is committed."""
+    from .test_health import committer_pid
+
+    server = server_factory("--rate-limit", "off")
+    _paste_id(httpx.post(server.url + "/", content=b"first"))
+    server.settle()
+    committer = committer_pid(server)
+    acked: dict[str, bytes] = {}
+    os.kill(committer, signal.SIGSTOP)
+    try:
+        for i in range(60):  # 700 kB each: ~23 fill the ring
+            body = f"{i:04d}".encode() * 175_000
+            answer = httpx.post(server.url + "/", content=body, timeout=30)
+            if answer.status_code != 201:
+                break
+            acked[_paste_id(answer)] = body
+        assert answer.status_code == 503, answer.text
+        assert answer.headers["retry-after"] == "2"
+        assert "journal is full" in answer.text and "nothing was saved" in answer.text
+        assert len(acked) >= 16
+        some = next(iter(acked))
+        assert httpx.get(f"{server.url}/{some}?raw=true").content == acked[some]
+    finally:
+        os.kill(committer, signal.SIGCONT)
+    deadline = time.monotonic() + 30
+    while (answer := httpx.post(server.url + "/", content=b"after", timeout=30)).status_code \
+            != 201:
+        assert answer.status_code == 503 and time.monotonic() < deadline, answer.text
+        time.sleep(0.2)
+    acked[_paste_id(answer)] = b"after"
+    server.settle()
+    tree = server.git("ls-tree", "-r", "--name-only", "main").split()
+    assert {shard_path(i) for i in acked} <= set(tree)
+    assert all(httpx.get(f"{server.url}/{i}?raw=true").content == body
+               for i, body in acked.items())

@@ -42,7 +42,7 @@ from .paste import (
 )
 from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
-from .store import Store, StoreError, idle_priority, valid_id
+from .store import Store, StoreBusy, StoreError, idle_priority, valid_id
 
 log = logging.getLogger("pasteur.access")
 
@@ -510,9 +510,12 @@ class Pasteur:
         except FormError as exc:
             return self.error(request, exc.status, exc.message)
         except StoreError as exc:
-            return self.error(
+            response = self.error(
                 request, 503, f"the paste could not be stored, nothing was saved ({exc})"
             )
+            if isinstance(exc, StoreBusy):
+                response.headers["retry-after"] = str(exc.retry_after)
+            return response
         finally:
             upload.close()
             if isinstance(document, Path):
@@ -830,22 +833,35 @@ class Pasteur:
         return Response(asset.variants[encoding], headers=headers, media_type=asset.content_type)
 
     async def health(self, request: Request) -> Response:
+        """200 and the store's figures when all is well; 503, the same and
+        the reasons in ``problems`` when commits fail, the backlog stalls,
+        the journal cannot be written or sync is stuck."""
         store = self.store
-        body = {
+        problems = await store.problems()
+        body: dict[str, Any] = {
             "status": "ok",
             "head": str(store.head) if store.head else None,
             "commits": store.commits,
             "batches": store.batches,
             "pastes": store.added,
             "uncommitted": store.uncommitted,
+            "backlog_s": round(store.backlog_age(), 3),
             "commit_ms": round(store.commit_seconds * 1000 / max(1, store.batches), 3),
             "pending_erasure": len(store.pending_erasure()),
             "erased": store.erased,
         }
         sync = getattr(request.app.state, "sync", None)
         if sync is not None:
-            body["sync"] = sync.status()
-        return Response(json.dumps(body), media_type="application/json")
+            body["sync"] = status = sync.status()
+            if status["stuck"]:
+                problems.append(f"sync has failed for {status['failing_s']:.0f} s: "
+                                f"{status['last_error']}")
+        body["problems"] = problems
+        if problems:
+            body["status"] = "failing"
+        return Response(json.dumps(body), 503 if problems else 200,
+                        media_type="application/json",
+                        headers={"cache-control": "no-store"})
 
 
 def create_app(config: Config, store: Store | None = None, freeze: bool = False) -> ASGIApp:

@@ -31,13 +31,26 @@ durable. Reading follows the records from ``start`` (and the wrap marker) and
 stops at the first one that is torn, has a bad CRC or does not carry the next
 sequence number (what is left of an earlier lap). ``scrub`` (when pastes are
 erased) zeroes every committed record.
+
+A group whose write or fdatasync fails is answered with an error: its bytes
+may still be in the file (the page cache keeps them after a failed
+fdatasync), so they are zeroed and synced before the error goes out, and a
+replay after a crash never finds them. If that fails too, the next append
+zeroes them first (and fails while it cannot); ``check`` does the same for
+a health probe.
+
+When the ring is full of uncommitted records, an append waits ``full_wait``
+seconds for a checkpoint, then raises ``JournalFull``: the caller answers
+"try again" rather than holding the create.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import threading
+import time
 import zlib
 from collections import deque
 from dataclasses import dataclass
@@ -53,10 +66,15 @@ WRAP_MAGIC = b"PWRP"  # "the next record is at the start": a header only
 MARK = _REC.size
 _FIELDS = struct.Struct(">BHH")  # id, author and message lengths
 DEFAULT_SIZE = 16 << 20
+FULL_WAIT = 1.0  # seconds an append waits for room before JournalFull
 
 
 class JournalError(Exception):
     pass
+
+
+class JournalFull(JournalError):
+    """No room for the records now: the ring is full of uncommitted ones."""
 
 
 @dataclass
@@ -82,8 +100,12 @@ class Journal:
     """One journal file. ``append`` runs in one thread at a time, ``checkpoint``
     in another (the Git writer): the header is written under a lock."""
 
-    def __init__(self, path: Path, size: int = DEFAULT_SIZE) -> None:
+    def __init__(self, path: Path, size: int = DEFAULT_SIZE,
+                 full_wait: float = FULL_WAIT) -> None:
         self.path = Path(path)
+        self.full_wait = full_wait
+        # Regions a failed append wrote and could not zero durably yet.
+        self._unclean: list[tuple[int, int]] = []
         self._lock = threading.Lock()
         self.room = threading.Condition(self._lock)
         if self.path.exists():
@@ -222,15 +244,23 @@ class Journal:
 
     def append(self, items: list[tuple[str, str | None, str | None, bytes]]) -> list[int]:
         """Write records durably; their sequence numbers. Waits, when the ring
-        is full of uncommitted records, for the writer to commit some."""
+        is full of uncommitted records, ``full_wait`` seconds at most for the
+        writer to commit some (then JournalFull). On an OSError nothing of
+        the records is left in the file (see the module's docstring)."""
         payloads = [_payload(*item) for item in items]
         need = sum(_REC.size + len(p) for p in payloads)
+        if self._unclean:
+            self._zero(self._unclean)
         with self._lock:
             if HEADER + need + MARK > self.size:
                 raise JournalError("a record larger than the journal")
+            deadline = time.monotonic() + self.full_wait
             while (place := self._place(need)) is None:
-                if not self.room.wait(timeout=30):
-                    raise JournalError("the journal is full and nothing is being committed")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise JournalFull(f"the journal is full of pastes not committed yet "
+                                      f"(waited {self.full_wait:g} s for room)")
+                self.room.wait(timeout=left)
             pos, how = place
             first = self.next_seq
             old_tail = self.tail
@@ -255,19 +285,28 @@ class Journal:
             header = self._header_version if dirty and (
                 how != "" or self._endangers(pos, self.tail, live_end)) else 0
             start = self.start
+        written: list[tuple[int, int]] = []  # what may be in the file, to zero on failure
         try:
             if header:
                 os.fdatasync(self.fd)
                 self._synced(header, start)
             if how == "wrap":
+                written.append((old_tail, MARK))
                 os.pwrite(self.fd, _REC.pack(WRAP_MAGIC, first, 0,
                                              zlib.crc32(struct.pack(">QI", first, 0))), old_tail)
+            written.append((pos, len(blob)))
             os.pwrite(self.fd, blob, pos)
             os.fdatasync(self.fd)
         except OSError:
-            # Nothing written is acknowledged; the next append writes over it.
+            # Nothing written is acknowledged: zeroed before the error is
+            # answered (the regions were free: nothing on the path from the
+            # header on disk to the live records, or the header sync above
+            # would have come first). The next append writes over them.
             # A header written meanwhile may point at these records: it is
             # rewritten (and synced before the next records go to disk).
+            if written:
+                with contextlib.suppress(OSError):  # kept in _unclean
+                    self._zero(written)
             with self._lock:
                 if self.next_seq == first + len(payloads):
                     self.tail, self.next_seq, self._wrap_at = old_tail, first, old_wrap
@@ -278,6 +317,26 @@ class Journal:
                     self._write_header()
             raise
         return list(range(first, first + len(payloads)))
+
+    def _zero(self, regions: list[tuple[int, int]]) -> None:
+        """Zero what a failed append wrote, durably; until that succeeds the
+        regions stay in ``_unclean`` (appending thread only)."""
+        self._unclean = regions
+        for pos, length in regions:
+            os.pwrite(self.fd, bytes(length), pos)
+        os.fdatasync(self.fd)
+        self._unclean = []
+
+    def check(self) -> None:
+        """Whether the file can be written and synced now (a health probe, in
+        the appending thread): what a failed append left is zeroed, the
+        header written again and synced. Raises OSError if not."""
+        if self._unclean:
+            self._zero(self._unclean)
+        with self._lock:
+            version, start = self._write_header(), self.start
+        os.fdatasync(self.fd)
+        self._synced(version, start)
 
     def checkpoint(self, seq: int) -> None:
         """Every record up to ``seq`` is in a durable commit."""

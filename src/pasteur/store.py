@@ -52,7 +52,7 @@ from pygit2.enums import FileMode
 
 from . import entropy, record
 from .committer import Committer, CommitterError
-from .journal import Journal, JournalError
+from .journal import Journal, JournalError, JournalFull
 
 log = logging.getLogger("pasteur.store")
 
@@ -71,6 +71,11 @@ PID_FILE = "pasteur.pid"
 LINGER = 0.05
 LINGER_BATCH = 512
 RETRY_DELAY = 1.0  # seconds between attempts while commits fail
+# /healthz fails when an acknowledged paste has waited longer than this for
+# its commit (stalled or falling behind; a batch takes milliseconds).
+BACKLOG_STALL = 5.0
+RETRY_AFTER_FULL = 2  # seconds, told to a create refused because the journal is full
+HEALTH_PROBE_TIMEOUT = 2.0  # seconds a /healthz probe of a failed journal may take
 # Below this many files to sync, fsync each one in parallel (ext4 merges
 # concurrent fsyncs into few journal commits); above, one syncfs is cheaper.
 FSYNC_FILES_LIMIT = 96
@@ -83,6 +88,14 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 class StoreError(Exception):
     """The repository cannot be written (disk full, read-only, corrupt)."""
+
+
+class StoreBusy(StoreError):
+    """Nothing was stored, try again later (the journal is full)."""
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def random_id(length: int) -> str:
@@ -125,6 +138,7 @@ class Pending:
     # Set aside (the reason): never committed, never served; its journal
     # record is passed by the checkpoint like a committed one.
     quarantine: str | None = None
+    since: float = field(default_factory=time.monotonic, repr=False)  # accepted (monotonic)
 
 
 @dataclass
@@ -798,6 +812,8 @@ class Store:
         self._journaler = ThreadPoolExecutor(1, thread_name_prefix="pasteur-journal")
         self._urgent: asyncio.Event | None = None
         self._failure: StoreError | None = None  # the last commit's, until one succeeds
+        self.failing_since: float | None = None  # monotonic, the first failure of those
+        self.journal_error: str | None = None  # the last append's failure, until one works
         self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._handed = 0  # journaled pastes handed to the writer
         self._done = 0  # ... and committed
@@ -1041,6 +1057,9 @@ class Store:
         self._urgent = asyncio.Event()
         if self._pending:
             self._wake.set()
+        now = time.monotonic()
+        for p in self._pending:  # replayed: their wait for a commit starts now
+            p.since = now
         self._task = loop.create_task(self._run(), name="pasteur-commit")
         self._jtask = loop.create_task(self._journal_run(), name="pasteur-journal")
 
@@ -1178,8 +1197,14 @@ class Store:
         items = [(p.paste_id, p.author, p.message, p.data) for p in group]
         try:
             seqs = self.journal.append(items)  # type: ignore[arg-type]
+        except JournalFull as exc:
+            raise StoreBusy(str(exc), RETRY_AFTER_FULL) from exc
         except JournalError as exc:
             raise StoreError(str(exc)) from exc
+        except OSError as exc:
+            self.journal_error = str(exc)
+            raise
+        self.journal_error = None
         for p, seq in zip(group, seqs, strict=True):
             p.seq = seq
 
@@ -1246,6 +1271,7 @@ class Store:
                         continue  # the others go on at once, without them
                     err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
                     self._failure = err
+                    self.failing_since = self.failing_since or time.monotonic()
                     # Journaled pastes stay (durable, retried); the others fail.
                     self._pending[:len(batch)] = [p for p in batch if p.seq is not None]
                     self._release(p.paste_id for p in batch if p.seq is None)
@@ -1255,6 +1281,7 @@ class Store:
                     self._notify(err)
                     break
                 self._failure = None
+                self.failing_since = None
                 del self._pending[:len(batch)]
                 for p in batch:
                     if p.seq is not None:
@@ -1285,6 +1312,43 @@ class Store:
                 self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
                 found = True
         return found
+
+    # -- health -------------------------------------------------------------
+
+    def backlog_age(self) -> float:
+        """Seconds the oldest acknowledged, uncommitted paste has waited (0: none)."""
+        for p in self._pending:  # in order of arrival
+            if p.seq is not None:
+                return time.monotonic() - p.since
+        return 0.0
+
+    async def problems(self) -> list[str]:
+        """What keeps the store from doing its work, one sentence each (for
+        /healthz; empty when all is well). A journal that failed is probed
+        again here (its header written and synced), so that the answer turns
+        good once the disk is back, without waiting for a create."""
+        out: list[str] = []
+        if self._failure is not None:
+            since = time.monotonic() - (self.failing_since or time.monotonic())
+            out.append(f"commits have failed for {since:.0f} s: {self._failure}")
+        age = self.backlog_age()
+        if age > BACKLOG_STALL:
+            out.append(f"an acknowledged paste has waited {age:.0f} s for its commit "
+                       f"({self.uncommitted} uncommitted)")
+        if self.journal_error is not None and self.journal is not None:
+            journal = self.journal
+            try:
+                await asyncio.wait_for(asyncio.get_running_loop().run_in_executor(
+                    self._journaler, journal.check), HEALTH_PROBE_TIMEOUT)
+            except TimeoutError:
+                out.append("the journal cannot be written: a check took more than "
+                           f"{HEALTH_PROBE_TIMEOUT:g} s")
+            except OSError as exc:
+                self.journal_error = str(exc)
+                out.append(f"the journal cannot be written: {exc}")
+            else:
+                self.journal_error = None
+        return out
 
     def _commit_out(self, batch: Sequence[Pending], relaxed: bool) -> None:
         """Writer thread: a batch of journaled pastes committed by the

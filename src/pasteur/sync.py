@@ -51,6 +51,8 @@ START_TIMEOUT = 10.0  # the first fetch may delay the start this long, then runs
 WORKER_TIMEOUT = 120.0  # a worker request taking longer is killed
 NET_TIMEOUT_MS = 20_000  # libgit2 read time-out
 CONNECT_TIMEOUT_MS = 5_000  # libgit2 connect time-out
+# Sync is "stuck" (/healthz fails) after failing again and again this long.
+STUCK_AFTER = 60.0  # seconds
 
 
 class SyncError(Exception):
@@ -69,6 +71,7 @@ class SyncOptions:
     ssh_auth: str | None = None
     ssh_insecure: bool = False
     interval: float = 60.0
+    stuck_after: float = STUCK_AFTER
 
     @classmethod
     def from_extra(cls, extra: dict[str, Any]) -> SyncOptions | None:
@@ -83,6 +86,7 @@ class SyncOptions:
             ssh_auth=extra.get("ssh_auth") or None,
             ssh_insecure=bool(extra.get("ssh_insecure")),
             interval=float(extra.get("sync_interval") or 0),
+            stuck_after=float(extra.get("sync_stuck_after") or STUCK_AFTER),
         )
 
     def validate(self) -> None:
@@ -223,6 +227,9 @@ class Syncer:
         self.last_error: str | None = None
         self.last_error_at: float | None = None
         self.retry_at: float | None = None
+        # The push loop's failures in a row, and when the first of them was.
+        self.failures = 0
+        self.failing_since: float | None = None
         self.pushes = 0
         self.fetches = 0
         self.renamed: list[tuple[str, str]] = []
@@ -265,6 +272,7 @@ class Syncer:
             self._note_error(exc)
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
         else:
+            self._note_success()
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
         self._guard_erase()
@@ -352,9 +360,12 @@ class Syncer:
             else:
                 self._backoff.reset()
                 self.retry_at = None
+                self._note_success()
 
     async def _back_off(self, failure: SyncFailure) -> None:
         self._note_error(failure)
+        self.failures += 1
+        self.failing_since = self.failing_since or time.monotonic()
         delay = self._backoff.next()
         self.retry_at = time.time() + delay
         log.warning("sync: %s (%s); retrying in %.1f s", failure, failure.kind, delay)
@@ -491,8 +502,19 @@ class Syncer:
         self.last_error = f"{failure.kind}: {failure}"
         self.last_error_at = time.time()
 
+    def _note_success(self) -> None:
+        self.failures, self.failing_since = 0, None
+
+    def failing_for(self) -> float:
+        """Seconds the push loop has failed in a row (0: it has not)."""
+        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+
     def status(self) -> dict[str, Any]:
+        """``stuck``: the push loop failed more than once in a row, for more
+        than ``stuck_after`` seconds (a remote down, refusing, or unreachable)."""
         pending = count_ahead(self.store.reader, self.store.head, self.remote_head)
+        failing = self.failing_for()
+        stuck = self.failures >= 2 and failing > self.options.stuck_after
         if self.last_error and pending:
             state = "retrying"
         elif pending:
@@ -510,6 +532,9 @@ class Syncer:
             "last_error": self.last_error,
             "last_error_at": _iso(self.last_error_at),
             "next_retry": _iso(self.retry_at),
+            "failures": self.failures,
+            "failing_s": round(failing, 1),
+            "stuck": stuck,
             "pushes": self.pushes,
             "fetches": self.fetches,
             "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],

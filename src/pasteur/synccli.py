@@ -26,6 +26,9 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sync-interval", type=float, default=60.0, metavar="SECONDS",
                    help="fetch the remote this often to pick up other instances' pastes; "
                         "0: only on a miss or a rejected push (default 60)")
+    g.add_argument("--sync-stuck-after", type=float, default=60.0, metavar="SECONDS",
+                   help="/healthz answers 503 once pushes or fetches have failed again and "
+                        "again for this long (default 60)")
 
 
 def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
