@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import time
 
 import httpx
@@ -69,6 +70,13 @@ def test_bad_expiry_flags():
     r = subprocess.run([".venv/bin/pasteur", "serve", "--max-expiry", "1d"], capture_output=True,
                        text=True)
     assert r.returncode == 2 and "--default-expiry" in r.stderr
+
+
+@pytest.mark.parametrize("flag", ["--max-expiry", "--default-expiry"])
+def test_an_expiry_flag_past_any_representable_date_is_refused(flag):
+    r = subprocess.run([sys.executable, "-m", "pasteur", "serve", flag, "300000000y"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "too long" in r.stderr, r.stderr
 
 
 def test_burn_after_reading(server_factory):

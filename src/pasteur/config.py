@@ -29,6 +29,9 @@ _DURATION = re.compile(r"\s*([0-9]+)\s*(s|sec|m|min|h|hour|d|day|w|week|y|year)s
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hour": 3600, "d": 86400,
             "day": 86400, "w": 604800, "week": 604800, "y": 31536000, "year": 31536000}
 NEVER = ("never", "forever", "0", "none")
+# The longest duration taken anywhere (a flag or a form's expiry): far enough
+# for any use, near enough that now + it is a date every part can hold.
+MAX_DURATION = 1000 * _SECONDS["y"]
 # What the form offers, each filtered by --max-expiry.
 EXPIRY_CHOICES = (("5m", "5 minutes"), ("1h", "1 hour"), ("1d", "1 day"), ("1w", "1 week"),
                   ("30d", "30 days"), ("1y", "1 year"), ("never", "never"))
@@ -41,7 +44,10 @@ def parse_duration(value: str) -> int | None:
     m = _DURATION.fullmatch(value)
     if not m or int(m.group(1)) <= 0:
         raise ValueError(f"not a duration: {value!r} (try 5m, 1h, 1d, 1w, 30d, 1y or never)")
-    return int(m.group(1)) * _SECONDS[m.group(2).lower()]
+    seconds = int(m.group(1)) * _SECONDS[m.group(2).lower()]
+    if seconds > MAX_DURATION:
+        raise ValueError(f"duration too long: {value!r} (at most 1000y, or never)")
+    return seconds
 
 
 def parse_auth(value: str) -> tuple[str, str]:
