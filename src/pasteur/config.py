@@ -6,6 +6,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .limits import MAX_CONNECTIONS
+
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|[kmgt]i?b?)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -75,6 +77,7 @@ class Config:
     rate_limit: tuple[float, int] | None = (2.0, 120)  # creates per second per client, burst
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    max_connections: int = MAX_CONNECTIONS  # each listener's cap, then 503 (limits.py)
     default_expiry: int | None = None  # seconds; None = never
     max_expiry: int | None = None
     erase_interval: int | None = 600  # seconds; None = never
