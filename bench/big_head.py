@@ -5,6 +5,7 @@ Prints the answer's status, how long it took, the server's CPU seconds for it an
 longest ``/healthz`` wait during it (its idle wait for comparison). Run it on any tree:
 
     python -m bench.big_head                          # this worktree's code
+    python -m bench.big_head --quoted --size 8000     # http.cookies' quadratic unquote
     PYTHONPATH=/work/main/src python -m bench.big_head   # another tree's code
 """
 
@@ -57,11 +58,12 @@ class Poller(threading.Thread):
                 time.sleep(0.01)
 
 
-def big_request(port: int, path: str, size: int) -> tuple[str, float]:
-    """Send the head with a `size`-byte Cookie; the answer's status line (or what
+def big_request(port: int, path: str, size: int, quoted: bool) -> tuple[str, float]:
+    """Send the head with a `size`-byte Cookie value; the answer's status line (or what
     happened instead) and the seconds until it came."""
+    value = b'"' + b"\\" * (size - 2) + b'"' if quoted else b"x" * size
     head = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: k=".encode()
-            + b"x" * size + b"\r\n\r\n")
+            + value + b"\r\n\r\n")
     began = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
         try:
@@ -77,6 +79,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=32 << 20, help="Cookie bytes (32 MiB)")
     parser.add_argument("--count", type=int, default=1, help="such requests at once (1)")
+    parser.add_argument("--quoted", action="store_true",
+                        help='a value of backslashes in quotes, "\\\\...": try --size 8000')
     args = parser.parse_args()
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="pasteur-big-head-") as tmp:
@@ -96,7 +100,7 @@ def main() -> None:
             cpu = cpu_seconds(proc.pid)
             results: list[tuple[str, float]] = []
             threads = [threading.Thread(target=lambda: results.append(
-                big_request(port, path, args.size))) for _ in range(args.count)]
+                big_request(port, path, args.size, args.quoted))) for _ in range(args.count)]
             for t in threads:
                 t.start()
             for t in threads:
@@ -109,7 +113,8 @@ def main() -> None:
             proc.terminate()
             proc.wait(10)
     size = f"{args.size / (1 << 20):g} MiB" if args.size >= 1 << 20 else f"{args.size} B"
-    print(f"{args.count} x GET {path} with a {size} Cookie")
+    kind = "quoted backslashes" if args.quoted else "Cookie"
+    print(f"{args.count} x GET {path} with a {size} {kind}")
     for status, seconds in results:
         print(f"  answer: {status} in {seconds:.2f} s")
     print(f"  server CPU: {cpu:.2f} s")
