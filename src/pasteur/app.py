@@ -29,6 +29,7 @@ from starlette.routing import Route
 from . import languages, mediatype, record
 from .assets import Asset, Bundle, choose_encoding
 from .config import Config, parse_duration
+from .cookies import cookie
 from .form import FormError, format_size, read_upload
 from .paste import (
     InvalidPaste,
@@ -626,7 +627,8 @@ class Pasteur:
         paste_id = request.path_params["paste_id"]
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
-        if CREATOR_COOKIE not in request.cookies and wants(request) != "json":
+        creator = cookie(request.headers, CREATOR_COOKIE)
+        if creator is None and wants(request) != "json":
             hit = self.cache.get((paste_id, request.url.query))
             if hit is not None:
                 return Response(hit[0], media_type=hit[1])
@@ -666,7 +668,7 @@ class Pasteur:
         return paste, data
 
     def is_creator(self, request: Request, paste: Paste) -> bool:
-        token = request.cookies.get(CREATOR_COOKIE)
+        token = cookie(request.headers, CREATOR_COOKIE)
         return bool(token) and paste.token_ok(token)
 
     async def burn(
@@ -812,7 +814,7 @@ class Pasteur:
                     token = parse_qs(upload.paste.decode("utf-8", "replace")).get("token", [""])[0]
                 if token:
                     return token
-        return request.cookies.get(CREATOR_COOKIE, "")
+        return cookie(request.headers, CREATOR_COOKIE) or ""
 
     async def static(self, request: Request) -> Response:
         asset = self.bundle.get(request.path_params["path"])

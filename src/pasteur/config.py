@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .limits import MAX_CONNECTIONS
 from .proxy import Network
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|[kmgt]i?b?)?\s*", re.IGNORECASE)
@@ -84,6 +85,7 @@ class Config:
     trusted_proxies: tuple[Network, ...] = ()  # peers whose X-Forwarded-* count (proxy.py)
     header_timeout: float = 10.0
     body_timeout: float = 30.0
+    max_connections: int = MAX_CONNECTIONS  # each listener's cap, then 503 (limits.py)
     default_expiry: int | None = None  # seconds; None = never
     max_expiry: int | None = None
     erase_interval: int | None = 600  # seconds; None = never

@@ -21,6 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from . import limits
+
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
     from hypercorn.config import Config as HypercornConfig
 
@@ -250,6 +252,11 @@ def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornCon
     config.read_timeout = 30
     config.ssl_handshake_timeout = 10
     config.include_server_header = False
+    # Request heads as on the plain listener (limits.py): h11 answers 431 past the size
+    # (over 32 KiB, a long URL too), HTTP/2 refuses a larger header list (a connection
+    # error); limits.Guard, around the app, refuses the rest.
+    config.h11_max_incomplete_size = limits.MAX_HEAD
+    config.h2_max_header_list_size = limits.MAX_HEAD
     return config
 
 
@@ -285,6 +292,9 @@ class HttpsServer:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.watch_interval = 30.0  # seconds between checks of --tls-cert/--tls-key
+        # requests in progress on each listener, then 503 (limits.py)
+        self.max_connections: int = getattr(config, "max_connections", None) \
+            or limits.MAX_CONNECTIONS
 
     def stop(self) -> None:
         self._stop.set()
@@ -358,8 +368,9 @@ class HttpsServer:
                 sock.listen(hc.backlog)  # connections wait in the backlog until served
         except OSError as e:
             raise fail(f"cannot listen on {_bind(self.host, port)}: {e.strerror}") from None
+        guarded = limits.Guard(app, self.max_connections)
         self._tasks.append(asyncio.create_task(worker_serve(
-            wrap_app(app, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]
+            wrap_app(guarded, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]
             shutdown_trigger=self._stop.wait)))
         scheme = "https" if secure else "http"
         log.info("listening on %s://%s", scheme, _bind(self.host, port))

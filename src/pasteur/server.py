@@ -8,7 +8,9 @@ Limits against slow and idle clients:
 - an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT`` seconds;
 - a request body that stalls for ``pasteur.form.BODY_IDLE_TIMEOUT`` seconds is
   answered 408;
-- above ``MAX_CONNECTIONS`` concurrent connections new requests get 503.
+- above ``limits.MAX_CONNECTIONS`` concurrent connections new requests get 503;
+- a request head over the limits of limits.py is answered 414 or 431 while it
+  arrives, before it is parsed whole (see `GuardedProtocol`).
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from . import https, record
+from . import https, limits, record
 from .app import create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
@@ -29,7 +32,7 @@ log = logging.getLogger("pasteur")
 
 HEADER_TIMEOUT = 10.0
 KEEPALIVE_TIMEOUT = 15
-MAX_CONNECTIONS = 2048
+LINGER = 5.0  # seconds a refused connection's input is still read (and dropped), as nginx
 
 
 class _Coalescing:
@@ -67,10 +70,29 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
+class _Refused(Exception):
+    """Raised in a parser callback to stop the parser; `GuardedProtocol` answers."""
+
+
 class GuardedProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with a deadline for the request head."""
+    """uvicorn's httptools protocol with a deadline for the request head and the
+    limits of limits.py on its size, counted while it arrives.
+
+    The head is fed to the parser at most ``MAX_HEAD`` bytes at a time, so a head
+    that has not ended within them is refused before the parser holds more (httptools
+    grows an unfinished header value by ``bytes +=``: quadratic); the URL is counted
+    as it comes (``on_url``), each field and the fields' sum when complete. A refused
+    connection gets its answer with ``Connection: close`` and a FIN, then its input is
+    read and dropped for up to ``LINGER`` seconds, so that a client still sending
+    its head reads the answer instead of a reset."""
 
     _head_timer: asyncio.TimerHandle | None = None
+    _linger: asyncio.TimerHandle | None = None
+    _refusal: limits.Refusal | None = None
+    _in_head = True  # from a message's end (or the connection's start) to its head's end
+    _head_bytes = 0  # fed to the parser while in the head
+    _head_sum = 0  # the URL and complete fields of this head
+    _fields = 0
 
     header_timeout = HEADER_TIMEOUT
 
@@ -92,12 +114,88 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._arm_head_timer()
 
+    def data_received(self, data: bytes) -> None:
+        if self._refusal is not None:  # lingering: the rest of a refused head is dropped
+            return
+        self._unset_keepalive_if_required()
+        while data and self._in_head:
+            room = limits.MAX_HEAD - self._head_bytes
+            piece, data = data[:room], data[room:]
+            self._head_bytes += len(piece)
+            if not self._feed(piece):
+                return
+            if self._in_head and self._head_bytes >= limits.MAX_HEAD:
+                self._refuse(limits.HEAD_TOO_LARGE)
+                return
+        if data:
+            self._feed(data)
+
+    def _feed(self, data: bytes) -> bool:
+        """Parse `data`; False when the connection is done with (refused, bad, upgraded)."""
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self._refusal is not None:
+                self._refuse(self._refusal)
+            else:
+                self.logger.warning("Invalid HTTP request received.")
+                self.send_400_response("Invalid HTTP request received.")
+            return False
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return False
+        return True
+
+    def _stop_parser(self, refusal: limits.Refusal) -> None:
+        self._refusal = refusal
+        raise _Refused(refusal.reason)
+
+    def _refuse(self, refusal: limits.Refusal) -> None:
+        self._refusal = refusal
+        self._disarm_head_timer()
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a pipelined head while an answer is on its way
+            return
+        self.logger.info("refused a request head: %s", refusal.reason)
+        self.transport.write(refusal.http11())
+        try:
+            self.transport.write_eof()
+        except (NotImplementedError, OSError, RuntimeError):
+            self.transport.close()
+            return
+        self._linger = self.loop.call_later(LINGER, self.transport.close)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._arm_head_timer()
+        self._head_sum = self._fields = 0
+
+    def on_url(self, url: bytes) -> None:
+        self._head_sum += len(url)
+        if self._head_sum > limits.MAX_URL:
+            self._stop_parser(limits.URL_TOO_LONG)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        size = limits.field_size(name, value)
+        self._head_sum += size
+        self._fields += 1
+        if self._fields > limits.MAX_FIELDS:
+            self._stop_parser(limits.TOO_MANY_FIELDS)
+        if size > limits.MAX_FIELD:
+            self._stop_parser(limits.FIELD_TOO_LARGE)
+        if self._head_sum > limits.MAX_HEAD:
+            self._stop_parser(limits.HEAD_TOO_LARGE)
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
+        self._in_head = False
         before = self.cycle
         super().on_headers_complete()
         # A new request's cycle (not an upgrade's early return), its task not run yet.
@@ -105,8 +203,14 @@ class GuardedProtocol(HttpToolsProtocol):
                 and self.cycle.scope["method"] != "HEAD":
             self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]
 
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._in_head, self._head_bytes = True, 0
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm_head_timer()
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
 
@@ -123,7 +227,7 @@ def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASG
         log_config=None,
         server_header=False,
         timeout_keep_alive=KEEPALIVE_TIMEOUT,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=config.max_connections,
         proxy_headers=False,  # forwarded headers are read by pasteur.proxy alone
         forwarded_allow_ips="",
     )
