@@ -30,6 +30,7 @@ from . import languages
 from .assets import Asset, Bundle, choose_encoding
 from .config import Config, parse_duration
 from .form import FormError, format_size, read_upload
+from .logsafe import quoted
 from .paste import (
     InvalidPaste,
     Paste,
@@ -109,7 +110,8 @@ class Frontdoor:
     """Outermost middleware: basic auth, security headers, one log line per request.
 
     The log line holds the method, path, status, size and time: never a body,
-    never a query string (a paste's content or key never appears in it).
+    never a query string (a paste's content or key never appears in it). What
+    the client sent is escaped (``logsafe``): one request, one line.
     """
 
     def __init__(self, app: ASGIApp, auth: tuple[str, str] | None) -> None:
@@ -155,7 +157,8 @@ class Frontdoor:
                 client = scope.get("client") or ("-", 0)
                 ms = (time.perf_counter() - start) * 1000
                 self.access_log.write(
-                    f'{client[0]} "{scope["method"]} {scope["path"]}" {status} {size}B {ms:.1f}ms'
+                    f'{quoted(str(client[0]))} "{quoted(scope["method"])} {quoted(scope["path"])}" '
+                    f"{status} {size}B {ms:.1f}ms"
                 )
 
     def _authorized(self, scope: dict) -> bool:
