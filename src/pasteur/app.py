@@ -649,10 +649,14 @@ class Pasteur:
         creator = self.is_creator(request, paste)
         api = raw or wants(request) == "json"
         if paste.burn and not creator:
-            if not api:  # a person (or a link preview): ask before burning
+            # A GET or HEAD never burns (a link preview, a prefetch, a HEAD
+            # would): a person is asked first, a program is told to POST.
+            if not api:
                 return self.render("burn.html", id=paste_id, created=paste.created,
                                    encrypted=paste.encrypted)
-            return await self.burn(request, paste_id, paste, data, raw)
+            read = f"/{paste_id}/read" + ("?raw=true" if raw else "")
+            return self.error(request, 409, f"paste {paste_id} is deleted once read: POST {read} "
+                                            "reads it, and deletes it")
         return self.present(request, paste_id, paste, data, raw, creator)
 
     async def lookup(self, request: Request, paste_id: str) -> tuple[Paste, bytes] | Response:
@@ -754,15 +758,17 @@ class Pasteur:
         return template.replace("{commit}", commit)
 
     async def read_burn(self, request: Request) -> Response:
-        """POST /<id>/read: the reader confirmed; serve the paste once and burn it."""
+        """POST /<id>/read[?raw=true]: the reader confirmed; serve the paste once
+        and burn it (the only way a paste is burned: never by a GET or HEAD)."""
         paste_id = request.path_params["paste_id"]
         found = await self.lookup(request, paste_id)
         if isinstance(found, Response):
             return found
         paste, data = found
+        raw = request.query_params.get("raw", "").lower() in TRUE
         if not paste.burn:
-            return self.present(request, paste_id, paste, data, False, False)
-        return await self.burn(request, paste_id, paste, data, raw=False)
+            return self.present(request, paste_id, paste, data, raw, False)
+        return await self.burn(request, paste_id, paste, data, raw=raw)
 
     async def delete_confirm(self, request: Request) -> Response:
         """GET /<id>/delete?token=…: a page asking to confirm (a GET never deletes)."""
