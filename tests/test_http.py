@@ -37,7 +37,9 @@ def test_form_page(client):
     for needle in ('name="paste"', 'name="hl"', 'value="python"', 'name="ln"', 'name="raw"',
                    'name="encrypted"', 'name="user"', 'name="comment"', "No highlighting"):
         assert needle in html
-    assert 'name="encrypted" value="true" checked' in html
+    # Checked by form.js: without JavaScript the paste is sent in clear.
+    assert 'name="encrypted" value="true" aria-describedby' in html
+    assert 'name="password"' in html and "noscript.css" in html
     assert "<script>" not in html and " style=" not in html and "onclick" not in html
 
 
@@ -296,3 +298,15 @@ def test_get_and_head_never_burn_and_head_is_get_without_a_body(client, shared_s
     doc = anon.post(f"/{sealed}/read", headers={"accept": "application/json"}).json()
     assert doc["ct"] == ct and doc["iv"] == iv
     assert anon.head(f"/{clear}?raw=true").status_code == 404
+
+
+def test_a_clear_paste_with_a_password_is_refused(client, shared_server):
+    before = head(shared_server)
+    for accept in ("text/html", "application/json", "*/*"):
+        r = client.post("/", files={"paste": (None, "secret-ish"), "password": (None, "pw"),
+                                    "form": (None, "html")}, headers={"accept": accept})
+        assert r.status_code == 400 and "clear the password" in r.text, r.text
+    assert head(shared_server) == before  # nothing stored
+    r = client.post("/", files={"paste": (None, "clear"), "password": (None, ""),
+                                "form": (None, "html")})
+    assert r.status_code == 201  # an empty password field is no password

@@ -61,6 +61,10 @@ SECURITY_HEADERS = [
 ]
 TRUE = ("1", "true", "on", "yes")
 PASTE_PATH = re.compile(r"/([A-Za-z0-9]{2,64})")
+PASSWORD_SENT = (
+    "a password protects encrypted pastes only, and this page encrypts with JavaScript, which "
+    "is off: nothing was stored. Turn JavaScript on, or clear the password to paste in clear."
+)
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
 
@@ -546,6 +550,8 @@ class Pasteur:
             raise FormError(
                 400, f"expiry too long: pastes here expire within {config.max_expiry} s at most"
             )
+        if fields.get("password"):  # sent by the form only without JavaScript
+            raise FormError(400, PASSWORD_SENT)
         kdf = None
         if fields.get("salt") or fields.get("iter"):
             if not paste.encrypted:

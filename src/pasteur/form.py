@@ -31,6 +31,7 @@ FIELDS = {
     "burn": 16,
     "salt": 64,
     "iter": 16,
+    "password": 1024,  # only to refuse it (app.py: PASSWORD_SENT)
     "token": 64,
     "form": 16,
 }
