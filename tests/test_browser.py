@@ -482,6 +482,18 @@ def test_paste_encrypted_by_python_opens_in_browser(page, server):
     assert page.locator("#paste").get_attribute("class") in (None, "")
 
 
+def test_large_encrypted_paste_is_fetched_then_decrypted(page, server_factory):
+    """Above 4 MiB the page holds no ciphertext: show.js fetches the streamed document."""
+    big = server_factory("--max", "16MiB")
+    text = ("large line of text " * 50 + "\n") * 5_000  # ~4.8 MiB
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "", False))
+    code = post_encrypted(big, ct, iv)
+    response = page.goto(f"{big.url}/{code}#{key}")
+    assert len(response.body()) < 20_000
+    page.locator("#paste-code .line").first.wait_for(timeout=60_000)
+    assert page.locator("#paste-code .line").count() == 5_000
+
+
 # -- 6: CSP on every kind of page ------------------------------------------
 
 
