@@ -40,7 +40,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -901,7 +901,9 @@ class Store:
             return None
         return obj if isinstance(obj, pygit2.Blob) else None
 
-    async def stream(self, blob: LargeBlob, chunk: int = 1 << 16) -> AsyncIterator[bytes]:
+    async def stream(
+        self, blob: LargeBlob, chunk: int = 1 << 16
+    ) -> AsyncGenerator[bytes, None]:
         """A large blob's bytes, ``chunk`` at a time, from ``git cat-file``
         (which inflates loose and undeltified packed objects as a stream: this
         process holds a chunk, git a window; libgit2 would read it whole).
