@@ -296,14 +296,58 @@ def test_show_page_works_without_javascript(browser, server):
     pg.get_by_role("button", name="Paste").click()
     pg.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
     assert pg.locator("#paste pre").inner_text() == "SELECT 1;\n"
-    # Encrypted without JavaScript: the server refuses and stores nothing.
-    before = commit_count(server)
-    fill_form(pg, server, "oops\n")
-    assert pg.locator("noscript").count() == 1
-    pg.get_by_role("button", name="Paste").click()
-    pg.get_by_text("nothing was stored").wait_for()
-    assert commit_count(server) == before
     context.close()
+
+
+def test_form_without_javascript_offers_only_what_works(browser, server):
+    """No "Encrypted", no password, no note about encryption: the page says the
+    paste goes in clear, and it does (the checkbox is never sent)."""
+    context = browser.new_context(java_script_enabled=False)
+    pg = context.new_page()
+    pg.set_default_timeout(10_000)
+    pg.goto(server.url + "/")
+    for hidden in ("Encrypted", "Password"):
+        assert pg.get_by_label(hidden).is_hidden(), hidden
+    for note in ("#crypto-note", "#password-note", "#attach"):
+        assert pg.locator(note).is_hidden(), note
+    assert "Encrypted in your browser" in pg.locator("#crypto-note").inner_text()  # hidden
+    note = pg.locator("noscript p.note")  # (Playwright's text search skips <noscript>)
+    assert note.is_visible() and "will be stored in clear" in note.inner_text()
+    pg.get_by_label("Your text").fill("no script here\n")
+    pg.get_by_role("button", name="Paste").click()
+    pg.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
+    assert pg.locator("#paste pre").inner_text() == "no script here\n"
+    # A password the page could not hide (its noscript.css not loaded here) is
+    # sent, and refused: a paste meant to be protected is never stored in clear.
+    before = commit_count(server)
+    pg.route("**/static/noscript.css*",
+             lambda route: route.fulfill(body="", content_type="text/css"))
+    pg.goto(server.url + "/")
+    pg.get_by_label("Your text").fill("meant to be protected\n")
+    pg.get_by_label("Password").fill("pw")
+    pg.get_by_role("button", name="Paste").click()
+    pg.get_by_text("clear the password to paste in clear").wait_for()
+    assert commit_count(server) == before
+    pg.unroute("**/static/noscript.css*")
+    # An encrypted paste's page: no "Decrypting…", no button that would burn it unread.
+    sealed = post_encrypted(server, "A" * 24, "B" * 16)
+    pg.goto(f"{server.url}/{sealed}")
+    assert pg.locator("#paste-status").is_hidden()
+    assert "JavaScript is needed" in pg.locator("noscript p").inner_text()
+    once = httpx.post(server.url + "/", files={"paste": (None, "A" * 24), "iv": (None, "B" * 16),
+                                               "encrypted": (None, "true"), "burn": (None, "true")},
+                      headers={"Accept": "application/json"}).json()["code"]
+    pg.goto(f"{server.url}/{once}")
+    assert pg.get_by_role("button", name="Read it now").is_hidden()
+    context.close()
+
+
+def test_form_with_javascript_encrypts_by_default(page, server):
+    page.goto(server.url + "/")
+    assert page.get_by_label("Encrypted").is_checked()
+    assert page.get_by_label("Password").is_visible()
+    assert page.get_by_text("Encrypted in your browser").is_visible()
+    assert page.locator("noscript p.note").count() == 0
 
 
 # -- 4: refusals in the form -------------------------------------------------
@@ -436,6 +480,18 @@ def test_paste_encrypted_by_python_opens_in_browser(page, server):
     page.locator("#paste-code .hljs-keyword").first.wait_for()
     assert page.locator("#paste-code").inner_text() == text
     assert page.locator("#paste").get_attribute("class") in (None, "")
+
+
+def test_large_encrypted_paste_is_fetched_then_decrypted(page, server_factory):
+    """Above 4 MiB the page holds no ciphertext: show.js fetches the streamed document."""
+    big = server_factory("--max", "16MiB")
+    text = ("large line of text " * 50 + "\n") * 5_000  # ~4.8 MiB
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "", False))
+    code = post_encrypted(big, ct, iv)
+    response = page.goto(f"{big.url}/{code}#{key}")
+    assert len(response.body()) < 20_000
+    page.locator("#paste-code .line").first.wait_for(timeout=60_000)
+    assert page.locator("#paste-code .line").count() == 5_000
 
 
 # -- 6: CSP on every kind of page ------------------------------------------

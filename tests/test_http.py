@@ -37,7 +37,9 @@ def test_form_page(client):
     for needle in ('name="paste"', 'name="hl"', 'value="python"', 'name="ln"', 'name="raw"',
                    'name="encrypted"', 'name="user"', 'name="comment"', "No highlighting"):
         assert needle in html
-    assert 'name="encrypted" value="true" checked' in html
+    # Checked by form.js: without JavaScript the paste is sent in clear.
+    assert 'name="encrypted" value="true" aria-describedby' in html
+    assert 'name="password"' in html and "noscript.css" in html
     assert "<script>" not in html and " style=" not in html and "onclick" not in html
 
 
@@ -263,3 +265,48 @@ def test_form_textarea_crlf_normalised_but_files_kept(client):
     assert client.get(f"/{paste_id(r.text)}?raw=true").content == b"a\nb\n"
     r = client.post("/", files={"paste": ("dos.txt", b"a\r\nb\r\n")})
     assert client.get(f"/{paste_id(r.text)}?raw=true").content == b"a\r\nb\r\n"
+
+
+def test_get_and_head_never_burn_and_head_is_get_without_a_body(client, shared_server):
+    clear = client.post("/", files={"paste": (None, "once\n"), "burn": (None, "true")},
+                        headers={"accept": "application/json"}).json()["code"]
+    ct, iv = "A" * 24, "B" * 16
+    sealed = client.post("/", files={"paste": (None, ct), "iv": (None, iv), "burn": (None, "true"),
+                                     "encrypted": (None, "true")},
+                         headers={"accept": "application/json"}).json()["code"]
+    plain = paste_id(client.post("/", content=b"kept").text)
+    before = head(shared_server)
+    anon = httpx.Client(base_url=shared_server.url, timeout=10)  # no creator cookie
+    for pid in (clear, sealed):
+        for query, accept in (("?raw=true", "*/*"), ("", "application/json"),
+                              ("?raw=true", "application/json"), ("", "text/html"), ("", "*/*")):
+            for method in ("HEAD", "GET", "HEAD"):
+                r = anon.request(method, f"/{pid}{query}", headers={"accept": accept})
+                assert r.status_code in (200, 409), (method, pid, query, accept, r.status_code)
+                if r.status_code == 409:
+                    assert method == "HEAD" or f"POST /{pid}/read" in r.text
+    # the rest of the GET routes: HEAD answers as GET does, without a body
+    for path in ("/", "/healthz", "/static/style.css", f"/{plain}", f"/{plain}?raw=true",
+                 f"/{plain}/delete?token=x", "/nope", f"/{clear}"):
+        got, headed = anon.get(path), anon.head(path)
+        assert headed.status_code == got.status_code, path
+        assert headed.content == b"", path
+        for name in ("content-type", "content-length", "etag", "cache-control"):
+            assert headed.headers.get(name) == got.headers.get(name), (path, name)
+    assert head(shared_server) == before  # nothing committed: nothing burned
+    assert anon.post(f"/{clear}/read?raw=true").text == "once\n"
+    doc = anon.post(f"/{sealed}/read", headers={"accept": "application/json"}).json()
+    assert doc["ct"] == ct and doc["iv"] == iv
+    assert anon.head(f"/{clear}?raw=true").status_code == 404
+
+
+def test_a_clear_paste_with_a_password_is_refused(client, shared_server):
+    before = head(shared_server)
+    for accept in ("text/html", "application/json", "*/*"):
+        r = client.post("/", files={"paste": (None, "secret-ish"), "password": (None, "pw"),
+                                    "form": (None, "html")}, headers={"accept": accept})
+        assert r.status_code == 400 and "clear the password" in r.text, r.text
+    assert head(shared_server) == before  # nothing stored
+    r = client.post("/", files={"paste": (None, "clear"), "password": (None, ""),
+                                "form": (None, "html")})
+    assert r.status_code == 201  # an empty password field is no password

@@ -98,10 +98,13 @@ def test_burn_after_reading(server_factory):
         assert reader.get(f"/{pid}?raw=true").status_code == 404
         assert not in_tree(srv, pid)
         assert "Burn paste" in srv.git("log", "-1", "--format=%s")
-        # the API reads and burns at once
+        # the API reads with a POST (a GET is told so, and burns nothing)
         other = create(httpx.Client(base_url=srv.url), "api burn", burn="true")["code"]
-        assert reader.get(f"/{other}?raw=true").text == "api burn"
-        assert reader.get(f"/{other}?raw=true").status_code == 404
+        r = reader.get(f"/{other}?raw=true")
+        assert r.status_code == 409 and f"POST /{other}/read?raw=true" in r.text
+        r = reader.post(f"/{other}/read?raw=true")
+        assert r.text == "api burn" and r.headers["content-type"].startswith("text/plain")
+        assert reader.post(f"/{other}/read?raw=true").status_code == 404
 
 
 def test_delete_token(server_factory):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import socket
+import subprocess
 import threading
 import time
 
@@ -102,3 +104,89 @@ def test_large_upload_with_bad_utf8_refused(server_factory):
     assert answer.startswith(b"HTTP/1.1 400") and b"UTF-8" in answer
     assert list((server.data / "tmp").iterdir()) == []
     assert httpx.get(server.url + "/healthz").json()["commits"] == 0
+
+
+def reset_peak(pid: int) -> int:
+    """Reset the process's peak RSS to its current RSS (KiB), which it returns."""
+    with open(f"/proc/{pid}/clear_refs", "w") as f:
+        f.write("5")
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def upload(url: str, fields: dict[str, str], block: bytes, count: int) -> str:
+    """A multipart paste of ``block`` ``count`` times, sent as a stream."""
+
+    def body():
+        for name, value in fields.items():
+            yield (f'--B\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+                   ).encode()
+        yield b'--B\r\nContent-Disposition: form-data; name="paste"\r\n\r\n'
+        for _ in range(count):
+            yield block
+        yield b"\r\n--B--\r\n"
+
+    r = httpx.post(url + "/", content=body(), timeout=120,
+                   headers={"content-type": "multipart/form-data; boundary=B",
+                            "accept": "application/json"})
+    assert r.status_code == 201, r.text
+    return r.json()["code"]
+
+
+def test_large_paste_read_streams_with_flat_memory(server_factory):
+    """Raw view and download of a 96 MiB paste (escapes and multi-byte text all
+    along) stream from Git; its page links to them; memory stays flat."""
+    server = server_factory("--max", "512MiB")
+    line = (b"x" * 1000 + b'"quoted" back\\slash \t\x01\x1f '
+            b"caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80\r\n")
+    block = line * ((1 << 20) // len(line))
+    count = 96
+    code = upload(server.url, {}, block, count)
+    expected = hashlib.sha256()
+    for _ in range(count):
+        expected.update(block)
+    pid = server.proc.pid
+    for path in (f"/{code}?raw=true", f"/{code}?raw=true&download=1"):
+        base = reset_peak(pid)
+        got, size = hashlib.sha256(), 0
+        with httpx.stream("GET", server.url + path, timeout=120) as r:
+            assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+            for chunk in r.iter_bytes():
+                got.update(chunk)
+                size += len(chunk)
+        growth_mib = (rss_peak_kib(pid) - base) / 1024
+        assert size == len(block) * count and got.hexdigest() == expected.hexdigest()
+        assert growth_mib < 24, f"peak RSS grew by {growth_mib:.1f} MiB reading {path}"
+    base = reset_peak(pid)
+    page = httpx.get(f"{server.url}/{code}", timeout=120)
+    head = httpx.head(f"{server.url}/{code}?raw=true", timeout=120)
+    growth_mib = (rss_peak_kib(pid) - base) / 1024
+    assert page.status_code == 200 and "too large to show here" in page.text
+    assert f'href="/{code}?raw=true" download' in page.text and len(page.content) < 20_000
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"].startswith("text/plain")
+    assert growth_mib < 24, f"peak RSS grew by {growth_mib:.1f} MiB (page and HEAD)"
+
+
+def test_large_encrypted_paste_streams_its_document(server_factory):
+    server = server_factory("--max", "64MiB")
+    block = b"A" * (1 << 20)
+    code = upload(server.url, {"encrypted": "true", "iv": "B" * 16}, block, 24)
+    pid = server.proc.pid
+    base = reset_peak(pid)
+    got = hashlib.sha256()
+    with httpx.stream("GET", f"{server.url}/{code}?raw=true", timeout=120) as r:
+        assert r.status_code == 200 and r.headers["content-type"] == "application/json"
+        length = int(r.headers["content-length"])
+        for chunk in r.iter_bytes():
+            got.update(chunk)
+    growth_mib = (rss_peak_kib(pid) - base) / 1024
+    from pasteur.store import shard_path
+
+    blob = subprocess.run(["git", "-C", str(server.repo), "cat-file", "blob",
+                           f"HEAD:{shard_path(code)}"], capture_output=True, check=True).stdout
+    assert length == len(blob) and got.hexdigest() == hashlib.sha256(blob).hexdigest()
+    assert growth_mib < 16, f"peak RSS grew by {growth_mib:.1f} MiB"
+    page = httpx.get(f"{server.url}/{code}").text  # the ciphertext is fetched by show.js
+    assert f'data-src="/{code}?raw=true"' in page and 'data-ct=""' in page
+    assert len(page) < 20_000

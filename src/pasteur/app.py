@@ -15,26 +15,36 @@ import sys
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Route
 
 from . import languages, mediatype, record
 from .assets import Asset, Bundle, choose_encoding
 from .config import Config, parse_duration
 from .cookies import cookie
-from .form import FormError, format_size, read_upload
+from .form import SPOOL_THRESHOLD, FormError, format_size, read_upload
+from .logsafe import quoted
 from .paste import (
     InvalidPaste,
     Paste,
+    TextUnescaper,
     checked_b64url,
+    document_head,
     escaped_text,
     iso,
     new_token,
@@ -43,7 +53,7 @@ from .paste import (
 )
 from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
-from .store import Store, StoreBusy, StoreError, idle_priority, valid_id
+from .store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
 
 log = logging.getLogger("pasteur.access")
 
@@ -63,6 +73,24 @@ TRUE = ("1", "true", "on", "yes")
 PASTE_PATH = re.compile(r"/([A-Za-z0-9]{2,64})")
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
+# Documents larger than this are never read whole: streamed from Git, as
+# uploads this large are spooled to disk (measured: a 96 MiB paste's raw view
+# read whole peaked ~400 MiB higher; streamed, a few MiB).
+STREAM_ABOVE = SPOOL_THRESHOLD
+
+
+@dataclass(frozen=True)
+class LargeDocument:
+    """A large paste's stored document: its blob, and where its text or
+    ciphertext starts (after the metadata, read from its first bytes)."""
+
+    blob: LargeBlob
+    start: int
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing (a HEAD's body)
 
 
 class AccessLog:
@@ -110,7 +138,8 @@ class Frontdoor:
     """Outermost middleware: basic auth, security headers, one log line per request.
 
     The log line holds the method, path, status, size and time: never a body,
-    never a query string (a paste's content or key never appears in it).
+    never a query string (a paste's content or key never appears in it). What
+    the client sent is escaped (``logsafe``): one request, one line.
     """
 
     def __init__(self, app: ASGIApp, auth: tuple[str, str] | None,
@@ -161,7 +190,8 @@ class Frontdoor:
                 client = scope.get("client") or ("-", 0)
                 ms = (time.perf_counter() - start) * 1000
                 self.access_log.write(
-                    f'{client[0]} "{scope["method"]} {scope["path"]}" {status} {size}B {ms:.1f}ms'
+                    f'{quoted(str(client[0]))} "{quoted(scope["method"])} {quoted(scope["path"])}" '
+                    f"{status} {size}B {ms:.1f}ms"
                 )
 
     def _authorized(self, scope: dict) -> bool:
@@ -641,38 +671,110 @@ class Pasteur:
         creator = self.is_creator(request, paste)
         api = raw or wants(request) == "json"
         if paste.burn and not creator:
-            if not api:  # a person (or a link preview): ask before burning
+            # A GET or HEAD never burns (a link preview, a prefetch, a HEAD
+            # would): a person is asked first, a program is told to POST.
+            if not api:
                 return self.render("burn.html", id=paste_id, created=paste.created,
                                    encrypted=paste.encrypted)
-            return await self.burn(request, paste_id, paste, data, raw)
+            read = f"/{paste_id}/read" + ("?raw=true" if raw else "")
+            return self.error(request, 409, f"paste {paste_id} is deleted once read: POST {read} "
+                                            "reads it, and deletes it")
         return self.present(request, paste_id, paste, data, raw, creator)
 
-    async def lookup(self, request: Request, paste_id: str) -> tuple[Paste, bytes] | Response:
+    async def lookup(
+        self, request: Request, paste_id: str
+    ) -> tuple[Paste, bytes | LargeDocument] | Response:
         """The paste of an id, or the error page saying why there is none."""
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
-        data = self.store.get(paste_id)
+        found = self.store.get_bounded(paste_id, STREAM_ABOVE)
         sync = getattr(request.app.state, "sync", None)
-        if data is None and sync is not None and await sync.fetch_for_miss():
-            data = self.store.get(paste_id)  # another instance may have pushed it
-        if data is None:
+        if found is None and sync is not None and await sync.fetch_for_miss():
+            found = self.store.get_bounded(paste_id, STREAM_ABOVE)  # pushed by another instance?
+        if found is None:
             return self.error(request, 404, f"no paste {paste_id}")
+        data: bytes | LargeDocument
         try:
-            paste = Paste.from_json(data)
+            if isinstance(found, LargeBlob):
+                paste, data = await self._large(found)
+            else:
+                paste, data = Paste.from_json(found), found
         except (InvalidPaste, KeyError, TypeError) as exc:
             log.error("paste %s is unreadable: %s", paste_id, exc)
             return self.error(request, 500, f"paste {paste_id} is stored in an unknown format")
+        except StoreError as exc:
+            return self.error(request, 503, f"paste {paste_id} could not be read ({exc})")
         if paste.expired():
             self.sweeper.watch(paste_id, paste.expires or iso(0))
             return self.error(request, 410, f"paste {paste_id} has expired")
         return paste, data
+
+    async def _large(self, blob: LargeBlob) -> tuple[Paste, LargeDocument]:
+        """A large paste's metadata, from the first bytes of its document."""
+        head = b""
+        chunks = self.store.stream(blob, 4096)
+        try:
+            async for chunk in chunks:
+                head += chunk
+                if len(head) >= 4096:
+                    break
+        finally:
+            await chunks.aclose()
+        paste, start = document_head(head)
+        return paste, LargeDocument(blob, start)
+
+    async def _text_of(self, document: LargeDocument) -> AsyncIterator[bytes]:
+        """A large clear paste's text, unescaped from its document as it streams."""
+        unescaper = TextUnescaper()
+        skip, held = document.start, b""
+        async for chunk in self.store.stream(document.blob):
+            if skip:
+                chunk, skip = chunk[skip:], max(0, skip - len(chunk))
+            chunk = held + chunk
+            chunk, held = chunk[:-2], chunk[-2:]  # the document ends with '"}'
+            if out := unescaper.feed(chunk):
+                yield out
+        if held != b'"}':
+            raise InvalidPaste("the stored paste does not end its text")
+        if out := unescaper.feed(b"", final=True):
+            yield out
+
+    def _streamed(
+        self, request: Request, chunks: AsyncIterator[bytes], ctype: str, size: int | None = None
+    ) -> Response:
+        """A streamed answer (a HEAD gets its head only: nothing is read)."""
+        headers = {"cache-control": "no-store"}
+        if size is not None:
+            headers["content-length"] = str(size)
+        if request.method == "HEAD":
+            chunks = _nothing()
+        return StreamingResponse(chunks, media_type=ctype, headers=headers)
+
+    def _present_large(
+        self, request: Request, paste: Paste, document: LargeDocument, raw: bool, meta: dict
+    ) -> Response:
+        """A large paste, never read whole: the raw text or the stored document
+        streamed; its page only links to them (encrypted: show.js fetches the
+        document; clear: too large to highlight)."""
+        raw_url = f"/{meta['id']}?raw=true"
+        if paste.encrypted:
+            if raw or wants(request) == "json":
+                return self._streamed(request, self.store.stream(document.blob),
+                                      "application/json", document.blob.size)
+            return self.render("encrypted.html", ct="", iv=paste.iv, kdf=paste.kdf,
+                               src=raw_url, **meta)
+        if raw:
+            return self._streamed(request, self._text_of(document), "text/plain; charset=utf-8")
+        return self.render("show.html", lang=paste.lang, ln=False, code_html="",
+                           too_large=format_size(paste.size), raw_url=raw_url, **meta)
 
     def is_creator(self, request: Request, paste: Paste) -> bool:
         token = cookie(request.headers, CREATOR_COOKIE)
         return bool(token) and paste.token_ok(token)
 
     async def burn(
-        self, request: Request, paste_id: str, paste: Paste, data: bytes, raw: bool
+        self, request: Request, paste_id: str, paste: Paste, data: bytes | LargeDocument,
+        raw: bool,
     ) -> Response:
         """Serve a burn-after-reading paste once, then delete it."""
         if paste_id in self.burning:
@@ -697,7 +799,7 @@ class Pasteur:
         request: Request,
         paste_id: str,
         paste: Paste,
-        data: bytes,
+        data: bytes | LargeDocument,
         raw: bool,
         creator: bool,
         cache: bool = True,
@@ -705,6 +807,8 @@ class Pasteur:
         query = request.query_params
         meta = {"id": paste_id, "created": paste.created, "expires": paste.expires,
                 "burn": paste.burn, "creator": creator, "commit_link": self.commit_link(paste_id)}
+        if isinstance(data, LargeDocument):
+            return self._present_large(request, paste, data, raw, meta)
         if paste.encrypted:
             if raw or wants(request) == "json":
                 return Response(data, media_type="application/json",
@@ -746,15 +850,17 @@ class Pasteur:
         return template.replace("{commit}", commit)
 
     async def read_burn(self, request: Request) -> Response:
-        """POST /<id>/read: the reader confirmed; serve the paste once and burn it."""
+        """POST /<id>/read[?raw=true]: the reader confirmed; serve the paste once
+        and burn it (the only way a paste is burned: never by a GET or HEAD)."""
         paste_id = request.path_params["paste_id"]
         found = await self.lookup(request, paste_id)
         if isinstance(found, Response):
             return found
         paste, data = found
+        raw = request.query_params.get("raw", "").lower() in TRUE
         if not paste.burn:
-            return self.present(request, paste_id, paste, data, False, False)
-        return await self.burn(request, paste_id, paste, data, raw=False)
+            return self.present(request, paste_id, paste, data, raw, False)
+        return await self.burn(request, paste_id, paste, data, raw=raw)
 
     async def delete_confirm(self, request: Request) -> Response:
         """GET /<id>/delete?token=…: a page asking to confirm (a GET never deletes)."""

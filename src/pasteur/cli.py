@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import __version__
+from . import __version__, logsafe
 from .config import (
     Config,
     parse_auth,
@@ -210,11 +210,8 @@ def config_from(args: argparse.Namespace) -> Config:
 
 
 def setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    logsafe.configure(getattr(logging, level.upper()),
+                      "%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
 def serve(args: argparse.Namespace) -> int:

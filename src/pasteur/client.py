@@ -180,6 +180,10 @@ def get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         try:
             r = client.get(raw_url, headers={"accept": "application/json"})
+            if r.status_code == 409:  # read once: only a POST reads (and burns) it
+                read_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/") + "/read",
+                                       "raw=true", ""))
+                r = client.post(read_url, headers={"accept": "application/json"})
         except httpx.HTTPError as exc:
             raise ClientError(f"cannot reach {parts.netloc}: {exc}") from exc
     if r.status_code != 200:

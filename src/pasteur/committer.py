@@ -36,6 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from . import logsafe
+
 log = logging.getLogger("pasteur")
 
 _LEN = struct.Struct(">Q")
@@ -203,7 +205,7 @@ def main() -> None:
     from .store import tune_malloc
 
     tune_malloc()
-    logging.basicConfig(level=logging.INFO, format="pasteur committer: %(message)s")
+    logsafe.configure(logging.INFO, "pasteur committer: %(message)s")
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing else on the reply pipe
     serve(Path(sys.argv[1]), inp, out)

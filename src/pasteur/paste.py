@@ -228,3 +228,70 @@ def checked_b64url(chunks: Iterable[bytes]) -> Iterator[bytes]:
         yield chunk
     if total % 4 == 1:
         raise InvalidPaste("the ciphertext is not base64url")
+
+
+CONTENT_KEYS = (b',"text":"', b',"ct":"')
+
+
+def document_head(prefix: bytes) -> tuple[Paste, int]:
+    """A stored document's metadata from its first bytes (a few hundred are
+    enough), with an empty text or ciphertext, and the offset where that
+    content begins: it is the document's last key (``to_json``,
+    ``write_document``) and no value before it can hold the key's bytes."""
+    for key in CONTENT_KEYS:
+        i = prefix.find(key)
+        if i >= 0:
+            start = i + len(key)
+            return Paste.from_json(prefix[:start] + b'"}'), start
+    raise InvalidPaste("no text or ciphertext at the start of the stored paste")
+
+
+class TextUnescaper:
+    """JSON string content, in chunks of any size, back to UTF-8 text: the
+    inverse of ``escaped_text``, for a large paste's raw view. A chunk is cut
+    before an escape it splits (``\\uXXXX`` pairs of surrogates included)."""
+
+    def __init__(self) -> None:
+        self.decoder = codecs.getincrementaldecoder("utf-8")()
+        self.tail = ""
+
+    def feed(self, chunk: bytes, final: bool = False) -> bytes:
+        try:
+            text = self.tail + self.decoder.decode(chunk, final)
+        except UnicodeDecodeError as exc:
+            raise InvalidPaste("the stored text is not UTF-8") from exc
+        cut = len(text) if final else _escape_boundary(text)
+        text, self.tail = text[:cut], text[cut:]
+        if not text:
+            return b""
+        try:
+            return json.loads('"' + text + '"').encode("utf-8")
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise InvalidPaste("the stored text is not a JSON string") from exc
+
+
+def _escape_boundary(text: str) -> int:
+    """Where ``text`` may be cut without splitting an escape: its length, or
+    the start of the escape (or surrogate pair) it ends inside."""
+    i = text.rfind("\\", max(0, len(text) - 12))
+    if i < 0:
+        return len(text)
+    run = i
+    while run > 0 and text[run - 1] == "\\":
+        run -= 1
+    if (i - run) % 2 == 1:  # an even run of backslashes: escaped backslashes
+        return len(text)
+    if i + (6 if text[i + 1:i + 2] == "u" else 2) > len(text):
+        cut = i
+    elif text[i + 1:i + 2] == "u" and _high_surrogate(text[i + 2:i + 6]) and i + 12 > len(text):
+        return i
+    else:
+        return len(text)
+    # a pair of surrogates cut after its first half: cut before it
+    if cut >= 6 and text[cut - 6:cut - 4] == "\\u" and _high_surrogate(text[cut - 4:cut]):
+        return cut - 6
+    return cut
+
+
+def _high_surrogate(hex4: str) -> bool:
+    return len(hex4) == 4 and hex4[:2].lower() in ("d8", "d9", "da", "db")

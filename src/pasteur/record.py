@@ -165,6 +165,12 @@ class Record:
     form: bool = False  # sent by the HTML form (a textarea: CRLF)
 
 
+PASSWORD_SENT = (
+    "a password protects encrypted pastes only, and this page encrypts with JavaScript, which "
+    "is off: nothing was stored. Turn JavaScript on, or clear the password to paste in clear."
+)
+
+
 def checked(fields: Mapping[str, str], default_expiry: int | None = None,
             max_expiry: int | None = None, now: float | None = None) -> Record:
     """Every field of a create, checked; RecordError says the first bad one."""
@@ -173,6 +179,8 @@ def checked(fields: Mapping[str, str], default_expiry: int | None = None,
     if lang and lang not in languages.NAMES:
         raise RecordError(f"unknown language {lang!r}")
     encrypted = flag("encrypted", fields.get("encrypted"))
+    if fields.get("password"):  # sent by the form only without JavaScript
+        raise RecordError(PASSWORD_SENT)
     kdf = None
     if fields.get("salt") or fields.get("iter"):
         if not encrypted:

@@ -42,7 +42,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -749,6 +749,14 @@ def signature(name: str | None, when: int | None = None) -> pygit2.Signature:
 _UNSAFE = re.compile(r"[<>\x00-\x1f\x7f\ud800-\udfff]")
 
 
+@dataclass(frozen=True)
+class LargeBlob:
+    """A committed document too large to read whole: streamed (``Store.stream``)."""
+
+    oid: pygit2.Oid
+    size: int
+
+
 class Store:
     """The paste repository: reads from the event loop, writes in one thread."""
 
@@ -947,6 +955,23 @@ class Store:
         journaled = self._journaled.get(paste_id)
         if journaled is not None:
             return journaled
+        obj = self._blob(paste_id)
+        return None if obj is None else obj.data
+
+    def get_bounded(self, paste_id: str, limit: int) -> bytes | LargeBlob | None:
+        """Like ``get``, but a document over ``limit`` bytes is not read: its
+        blob comes back to be streamed (its size from the object's header)."""
+        journaled = self._journaled.get(paste_id)
+        if journaled is not None:
+            return journaled
+        obj = self._blob(paste_id)
+        if obj is None:
+            return None
+        _, size = self.reader.odb.read_header(obj.id)
+        return LargeBlob(obj.id, size) if size > limit else obj.data
+
+    def _blob(self, paste_id: str) -> pygit2.Blob | None:
+        """The blob of a committed paste, not read yet (pygit2 loads it lazily)."""
         tree = self._tree
         if tree is None or not valid_id(paste_id):
             return None
@@ -954,9 +979,32 @@ class Store:
             obj = tree[shard_path(paste_id)]
         except KeyError:
             return None
-        if not isinstance(obj, pygit2.Blob):
-            return None
-        return obj.data
+        return obj if isinstance(obj, pygit2.Blob) else None
+
+    async def stream(
+        self, blob: LargeBlob, chunk: int = 1 << 16
+    ) -> AsyncGenerator[bytes, None]:
+        """A large blob's bytes, ``chunk`` at a time, from ``git cat-file``
+        (which inflates loose and undeltified packed objects as a stream: this
+        process holds a chunk, git a window; libgit2 would read it whole).
+        Raises StoreError if the object cannot be read to its end."""
+        proc = await asyncio.create_subprocess_exec(
+            "git", "-C", str(self.path), "cat-file", "blob", str(blob.oid),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert proc.stdout is not None
+        sent = 0
+        try:
+            while data := await proc.stdout.read(chunk):
+                sent += len(data)
+                yield data
+            if await proc.wait() != 0 or sent != blob.size:
+                raise StoreError(f"blob {blob.oid} could not be read ({sent} of {blob.size} bytes)")
+        finally:
+            if proc.returncode is None:  # the reader left early
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
 
     @property
     def uncommitted(self) -> int:

@@ -148,6 +148,8 @@ filesInput.addEventListener("change", updateAttach);
 textarea.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
+// Encrypted by default: the page leaves it unchecked for when JavaScript is off.
+form.elements.encrypted.defaultChecked = true;
 if (!available()) {
   document.getElementById("crypto-note").textContent =
     "This page came over plain http, so the browser cannot encrypt here: use https, or uncheck “encrypted”.";

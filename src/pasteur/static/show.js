@@ -138,6 +138,21 @@ async function decryptAndRender(key, iv, ct, kdf) {
   return true;
 }
 
+// A large paste's page holds no ciphertext: it is fetched from its raw view.
+async function loadDocument() {
+  say("Loading…", false);
+  try {
+    const response = await fetch(article.dataset.src, { headers: { Accept: "application/json" } });
+    const body = await response.json();
+    if (!response.ok || !body.ct) throw new Error(body.error || `HTTP ${response.status}`);
+    article.dataset.ct = body.ct;
+    return true;
+  } catch (error) {
+    say(`This paste could not be loaded: ${error.message}`);
+    return false;
+  }
+}
+
 // Resolves to true once the paste is shown.
 async function show() {
   article.hidden = true;
@@ -145,10 +160,11 @@ async function show() {
   filesSection.hidden = true;
   code.textContent = "";
   const key = location.hash.slice(1);
-  const { ct, iv, salt, iter } = article.dataset;
-  if (!key) return say(burnForm && !ct ? MESSAGES.burnNokey : MESSAGES.nokey);
+  if (!key) return say(burnForm && !article.dataset.ct ? MESSAGES.burnNokey : MESSAGES.nokey);
   if (!available()) return say(MESSAGES.nocrypto);
-  if (burnForm && !ct) return say(""); // waits for the reader to confirm
+  if (burnForm && !article.dataset.ct) return say(""); // waits for the reader to confirm
+  if (!article.dataset.ct && article.dataset.src && !(await loadDocument())) return false;
+  const { ct, iv, salt, iter } = article.dataset;
   if (!salt) {
     try {
       return await decryptAndRender(key, iv, ct, null);
