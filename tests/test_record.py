@@ -192,7 +192,9 @@ def test_mixed_case_multipart_keeps_every_field_and_a_password_paste_round_trips
     doc = json.loads(server.git("cat-file", "-p", f"HEAD:{shard_path(answer['code'])}"))
     assert doc["iv"] == iv and doc["ct"] == ct and doc["kdf"]["salt"] == salt
     assert server.git("log", "-1", "--format=%an <%ae>").strip() == "Ann <ann@example.org>"
-    got = httpx.get(f"{server.url}/{answer['code']}?raw=true").json()
+    # a burn paste: read (and burned) by POST only
+    got = httpx.post(f"{server.url}/{answer['code']}/read",
+                     headers={"accept": "application/json"}).json()
     kdf = got["kdf"]
     assert crypto.decrypt(key, got["iv"], got["ct"], "pw", kdf["salt"], kdf["iter"]) == payload
 
