@@ -53,9 +53,13 @@ from pasteur.config import parse_duration
 
 from .conftest import Server, make_server
 
-EXAMPLES = int(os.environ.get("PASTEUR_HOSTILE_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("PASTEUR_HOSTILE_EXAMPLES", "200"))
 TIMEOUT = 20.0  # seconds for a whole answer: longer is a hang
 MAX_PASTE = 16 << 10  # the server's --max: "huge" crosses it at little cost
+
+# Each test function: its examples (~0.2 s each at most), and the shrinking of a
+# failure (Hypothesis gives up after 5 minutes).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600 + EXAMPLES)]
 
 HOSTILE = settings(
     max_examples=EXAMPLES,
@@ -426,7 +430,7 @@ def read_raw(srv: Server, paste_id: str, token: str) -> Answer:
                 [(b"Cookie", f"pasteur_creator={token}".encode())])
 
 
-def committed(srv: Server, timeout: float = 5) -> None:
+def committed(srv: Server, timeout: float = 3) -> None:
     """Every acknowledged paste is committed within ``timeout`` seconds (it
     takes milliseconds: a record that cannot be committed shows here, in the
     example that sent it)."""
