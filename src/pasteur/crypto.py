@@ -19,8 +19,8 @@ iter is ``KDF_ITERATIONS`` (600,000) when made here or in the browser, the least
 accepts, and at most ``MAX_KDF_ITERATIONS`` (10,000,000): the server refuses to store more,
 and readers (this module, the terminal client, static/crypto.js) refuse to derive a key
 with more, because the count comes from the stored paste and a hostile one could ask for
-hours of work (measured here: 600,000 iterations take 0.6 to 2 s of one core, so the
-maximum 10 to 33 s). These two numbers live here; static/crypto.js repeats them and a test
+hours of work (measured on a busy core here: 600,000 iterations took 2 s, so the maximum
+would take ~33 s). These two numbers live here; static/crypto.js repeats them and a test
 checks that they agree.
 
 The server never sees the key: it stores ``ct`` and ``iv`` (and ``salt``, ``iter``) only.
