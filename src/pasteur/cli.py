@@ -20,9 +20,8 @@ from .config import (
     parse_size,
     web_commit_url,
 )
+from .procs import ENV_PREFIX
 from .synccli import add_keygen_arguments, add_sync_arguments, keygen
-
-ENV_PREFIX = "PASTEUR_"
 
 
 def _typed(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
