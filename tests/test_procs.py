@@ -44,8 +44,9 @@ def stand_ins(directory: Path, log: Path, *names: str) -> None:
         script.write_text(
             "#!/bin/sh\n"
             f"f={log}/{name}.$$\n"
-            "printf '%s\\0' \"$*\" > \"$f\"\n"
-            "env -0 >> \"$f\"\n"
+            "printf '%s\\0' \"$*\" > \"$f.part\"\n"
+            "env -0 >> \"$f.part\"\n"
+            "mv \"$f.part\" \"$f\"\n"  # whole, or not there yet
             f'exec {real} "$@"\n'
         )
         script.chmod(0o755)
@@ -54,7 +55,7 @@ def stand_ins(directory: Path, log: Path, *names: str) -> None:
 def recorded(log: Path) -> dict[str, dict[str, str]]:
     """'<program> <argv>' -> the environment it was started with."""
     out = {}
-    for f in sorted(log.iterdir()):
+    for f in sorted(log.glob("*[0-9]")):
         argv, *env = f.read_bytes().decode().split("\0")
         out[f"{f.name.split('.')[0]} {argv}"] = dict(e.split("=", 1) for e in env if "=" in e)
     return out
@@ -93,16 +94,19 @@ def test_children_get_no_pasteur_secrets(
     doomed = a.paste_json("to erase")
     r = client.delete(f"/{doomed['code']}", headers={"x-delete-token": doomed["delete_token"]})
     assert r.is_success
+    expected = ("pasteur.committer", "pasteur.syncworker", "pasteur.expiryscan", "git -C",
+                " repack -d --geometric=2", " repack -a -d", " prune ")
+
+    def missing() -> list[str]:
+        names = " | ".join([*seen, *recorded(log)])
+        return [program for program in expected if program not in names]
+
     deadline = time.monotonic() + 60
-    while not any(" prune " in name for name in recorded(log)):
-        assert time.monotonic() < deadline, list(recorded(log))
+    while missing():
+        assert time.monotonic() < deadline, (missing(), list(seen), list(recorded(log)))
         live_children(a, seen)
         time.sleep(0.1)
     seen.update(recorded(log))
-    names = " | ".join(seen)
-    for program in ("pasteur.committer", "pasteur.syncworker", "pasteur.expiryscan",
-                    "git -C", " repack -d --geometric=2", " repack -a -d", " prune "):
-        assert program in names, names
     for name, child_env in seen.items():
         assert KEPT in child_env and "PATH" in child_env, name
         assert [k for k in child_env if k.startswith("PASTEUR_")] == [], name
