@@ -19,6 +19,8 @@ import pytest
 
 from pasteur import crypto
 
+from .fixtures_hostile import plant
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
@@ -584,6 +586,39 @@ def test_password_refused_without_encryption(page, server):
     page.get_by_role("button", name="Paste").click()
     assert "encrypted pastes only" in page.get_by_role("alert").inner_text()
     assert commit_count(server) == before
+
+
+
+def test_a_hostile_iteration_count_is_refused_before_the_password(page, server_factory):
+    srv = server_factory()  # of its own: planting restarts it
+    key, iv, ct, salt, _ = crypto.encrypt_with_password(crypto.make_payload(SECRET), "pw", 1000)
+    r = httpx.post(srv.url + "/", headers={"accept": "application/json"}, files={
+        "paste": (None, ct), "iv": (None, iv), "encrypted": (None, "true"),
+        "salt": (None, salt), "iter": (None, str(crypto.KDF_ITERATIONS))})
+    paste_id = r.json()["code"]
+    doc = json.loads(git(srv, "cat-file", "-p", f"HEAD:{paste_id[0]}/{paste_id[1]}/{paste_id}"))
+    doc["kdf"]["iter"] = 10**12  # days of PBKDF2; the server would never store it
+    plant(srv, paste_id, doc)
+    page.goto(f"{srv.url}/{paste_id}#{key}")
+    page.get_by_text("far more password-hashing work").wait_for()
+    assert page.locator("#password-form").is_hidden() and page.locator("#paste").is_hidden()
+    got = page.evaluate(
+        """async ([key, iv, ct, salt]) => {
+          const c = await import("/static/crypto.js");
+          const out = {max: c.MAX_KDF_ITERATIONS, default: c.KDF_ITERATIONS, kinds: []};
+          for (const iter of [1e12, c.MAX_KDF_ITERATIONS + 1, 0, 1.5, "1000"]) {
+            try {
+              await c.decrypt(key, iv, ct, {password: "pw", salt, iter});
+              out.kinds.push("ok");
+            } catch (e) { out.kinds.push(e.kind); }
+          }
+          out.ok = (await c.decrypt(key, iv, ct, {password: "pw", salt, iter: 1000})).text;
+          return out;
+        }""",
+        [key, iv, ct, salt],
+    )
+    assert got == {"max": crypto.MAX_KDF_ITERATIONS, "default": crypto.KDF_ITERATIONS,
+                   "kinds": ["kdf", "kdf", "data", "data", "data"], "ok": SECRET}
 
 
 def test_read_once_encrypted_paste(page, reader, server):

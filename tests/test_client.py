@@ -10,7 +10,10 @@ import sys
 import httpx
 import pytest
 
+from pasteur import crypto
 from pasteur.store import shard_path
+
+from .fixtures_hostile import plant
 
 
 def pasteur(*args: str, stdin: bytes = b"", env: dict | None = None):
@@ -95,3 +98,30 @@ def test_get_errors(shared_server):
     assert wrong.returncode == 1 and b"cannot decrypt" in wrong.stderr
     missing = pasteur("get", shared_server.url + "/zzzzzz")
     assert missing.returncode == 1 and b"404" in missing.stderr
+
+
+def test_the_server_stores_no_more_than_the_maximum_iterations(shared_server):
+    key, iv, ct = crypto.encrypt(crypto.make_payload("pw"))
+    for count, status in ((crypto.MAX_KDF_ITERATIONS, 201), (crypto.MAX_KDF_ITERATIONS + 1, 400)):
+        r = httpx.post(shared_server.url + "/", headers={"accept": "application/json"}, files={
+            "paste": (None, ct), "iv": (None, iv), "encrypted": (None, "true"),
+            "salt": (None, "A" * 22), "iter": (None, str(count))})
+        assert r.status_code == status, r.text
+    assert f"{crypto.MAX_KDF_ITERATIONS}" in r.text
+
+
+def test_a_hostile_iteration_count_is_refused_at_once(server):
+    env = {"PASTEUR_PASSWORD": "pw"}
+    url = pasteur("paste", "-s", server.url, "-p", stdin=b"x", env=env).stdout.decode().strip()
+    pid = url.rsplit("/", 1)[1].split("#")[0]
+    doc = json.loads(server.git("cat-file", "-p", f"HEAD:{shard_path(pid)}"))
+    doc["kdf"]["iter"] = 10**12  # days of PBKDF2
+    plant(server, pid, doc)
+    assert httpx.get(f"{server.url}/{pid}?raw=true").json()["kdf"]["iter"] == 10**12
+    # no password in the environment nor a terminal: refused before it is asked for
+    got = pasteur("get", url, env={"PASTEUR_PASSWORD": ""})
+    assert got.returncode == 1 and got.stdout == b""
+    assert got.stderr.decode() == (
+        "pasteur: cannot decrypt: the paste asks for 1,000,000,000,000 PBKDF2 iterations, "
+        "more than the 10,000,000 allowed: refused (a hostile or damaged paste)\n")
+    assert pasteur("get", url, env=env).returncode == 1

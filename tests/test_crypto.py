@@ -98,3 +98,22 @@ def test_password_round_trip():
         crypto.decrypt(key, iv, ct)  # the link alone is not enough
     with pytest.raises(crypto.DecryptError):
         crypto.decrypt(key, iv, ct, "hunter3", salt, iterations)
+
+
+@pytest.mark.parametrize("iterations", [crypto.MAX_KDF_ITERATIONS + 1, 10**12, 10**100])
+def test_an_iteration_count_above_the_maximum_is_refused_before_any_work(iterations):
+    payload = crypto.make_payload("x")
+    key, iv, ct, salt, _ = crypto.encrypt_with_password(payload, "pw", 1000)
+    with pytest.raises(crypto.DecryptError, match="more than the 10,000,000 allowed"):
+        crypto.decrypt(key, iv, ct, "pw", salt, iterations)  # would take days, or overflow
+
+
+@pytest.mark.parametrize("iterations", [0, -1, True, 1.5, "600000", None])
+def test_an_iteration_count_that_is_not_a_positive_integer_is_refused(iterations):
+    with pytest.raises(crypto.DecryptError, match="iteration count"):
+        crypto.check_iterations(iterations)
+
+
+def test_the_iteration_bounds():
+    assert crypto.check_iterations(crypto.MAX_KDF_ITERATIONS) == 10_000_000
+    assert crypto.check_iterations(crypto.KDF_ITERATIONS) == 600_000

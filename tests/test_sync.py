@@ -99,6 +99,17 @@ def test_redact_strips_tokens() -> None:
     assert redact("git@github.com:me/r.git") == "git@github.com:me/r.git"
 
 
+
+def test_a_secret_sent_in_clear_is_named_for_the_warning() -> None:
+    def secret(url: str, token: str | None = None) -> str | None:
+        return SyncOptions(url=url, token=token).cleartext_secret()
+
+    assert secret("http://h/r.git", "t") == "the token (--remote-token)"
+    assert secret("http://u:pw@h/r.git") == "the password in the URL"
+    assert secret("http://u@h/r.git") is None
+    assert secret("https://h/r.git", "t") is None and secret("https://u:pw@h/r.git") is None
+    assert secret("git://h/r.git", "t") is None
+
 def _commit(store: Store, pastes: dict[str, bytes], msg: str = "m") -> None:
     adds = [(pid, store.repo.create_blob(data)) for pid, data in pastes.items()]
     store.apply([Change(adds, [], None, msg)])
@@ -261,7 +272,7 @@ def test_https_with_token(https_git: HttpGit, pasteurs: list[Instance], tmp_path
     pid = a.paste("over https")
     wait_synced(a)
     assert remote_ids(bare) == [pid]
-    assert https_git.token not in a.output()
+    assert https_git.token not in a.output() and "sent in clear" not in a.output()
     # without the CA the server's certificate is refused, with a clear one-line error
     bare_remote(https_git.root / "untrusted.git")
     inst = start_pasteur(tmp_path / "b", "-r", https_git.url("untrusted.git"),

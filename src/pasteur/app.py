@@ -51,6 +51,7 @@ from .paste import (
     parse_iso,
     write_document,
 )
+from .procs import child_env
 from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
 from .store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
@@ -327,7 +328,7 @@ class Sweeper:
         args = [str(self.pasteur.store.path), head, *([since] if since else [])]
         proc = await asyncio.create_subprocess_exec(
             *idle_priority(), sys.executable, "-m", "pasteur.expiryscan", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env(),
         )
         assert proc.stdout is not None and proc.stderr is not None
         try:

@@ -21,10 +21,9 @@ from .config import (
     web_commit_url,
 )
 from .limits import MAX_CONNECTIONS
+from .procs import ENV_PREFIX
 from .proxy import parse_networks
 from .synccli import add_keygen_arguments, add_sync_arguments, keygen
-
-ENV_PREFIX = "PASTEUR_"
 
 
 def _typed(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:

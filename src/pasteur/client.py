@@ -197,11 +197,15 @@ def get(args: argparse.Namespace) -> int:
     kdf = doc.get("kdf")
     password = None
     if kdf:
+        try:  # before the password is asked for: a hostile count would take hours
+            crypto.check_iterations(kdf.get("iter") if isinstance(kdf, dict) else None)
+        except crypto.DecryptError as exc:
+            raise ClientError(f"cannot decrypt: {exc}") from exc
         password = _password(args, confirm=False)
     try:
         payload = crypto.decrypt(
             key, doc["iv"], doc["ct"], password,
-            kdf["salt"] if kdf else None, kdf["iter"] if kdf else None,
+            kdf.get("salt") if kdf else None, kdf.get("iter") if kdf else None,
         )
     except crypto.DecryptError as exc:
         hint = " (or the password)" if kdf else ""

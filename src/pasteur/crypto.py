@@ -12,8 +12,16 @@
 - ciphertext and iv travel and are stored as base64url without padding.
 
 With a password, the AES key is PBKDF2-HMAC-SHA256(link key ‖ UTF-8(password), salt, iter),
-32 bytes; the salt (16 random bytes, base64url) and iter (600,000 by default) are stored in
-clear beside ``ct`` and ``iv``. Reading then needs both the full link and the password.
+32 bytes; the salt (16 random bytes, base64url) and iter are stored in clear beside ``ct``
+and ``iv``. Reading then needs both the full link and the password.
+
+iter is ``KDF_ITERATIONS`` (600,000) when made here or in the browser, the least the server
+accepts, and at most ``MAX_KDF_ITERATIONS`` (10,000,000): the server refuses to store more,
+and readers (this module, the terminal client, static/crypto.js) refuse to derive a key
+with more, because the count comes from the stored paste and a hostile one could ask for
+hours of work (measured on a busy core here: 600,000 iterations took 2 s, so the maximum
+would take ~33 s). These two numbers live here; static/crypto.js repeats them and a test
+checks that they agree.
 
 The server never sees the key: it stores ``ct`` and ``iv`` (and ``salt``, ``iter``) only.
 """
@@ -36,7 +44,8 @@ KEY_BYTES = 32
 IV_BYTES = 12
 TAG_BYTES = 16
 KDF = "pbkdf2-sha256"
-KDF_ITERATIONS = 600_000
+KDF_ITERATIONS = 600_000  # made by the clients; the least the server stores
+MAX_KDF_ITERATIONS = 10_000_000  # the most the server stores and a reader derives
 SALT_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
@@ -117,6 +126,19 @@ def derive_key(link_key: bytes, password: str, salt: bytes, iterations: int) -> 
     return hashlib.pbkdf2_hmac("sha256", material, salt, iterations, KEY_BYTES)
 
 
+def check_iterations(iterations: object) -> int:
+    """The PBKDF2 iteration count of a paste being read, refused (DecryptError) if it is
+    not a positive integer or is above ``MAX_KDF_ITERATIONS``."""
+    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+        raise DecryptError("a password paste needs its salt and iteration count")
+    if iterations > MAX_KDF_ITERATIONS:
+        raise DecryptError(
+            f"the paste asks for {iterations:,} PBKDF2 iterations, more than the "
+            f"{MAX_KDF_ITERATIONS:,} allowed: refused (a hostile or damaged paste)"
+        )
+    return iterations
+
+
 def encrypt_with_password(
     payload: dict, password: str, iterations: int = KDF_ITERATIONS
 ) -> tuple[str, str, str, str, int]:
@@ -152,9 +174,9 @@ def decrypt(
     if salt is not None or password is not None:
         if password is None:
             raise DecryptError("this paste needs a password")
-        if salt is None or not isinstance(iterations, int) or iterations < 1:
+        if salt is None:
             raise DecryptError("a password paste needs its salt and iteration count")
-        key = derive_key(key, password, salt, iterations)
+        key = derive_key(key, password, salt, check_iterations(iterations))
     if len(iv) != IV_BYTES:
         raise DecryptError("the iv must be 12 bytes")
     if len(ct) < TAG_BYTES:

@@ -33,12 +33,12 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from . import entropy
+from .crypto import KDF as KDF_ALG
+from .crypto import KDF_ITERATIONS as MIN_KDF_ITERATIONS
+from .crypto import MAX_KDF_ITERATIONS
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
-KDF_ALG = "pbkdf2-sha256"
-MIN_KDF_ITERATIONS = 600_000
-MAX_KDF_ITERATIONS = 10_000_000
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _B64URL_BYTES = re.compile(rb"[A-Za-z0-9_-]*")
 

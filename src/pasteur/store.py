@@ -53,6 +53,7 @@ from pygit2.enums import FileMode
 from . import entropy, record
 from .committer import Committer, CommitterError
 from .journal import Journal, JournalError, JournalFull
+from .procs import child_env
 
 log = logging.getLogger("pasteur.store")
 
@@ -1572,7 +1573,8 @@ class Store:
             proc = await asyncio.create_subprocess_exec(*idle_priority(),
                                                         *self._repack_command(),
                                                         stdout=asyncio.subprocess.DEVNULL,
-                                                        stderr=asyncio.subprocess.PIPE)
+                                                        stderr=asyncio.subprocess.PIPE,
+                                                        env=child_env())
             _, err = await proc.communicate()
             if proc.returncode != 0:
                 raise StoreError(f"git repack failed: {err.decode(errors='replace').strip()}")
@@ -1604,7 +1606,7 @@ class Store:
     def _maintain(self) -> None:
         """The same as ``maintain``, all in the writer thread (for tests and tools)."""
         before, t0 = self._count_packs(), time.monotonic()
-        subprocess.run(self._repack_command(), check=True, capture_output=True)
+        subprocess.run(self._repack_command(), check=True, capture_output=True, env=child_env())
         self._after_repack(before, t0)
 
     def _after_repack(self, before: int, t0: float) -> None:
@@ -1683,7 +1685,7 @@ class Store:
         for args in (["reflog", "expire", "--expire=now", "--all"],
                      ["repack", "-a", "-d", "-q"],
                      ["prune", "--expire=now"]):
-            subprocess.run([*git, *args], check=True, capture_output=True)
+            subprocess.run([*git, *args], check=True, capture_output=True, env=child_env())
         self.reopen()
         self.packs = self._count_packs()
         if self.journal is not None:

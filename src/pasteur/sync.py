@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
 
+from .procs import child_env
 from .sshkeys import parse_fingerprints
 from .store import Change, Store
 from .syncmerge import (
@@ -111,6 +112,16 @@ class SyncOptions:
         if not self.branch or any(c in self.branch for c in " ~^:?*[\\"):
             raise SyncError(f"bad --remote-branch {self.branch!r}")
 
+    def cleartext_secret(self) -> str | None:
+        """What would be sent in clear to a plain http:// remote (a token, or a password in
+        the URL), for a warning at start; None otherwise."""
+        parts = urlsplit(self.url)
+        if parts.scheme != "http":
+            return None
+        if self.token:
+            return "the token (--remote-token)"
+        return "the password in the URL" if parts.password is not None else None
+
     def worker_settings(self, repo: str) -> dict[str, Any]:
         return {
             "repo": repo, "url": self.url, "branch": self.branch, "token": self.token,
@@ -167,7 +178,7 @@ class WorkerClient:
             return self._proc
         self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pasteur.syncworker",
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env(),
         )
         assert self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(self._settings).encode() + b"\n")
@@ -258,6 +269,10 @@ class Syncer:
         """
         self.options.validate()
         url = redact(self.options.url)
+        secret = self.options.cleartext_secret()
+        if secret is not None:
+            log.warning("remote %s is plain http: %s is sent in clear on every fetch and "
+                        "push, readable by anyone on the way (use https)", url, secret)
         try:
             await asyncio.wait_for(self._first_sync(), START_TIMEOUT)
         except TimeoutError:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
+from .procs import child_env
 from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
 
 log = logging.getLogger("pasteur.sync")
@@ -300,7 +301,7 @@ def drop_unreachable(store: Store) -> None:
     for args in (["reflog", "expire", "--expire=now", "--all"],
                  ["repack", "-a", "-d", "-q"],
                  ["prune", "--expire=now"]):
-        subprocess.run([*git, *args], check=True, capture_output=True)
+        subprocess.run([*git, *args], check=True, capture_output=True, env=child_env())
     store.reopen()  # let go of the deleted packs
 
 

@@ -10,7 +10,11 @@
 // With a password, the AES key is not the link's key itself but
 // PBKDF2-HMAC-SHA256(linkKey ‖ UTF-8(password), salt, iter) (32 bytes): the
 // salt (16 random bytes, base64url) and iter are stored in clear by the server;
-// both the full link and the password are needed to read the paste.
+// both the full link and the password are needed to read the paste. iter is
+// KDF_ITERATIONS here; a reader refuses more than MAX_KDF_ITERATIONS, as the
+// server refuses to store more: the count comes from the paste, and a hostile
+// one could ask for hours of work (both numbers: pasteur/crypto.py, and a test
+// checks they agree).
 
 export const VERSION = 1;
 const KEY_BYTES = 32;
@@ -18,10 +22,12 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 export const KDF = "pbkdf2-sha256";
 export const KDF_ITERATIONS = 600000;
+export const MAX_KDF_ITERATIONS = 10000000;
 const SALT_BYTES = 16;
 
 // Why decryption failed: "key" (malformed key), "data" (malformed iv or
-// ciphertext), "auth" (wrong key or altered paste), "payload" (bad content).
+// ciphertext), "kdf" (an iteration count above MAX_KDF_ITERATIONS), "auth"
+// (wrong key or altered paste), "payload" (bad content).
 export class DecryptError extends Error {
   constructor(kind, message) {
     super(message);
@@ -88,6 +94,15 @@ function importKey(raw, usage) {
   return crypto.subtle.importKey("raw", raw, { name: "AES-GCM" }, false, [usage]);
 }
 
+// The iteration count of a paste being read, or a DecryptError.
+export function checkIterations(iter) {
+  if (!Number.isInteger(iter) || iter < 1) throw new DecryptError("data", "bad iteration count");
+  if (iter > MAX_KDF_ITERATIONS) {
+    throw new DecryptError("kdf", `${iter} PBKDF2 iterations, more than the ${MAX_KDF_ITERATIONS} allowed`);
+  }
+  return iter;
+}
+
 // The AES key of a password paste: PBKDF2-HMAC-SHA256(linkKey ‖ password).
 export async function deriveKey(linkKey, password, salt, iterations) {
   const pw = new TextEncoder().encode(password);
@@ -147,8 +162,7 @@ export async function decrypt(keyText, ivText, ctText, kdf = null) {
     } catch {
       throw new DecryptError("data", "the stored password salt is malformed");
     }
-    if (!Number.isInteger(kdf.iter) || kdf.iter < 1) throw new DecryptError("data", "bad iteration count");
-    key = await deriveKey(key, kdf.password, salt, kdf.iter);
+    key = await deriveKey(key, kdf.password, salt, checkIterations(kdf.iter));
   }
   let plain;
   try {

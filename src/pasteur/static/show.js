@@ -4,7 +4,7 @@
 // loaded) and offers copy, raw and download. A read-once paste is fetched only
 // when the reader confirms. Every failure is said in plain words.
 import { formatBytes } from "./bytes.js";
-import { available, b64urlDecode, decrypt, DecryptError } from "./crypto.js";
+import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
 import { escapeHtml, splitHighlighted } from "./lines.js";
 
 const article = document.getElementById("paste");
@@ -28,6 +28,7 @@ const MESSAGES = {
   auth: "This paste could not be decrypted: the key in the link is wrong, or the paste was altered.",
   password: "This paste could not be decrypted: the password is wrong (or the link's key is).",
   data: "This paste is damaged: the stored data cannot be decrypted.",
+  kdf: "This paste asks for far more password-hashing work than any paste made here (a damaged or hostile paste): it is not decrypted.",
   payload: "This paste was decrypted but its content is not in a format this page understands.",
   nocrypto: "This paste is encrypted, and this browser cannot decrypt it here: it only allows decryption on secure pages (https, or http on localhost). Open the link over https.",
 };
@@ -171,6 +172,11 @@ async function show() {
     } catch (error) {
       return fail(error);
     }
+  }
+  try {
+    checkIterations(Number(iter)); // before the password is asked for
+  } catch (error) {
+    return fail(error);
   }
   say("This paste is protected by a password as well as by its link.", false);
   for (;;) {
