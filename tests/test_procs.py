@@ -81,7 +81,7 @@ def test_children_get_no_pasteur_secrets(
     }
     env = {**secrets, KEPT: "kept", "PATH": f"{bin_dir}:{os.environ['PATH']}"}
     a = start_pasteur(tmp_path / "a", "-r", http_git.url("env.git"), "--erase-interval", "1s",
-                      env=env, wait=False)
+                      "-m", "8MiB", env=env, wait=False)
     pasteurs.append(a)
     wait_port(a.port, timeout=60, proc=a.proc)  # a busy machine: more than start_pasteur's 20 s
     assert all(psutil.Process(a.proc.pid).environ()[k] == v for k, v in secrets.items())
@@ -91,11 +91,13 @@ def test_children_get_no_pasteur_secrets(
     for i in range(52):
         a.paste_json(f"paste {i}")
         live_children(a, seen)
+    big = a.paste_json("x" * (5 << 20))  # a large read streams from `git cat-file`
+    assert len(client.get(f"/{big['code']}?raw=true").content) == 5 << 20
     doomed = a.paste_json("to erase")
     r = client.delete(f"/{doomed['code']}", headers={"x-delete-token": doomed["delete_token"]})
     assert r.is_success
     expected = ("pasteur.committer", "pasteur.syncworker", "pasteur.expiryscan", "git -C",
-                " repack -d --geometric=2", " repack -a -d", " prune ")
+                " repack -d --geometric=2", " repack -a -d", " prune ", " cat-file blob ")
 
     def missing() -> list[str]:
         names = " | ".join([*seen, *recorded(log)])

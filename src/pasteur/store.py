@@ -991,7 +991,7 @@ class Store:
         Raises StoreError if the object cannot be read to its end."""
         proc = await asyncio.create_subprocess_exec(
             "git", "-C", str(self.path), "cat-file", "blob", str(blob.oid),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=child_env(),
         )
         assert proc.stdout is not None
         sent = 0
