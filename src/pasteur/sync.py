@@ -246,7 +246,7 @@ class Syncer:
 
     def _tracking_head(self) -> pygit2.Oid | None:
         ref = self.store.reader.references.get(self._tracking)
-        return ref.target if ref is not None else None
+        return ref.target if ref is not None and isinstance(ref.target, pygit2.Oid) else None
 
     # -- life cycle -----------------------------------------------------------
 
@@ -379,9 +379,11 @@ class Syncer:
                 head, known = self.store.head, self.remote_head
                 if head is None or head == known:
                     return
-                rewrite = await self.store.run_in_writer(
-                    lambda h=head, k=known: is_rewrite(self.store.repo, h, k)
-                )
+
+                def rewritten(h: pygit2.Oid = head, k: pygit2.Oid | None = known) -> bool:
+                    return is_rewrite(self.store.repo, h, k)
+
+                rewrite = await self.store.run_in_writer(rewritten)
                 try:
                     await self._push(head, lease=known if rewrite else None)
                 except SyncFailure as exc:
