@@ -657,8 +657,8 @@ class Pasteur:
         paste_id = request.path_params["paste_id"]
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
-        creator = cookie(request.headers, CREATOR_COOKIE)
-        if creator is None and wants(request) != "json":
+        token = cookie(request.headers, CREATOR_COOKIE)
+        if token is None and wants(request) != "json":
             hit = self.cache.get((paste_id, request.url.query))
             if hit is not None:
                 return Response(hit[0], media_type=hit[1])
@@ -770,7 +770,7 @@ class Pasteur:
 
     def is_creator(self, request: Request, paste: Paste) -> bool:
         token = cookie(request.headers, CREATOR_COOKIE)
-        return bool(token) and paste.token_ok(token)
+        return bool(token and paste.token_ok(token))
 
     async def burn(
         self, request: Request, paste_id: str, paste: Paste, data: bytes | LargeDocument,
