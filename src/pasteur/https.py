@@ -184,7 +184,7 @@ def _tls_config(tls: LiveTLS) -> HypercornConfig:
 
     class TLSConfig(Config):
         @property
-        def ssl_enabled(self) -> bool:  # type: ignore[override]
+        def ssl_enabled(self) -> bool:
             return True
 
         def create_ssl_context(self) -> ssl.SSLContext:
