@@ -1022,7 +1022,7 @@ def create_app(config: Config, store: Store | None = None, freeze: bool = False)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     front = Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies))
-    front.pasteur = pasteur  # type: ignore[attr-defined]
+    front.pasteur = pasteur  # type: ignore[attr-defined]  # ad hoc; nothing reads it
 
     async def fast(scope: dict, receive: Callable, send: Callable) -> bool:
         """``POST /`` and ``GET /<id>`` straight to their handlers (the same

@@ -110,7 +110,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn does
         super().connection_made(transport)
         self._arm_head_timer()
 
@@ -201,7 +201,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # A new request's cycle (not an upgrade's early return), its task not run yet.
         if self.cycle is not None and self.cycle is not before \
                 and self.cycle.scope["method"] != "HEAD":
-            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]
+            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]  # duck-types one
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -250,7 +250,7 @@ async def run(config: Config) -> int:
         return 1
     app = create_app(config, store, freeze=True)
     if syncer is not None:
-        app.app.state.sync = syncer  # type: ignore[attr-defined]
+        app.app.state.sync = syncer  # type: ignore[attr-defined]  # a Frontdoor
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see https.py
             await https.serve(app, config, tls)

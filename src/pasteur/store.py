@@ -1208,7 +1208,7 @@ class Store:
                     self._journaling = False
                 for p in group:
                     assert p.paste_id is not None
-                    self._journaled[p.paste_id] = p.data  # type: ignore[assignment]
+                    self._journaled[p.paste_id] = p.data  # type: ignore[assignment]  # bytes: see add
                     fut, p.future = p.future, None
                     if fut is not None and not fut.done():
                         fut.set_result(p.paste_id)
@@ -1236,7 +1236,7 @@ class Store:
         assert self.journal is not None
         budget, n = self.journal.size // 4, 0
         for p in self._to_journal[:MAX_BATCH]:
-            budget -= len(p.data) + 512  # type: ignore[arg-type]
+            budget -= len(p.data) + 512  # type: ignore[arg-type]  # journaled: bytes (add)
             if budget < 0 and n:
                 break
             n += 1
@@ -1253,7 +1253,7 @@ class Store:
             p.changes = changes
         items = [(p.paste_id, p.author, p.message, p.data) for p in group]
         try:
-            seqs = self.journal.append(items)  # type: ignore[arg-type]
+            seqs = self.journal.append(items)  # type: ignore[arg-type]  # ids just set; bytes (add)
         except JournalFull as exc:
             raise StoreBusy(str(exc), RETRY_AFTER_FULL) from exc
         except JournalError as exc:
@@ -1342,7 +1342,7 @@ class Store:
                 del self._pending[:len(batch)]
                 for p in batch:
                     if p.seq is not None:
-                        self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                        self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # has its id
                         self._done += 1
                     elif p.future is not None and not p.future.done():
                         p.future.set_result(p.paste_id or "")
@@ -1366,7 +1366,7 @@ class Store:
             reason = self._problem(p)
             if reason is not None:
                 self._set_aside(p, reason)
-                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # journaled: has an id
                 found = True
         return found
 
@@ -1432,9 +1432,9 @@ class Store:
             self.tree_cache.put_raw(oid, raw)
         renamed = dict(reply.renames)
         for p in batch:
-            new_id = renamed.get(p.paste_id)  # type: ignore[arg-type]
+            new_id = renamed.get(p.paste_id)  # type: ignore[arg-type]  # journaled: has an id
             if new_id is not None:  # taken meanwhile by a synced paste (logged there)
-                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # has an id
                 self._release([p.paste_id])
                 self._try_reserve(new_id)
                 p.paste_id = new_id

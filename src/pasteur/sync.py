@@ -299,7 +299,7 @@ class Syncer:
                 await self._commit_erase_marker()
                 return erased
 
-        self.store.erase = erase_guarded  # type: ignore[method-assign]
+        self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
 
         maintain: Callable[[], Awaitable[None]] = self.store.maintain
 
@@ -307,7 +307,7 @@ class Syncer:
             async with self._sync_lock:
                 await maintain()
 
-        self.store.maintain = maintain_guarded  # type: ignore[method-assign]
+        self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
 
     async def _commit_erase_marker(self) -> None:
         """Commit the pending erase marker (also after a crash between erase and marker)."""
