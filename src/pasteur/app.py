@@ -982,7 +982,7 @@ def create_app(config: Config, store: Store | None = None, freeze: bool = False)
     pasteur = Pasteur(config, store)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # noqa: ANN202
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pasteur.store.start()
         pasteur.sweeper.start()
         if freeze:

@@ -23,7 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import https, limits, record
-from .app import create_app
+from .app import ASGIApp, create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
@@ -214,7 +214,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASGI app
+def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
     protocol = type("Protocol", (GuardedProtocol,), {"header_timeout": config.header_timeout})
     return uvicorn.Config(
         app,
