@@ -289,8 +289,10 @@ class AcmeIssuer:
             return self._client
         s = self.settings
         jwk = jose.JWKEC(key=self.account_key)
+        # verify_ssl goes to requests' verify=, which takes a CA bundle's path too
         net = client.ClientNetwork(jwk, alg=jose.ES256, user_agent="pasteur",
-                                   verify_ssl=s.ca_bundle or True, timeout=30)
+                                   verify_ssl=s.ca_bundle or True,  # type: ignore[arg-type]
+                                   timeout=30)
         try:
             directory = client.ClientV2.get_directory(s.directory, net)
         except requests.exceptions.RequestException as e:
@@ -466,7 +468,7 @@ class CertificateManager:
             await self._sleep(self._seconds_to_renewal())
             forced = self._force.is_set()
             self._force.clear()
-            if not forced and not self._due(self.current):  # type: ignore[arg-type]
+            if not forced and self.current is not None and not self._due(self.current):
                 continue
             try:
                 issued = await self._issue()

@@ -658,8 +658,8 @@ class Pasteur:
         paste_id = request.path_params["paste_id"]
         if not valid_id(paste_id):
             return self.error(request, 404, "no such page")
-        creator = cookie(request.headers, CREATOR_COOKIE)
-        if creator is None and wants(request) != "json":
+        token = cookie(request.headers, CREATOR_COOKIE)
+        if token is None and wants(request) != "json":
             hit = self.cache.get((paste_id, request.url.query))
             if hit is not None:
                 return Response(hit[0], media_type=hit[1])
@@ -771,7 +771,7 @@ class Pasteur:
 
     def is_creator(self, request: Request, paste: Paste) -> bool:
         token = cookie(request.headers, CREATOR_COOKIE)
-        return bool(token) and paste.token_ok(token)
+        return bool(token and paste.token_ok(token))
 
     async def burn(
         self, request: Request, paste_id: str, paste: Paste, data: bytes | LargeDocument,
@@ -983,7 +983,7 @@ def create_app(config: Config, store: Store | None = None, freeze: bool = False)
     pasteur = Pasteur(config, store)
 
     @asynccontextmanager
-    async def lifespan(app: Starlette):  # noqa: ANN202
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         pasteur.store.start()
         pasteur.sweeper.start()
         if freeze:
@@ -1023,7 +1023,7 @@ def create_app(config: Config, store: Store | None = None, freeze: bool = False)
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     front = Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies))
-    front.pasteur = pasteur  # type: ignore[attr-defined]
+    front.pasteur = pasteur  # type: ignore[attr-defined]  # ad hoc; nothing reads it
 
     async def fast(scope: dict, receive: Callable, send: Callable) -> bool:
         """``POST /`` and ``GET /<id>`` straight to their handlers (the same

@@ -14,6 +14,7 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass, field
 from importlib import resources
+from importlib.resources.abc import Traversable
 
 import brotli
 import zstandard
@@ -73,7 +74,7 @@ class Bundle:
         self._walk(root, "")
         self.add("pygments.css", pygments_css())
 
-    def _walk(self, node, prefix: str) -> None:  # noqa: ANN001 - importlib Traversable
+    def _walk(self, node: Traversable, prefix: str) -> None:
         for child in node.iterdir():
             name = f"{prefix}{child.name}"
             if child.is_dir():

@@ -96,7 +96,7 @@ class EnvDefaults:
                 continue
             if isinstance(action, argparse._StoreTrueAction):  # noqa: SLF001
                 action.default = value.lower() in ("1", "true", "yes", "on")
-            elif action.type is not None:
+            elif callable(action.type):
                 try:
                     action.default = action.type(value)
                 except argparse.ArgumentTypeError as exc:

@@ -30,19 +30,20 @@ def _emit(repo: pygit2.Repository, paste_id: str, oid: pygit2.Oid, out: list[str
 def full(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
     out: list[str] = []
     for a in tree:
-        if a.type_str != "tree":
+        if not isinstance(a, pygit2.Tree):
             continue
-        for b in repo[a.id]:
-            if b.type_str != "tree":
+        for b in a:
+            if not isinstance(b, pygit2.Tree):
                 continue
-            for leaf in repo[b.id]:
-                _emit(repo, leaf.name, leaf.id, out)
+            for leaf in b:
+                if leaf.name is not None:  # always set on a tree's entry
+                    _emit(repo, leaf.name, leaf.id, out)
     return out
 
 
 def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
     out: list[str] = []
-    for delta in repo.diff(old, new).deltas:
+    for delta in old.diff_to_tree(new).deltas:
         if delta.status in (pygit2.enums.DeltaStatus.ADDED, pygit2.enums.DeltaStatus.MODIFIED):
             path = delta.new_file.path
             if path.count("/") == 2:

@@ -184,7 +184,7 @@ def _tls_config(tls: LiveTLS) -> HypercornConfig:
 
     class TLSConfig(Config):
         @property
-        def ssl_enabled(self) -> bool:  # type: ignore[override]
+        def ssl_enabled(self) -> bool:
             return True
 
         def create_ssl_context(self) -> ssl.SSLContext:
@@ -370,7 +370,7 @@ class HttpsServer:
             raise fail(f"cannot listen on {_bind(self.host, port)}: {e.strerror}") from None
         guarded = limits.Guard(app, self.max_connections)
         self._tasks.append(asyncio.create_task(worker_serve(
-            wrap_app(guarded, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]
+            wrap_app(guarded, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]  # ASGI; no WSGI
             shutdown_trigger=self._stop.wait)))
         scheme = "https" if secure else "http"
         log.info("listening on %s://%s", scheme, _bind(self.host, port))

@@ -14,6 +14,10 @@ nothing of ours.
 from __future__ import annotations
 
 import logging
+from types import TracebackType
+
+# What logging hands Formatter.formatException (sys.exc_info()).
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None] | tuple[None, None, None]
 
 _SHORT = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\", '"': '\\"'}
 
@@ -56,7 +60,7 @@ class SafeFormatter(logging.Formatter):
         record.message = escape(record.message)
         return super().formatMessage(record)
 
-    def formatException(self, ei) -> str:  # noqa: ANN001, N802 - logging's signature
+    def formatException(self, ei: ExcInfo) -> str:  # noqa: N802 - logging's name
         text = super().formatException(ei)
         return "\n".join("    " + escape(line, "") for line in text.split("\n"))
 

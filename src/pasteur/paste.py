@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from . import entropy
 from .crypto import KDF as KDF_ALG
@@ -184,7 +184,7 @@ def kdf_params(salt: str, iterations: str) -> dict[str, Any]:
     return {"alg": KDF_ALG, "salt": salt, "iter": int(iterations)}
 
 
-def write_document(out: BinaryIO, paste: Paste, content: Iterable[bytes]) -> None:
+def write_document(out: IO[bytes], paste: Paste, content: Iterable[bytes]) -> None:
     """Write a paste's document with its content streamed in (large pastes).
 
     ``paste`` carries the metadata with an empty text or ciphertext, which is

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 
 import pygments
@@ -35,7 +36,7 @@ def highlight(text: str, lang: str, ln: bool) -> Markup:
     return Markup(body)
 
 
-def environment(static_url) -> Environment:  # noqa: ANN001 - a callable name -> url
+def environment(static_url: Callable[[str], str]) -> Environment:  # an asset's name -> url
     env = Environment(
         loader=PackageLoader("pasteur", "templates"),
         autoescape=select_autoescape(default=True, default_for_string=True),

@@ -23,7 +23,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import https, limits, record
-from .app import create_app
+from .app import ASGIApp, create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
@@ -114,7 +114,7 @@ class GuardedProtocol(HttpToolsProtocol):
         if not self.transport.is_closing():
             self.transport.close()
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn does
         super().connection_made(transport)
         self._arm_head_timer()
 
@@ -205,7 +205,7 @@ class GuardedProtocol(HttpToolsProtocol):
         # A new request's cycle (not an upgrade's early return), its task not run yet.
         if self.cycle is not None and self.cycle is not before \
                 and self.cycle.scope["method"] != "HEAD":
-            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]
+            self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]  # duck-types one
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -218,7 +218,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
 
-def uvicorn_config(app, config: Config) -> uvicorn.Config:  # noqa: ANN001 - ASGI app
+def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
     protocol = type("Protocol", (GuardedProtocol,), {"header_timeout": config.header_timeout})
     return uvicorn.Config(
         app,
@@ -254,7 +254,7 @@ async def run(config: Config) -> int:
         return 1
     app = create_app(config, store, freeze=True)
     if syncer is not None:
-        app.app.state.sync = syncer  # type: ignore[attr-defined]
+        app.app.state.sync = syncer  # type: ignore[attr-defined]  # a Frontdoor
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see https.py
             await https.serve(app, config, tls)

@@ -46,6 +46,7 @@ from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pygit2
 from pygit2.enums import FileMode
@@ -56,6 +57,7 @@ from .journal import Journal, JournalError, JournalFull
 from .procs import child_env
 
 log = logging.getLogger("pasteur.store")
+T = TypeVar("T")  # what a function run in the writer thread returns
 
 BRANCH = "refs/heads/main"
 ALPHABET = string.ascii_letters + string.digits
@@ -549,12 +551,12 @@ class PackBuilder:
                 if self._edit_leaf_raw(mid_e, b, leaves):
                     continue
                 leaf_e = self._sub(mid_e, b)
-                for name, oid in leaves.items():
-                    if oid is None:
+                for name, blob in leaves.items():
+                    if blob is None:
                         leaf_e.pop(name, None)
                     else:
                         leaf_e.pop(name + b"/", None)  # never two entries of one name
-                        leaf_e[name] = blob_entry(name, oid)
+                        leaf_e[name] = blob_entry(name, blob)
                 self._put(mid_e, b, leaf_e)
             self._put(root_e, a, mid_e)
         return self.tree(root_e)
@@ -787,7 +789,7 @@ class Store:
         self._task: asyncio.Task[None] | None = None
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="pasteur-git")
         self._fsyncers = ThreadPoolExecutor(4, thread_name_prefix="pasteur-fsync")
-        self.on_commit: list[Callable[[pygit2.Oid], None]] = []
+        self.on_commit: list[Callable[[pygit2.Oid], object]] = []
         self.commits = 0
         self.batches = 0  # group commits of new pastes
         self.added = 0  # pastes they held
@@ -1021,9 +1023,16 @@ class Store:
         if tree is None:
             return
         for a in tree:
-            for b in self.reader[a.id]:
-                for leaf in self.reader[b.id]:
-                    yield leaf.name
+            mid = self.reader[a.id]
+            if not isinstance(mid, pygit2.Tree):
+                continue
+            for b in mid:
+                leaves = self.reader[b.id]
+                if not isinstance(leaves, pygit2.Tree):
+                    continue
+                for leaf in leaves:
+                    if leaf.name is not None:  # always set on a tree's entry
+                        yield leaf.name
 
     def commit_of(self, paste_id: str, limit: int = 10_000) -> pygit2.Commit | None:
         """The commit that added a paste (walks history from the tip)."""
@@ -1095,7 +1104,7 @@ class Store:
     def _release(self, ids: Iterable[str | None]) -> None:
         with self._ids_lock:
             for paste_id in ids:
-                self._reserved.discard(paste_id)  # type: ignore[arg-type]
+                self._reserved.discard(paste_id)
 
     # -- writes -------------------------------------------------------------
 
@@ -1200,7 +1209,7 @@ class Store:
                     self._journaling = False
                 for p in group:
                     assert p.paste_id is not None
-                    self._journaled[p.paste_id] = p.data  # type: ignore[assignment]
+                    self._journaled[p.paste_id] = p.data  # type: ignore[assignment]  # bytes: see add
                     fut, p.future = p.future, None
                     if fut is not None and not fut.done():
                         fut.set_result(p.paste_id)
@@ -1228,7 +1237,7 @@ class Store:
         assert self.journal is not None
         budget, n = self.journal.size // 4, 0
         for p in self._to_journal[:MAX_BATCH]:
-            budget -= len(p.data) + 512  # type: ignore[arg-type]
+            budget -= len(p.data) + 512  # type: ignore[arg-type]  # journaled: bytes (add)
             if budget < 0 and n:
                 break
             n += 1
@@ -1245,7 +1254,7 @@ class Store:
             p.changes = changes
         items = [(p.paste_id, p.author, p.message, p.data) for p in group]
         try:
-            seqs = self.journal.append(items)  # type: ignore[arg-type]
+            seqs = self.journal.append(items)  # type: ignore[arg-type]  # ids just set; bytes (add)
         except JournalFull as exc:
             raise StoreBusy(str(exc), RETRY_AFTER_FULL) from exc
         except JournalError as exc:
@@ -1282,7 +1291,7 @@ class Store:
             else:
                 self._flush_waiters.append((target, fut))
 
-    async def run_in_writer(self, fn: Callable[[], object]) -> object:
+    async def run_in_writer(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` in the writer thread (serialised with commits)."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
 
@@ -1334,7 +1343,7 @@ class Store:
                 del self._pending[:len(batch)]
                 for p in batch:
                     if p.seq is not None:
-                        self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                        self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # has its id
                         self._done += 1
                     elif p.future is not None and not p.future.done():
                         p.future.set_result(p.paste_id or "")
@@ -1358,7 +1367,7 @@ class Store:
             reason = self._problem(p)
             if reason is not None:
                 self._set_aside(p, reason)
-                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
+                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # journaled: has an id
                 found = True
         return found
 
@@ -1424,10 +1433,10 @@ class Store:
             self.tree_cache.put_raw(oid, raw)
         renamed = dict(reply.renames)
         for p in batch:
-            new_id = renamed.get(p.paste_id)  # type: ignore[arg-type]
+            new_id = renamed.get(p.paste_id)  # type: ignore[arg-type]  # journaled: has an id
             if new_id is not None:  # taken meanwhile by a synced paste (logged there)
-                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]
-                self._release([p.paste_id])  # type: ignore[list-item]
+                self._journaled.pop(p.paste_id, None)  # type: ignore[arg-type]  # has an id
+                self._release([p.paste_id])
                 self._try_reserve(new_id)
                 p.paste_id = new_id
         if reply.head is not None:
@@ -1673,7 +1682,7 @@ class Store:
         the oldest erased paste change: a remote gets a forced push.
         """
         async with self._repacking:  # never beside a maintenance repack
-            return await self.run_in_writer(self._erase)  # type: ignore[return-value]
+            return await self.run_in_writer(self._erase)
 
     def _erase(self) -> int:
         ids = self.pending_erasure()
@@ -1781,12 +1790,12 @@ class Store:
             for b, leaves in by_b.items():
                 leaf = sub(mid, b)
                 leaf_b = repo.TreeBuilder(leaf) if leaf is not None else repo.TreeBuilder()
-                for paste_id, oid in leaves.items():
-                    if oid is None:
+                for paste_id, blob in leaves.items():
+                    if blob is None:
                         if leaf_b.get(paste_id) is not None:
                             leaf_b.remove(paste_id)
                     else:
-                        leaf_b.insert(paste_id, oid, FileMode.BLOB)
+                        leaf_b.insert(paste_id, blob, FileMode.BLOB)
                 self._put(mid_b, b, leaf_b, written)
             self._put(root_b, a, mid_b, written)
         oid = root_b.write()

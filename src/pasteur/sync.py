@@ -257,7 +257,7 @@ class Syncer:
 
     def _tracking_head(self) -> pygit2.Oid | None:
         ref = self.store.reader.references.get(self._tracking)
-        return ref.target if ref is not None else None
+        return ref.target if ref is not None and isinstance(ref.target, pygit2.Oid) else None
 
     # -- life cycle -----------------------------------------------------------
 
@@ -314,7 +314,7 @@ class Syncer:
                 await self._commit_erase_marker()
                 return erased
 
-        self.store.erase = erase_guarded  # type: ignore[method-assign]
+        self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
 
         maintain: Callable[[], Awaitable[None]] = self.store.maintain
 
@@ -322,7 +322,7 @@ class Syncer:
             async with self._sync_lock:
                 await maintain()
 
-        self.store.maintain = maintain_guarded  # type: ignore[method-assign]
+        self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
 
     async def _commit_erase_marker(self) -> None:
         """Commit the pending erase marker (also after a crash between erase and marker)."""
@@ -394,9 +394,11 @@ class Syncer:
                 head, known = self.store.head, self.remote_head
                 if head is None or head == known:
                     return
-                rewrite = await self.store.run_in_writer(
-                    lambda h=head, k=known: is_rewrite(self.store.repo, h, k)
-                )
+
+                def rewritten(h: pygit2.Oid = head, k: pygit2.Oid | None = known) -> bool:
+                    return is_rewrite(self.store.repo, h, k)
+
+                rewrite = await self.store.run_in_writer(rewritten)
                 try:
                     await self._push(head, lease=known if rewrite else None)
                 except SyncFailure as exc:

@@ -90,7 +90,7 @@ def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
     walker = repo.walk(remote, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     if hide is not None:
         walker.hide(hide)
-    tree = store.head and repo[store.head].peel(pygit2.Tree)
+    tree = repo[store.head].peel(pygit2.Tree) if store.head is not None else None
     result = Integration("absorb")
     changes = _changes_of(walker, tree, result, theirs_win=False)
     if changes:

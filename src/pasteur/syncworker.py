@@ -112,7 +112,7 @@ class HostKeyPin:
         self.failure: str | None = None
 
     def check(self, cert: Any, valid: int, host: str) -> bool:
-        hostkey = _ffi.cast("pasteur_cert_hostkey *", int(pygit2.ffi.cast("uintptr_t", cert)))
+        hostkey: Any = _ffi.cast("pasteur_cert_hostkey *", int(pygit2.ffi.cast("uintptr_t", cert)))
         if hostkey.cert_type != GIT_CERT_HOSTKEY_LIBSSH2:
             return bool(valid)  # TLS: the system's CA check decides
         if not self.digests:
