@@ -123,6 +123,11 @@ class DataDir:
         """Spooled uploads (same file system as the repository)."""
         return self.root / "tmp"
 
+    @property
+    def acme(self) -> Path:
+        """The ACME account key and the certificate it obtained (--https)."""
+        return self.root / "acme"
+
 
 @dataclass(frozen=True)
 class SyncSettings:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import limits
-from .config import Config, TlsSettings, flag_type, parse_port
+from .config import Config, DataDir, TlsSettings, flag_type, parse_port
 
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
     from hypercorn.config import Config as HypercornConfig
@@ -89,7 +89,7 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         dns_key=args.dns_key, dns_addr=args.dns_addr, dns_port=args.dns_port)
 
 
-def acme_settings(config: TlsSettings, data: Path) -> AcmeSettings:
+def acme_settings(config: TlsSettings, data: DataDir) -> AcmeSettings:
     """ACME settings from the HTTPS settings; raises HttpsError on bad input."""
     from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
 
@@ -105,7 +105,7 @@ def acme_settings(config: TlsSettings, data: Path) -> AcmeSettings:
     except AcmeError as e:
         raise fail(str(e)) from None
     return AcmeSettings(
-        hostname=config.hostname.rstrip(".").lower(), data_dir=data,
+        hostname=config.hostname.rstrip(".").lower(), state_dir=data.acme,
         directory=directory, email=config.email, ca_bundle=config.acme_ca,
         account_seed=config.account_seed, cert_seed=config.cert_seed, dns=dns_cfg)
 
@@ -264,7 +264,7 @@ class HttpsServer:
         if acme:
             from .acme import CertificateManager
 
-            self.manager = CertificateManager(acme_settings(config, core_config.data),
+            self.manager = CertificateManager(acme_settings(config, core_config.paths),
                                               self.tokens)
         default_https = 443 if config.https or not core_config.port else core_config.port
         self.https_port: int = config.https_port or default_https
