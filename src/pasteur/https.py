@@ -89,25 +89,25 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         dns_key=args.dns_key, dns_addr=args.dns_addr, dns_port=args.dns_port)
 
 
-def acme_settings(config: TlsSettings, data: DataDir) -> AcmeSettings:
+def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
     """ACME settings from the HTTPS settings; raises HttpsError on bad input."""
     from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
 
-    if not config.hostname:
+    if not settings.hostname:
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
-    directory = config.acme_directory or (PRODUCTION if config.production else STAGING)
+    directory = settings.acme_directory or (PRODUCTION if settings.production else STAGING)
     dns_cfg = None
     try:
-        if config.dns_key:
-            dns_cfg = DnsSettings.parse(config.dns_key, config.dns_addr, config.dns_port)
-        elif config.dns_addr:
+        if settings.dns_key:
+            dns_cfg = DnsSettings.parse(settings.dns_key, settings.dns_addr, settings.dns_port)
+        elif settings.dns_addr:
             raise AcmeError("--dns-addr needs --dns-key NAME:ALG:SECRET")
     except AcmeError as e:
         raise fail(str(e)) from None
     return AcmeSettings(
-        hostname=config.hostname.rstrip(".").lower(), state_dir=data.acme,
-        directory=directory, email=config.email, ca_bundle=config.acme_ca,
-        account_seed=config.account_seed, cert_seed=config.cert_seed, dns=dns_cfg)
+        hostname=settings.hostname.rstrip(".").lower(), state_dir=data.acme,
+        directory=directory, email=settings.email, ca_bundle=settings.acme_ca,
+        account_seed=settings.account_seed, cert_seed=settings.cert_seed, dns=dns_cfg)
 
 
 # --- TLS context with a swappable certificate -----------------------------------------
@@ -253,23 +253,23 @@ class HttpsServer:
         if core_config.tls is None:
             raise fail("HTTPS is not asked for: give --https or --tls-cert and --tls-key")
         self.app = app
-        self.settings = config = core_config.tls
+        self.settings = settings = core_config.tls
         self.tls = LiveTLS()
         self.tokens: dict[str, str] = {}
         self.manager: CertificateManager | None = None
         self.host: str = core_config.bind
-        acme = config.https and not config.tls_cert
-        if bool(config.tls_cert) != bool(config.tls_key):
+        acme = settings.https and not settings.tls_cert
+        if bool(settings.tls_cert) != bool(settings.tls_key):
             raise fail("--tls-cert and --tls-key go together")
         if acme:
             from .acme import CertificateManager
 
-            self.manager = CertificateManager(acme_settings(config, core_config.paths),
+            self.manager = CertificateManager(acme_settings(settings, core_config.paths),
                                               self.tokens)
-        default_https = 443 if config.https or not core_config.port else core_config.port
-        self.https_port: int = config.https_port or default_https
-        default_http = 80 if config.https else 0
-        self.http_port: int = default_http if config.http_port is None else config.http_port
+        default_https = 443 if settings.https or not core_config.port else core_config.port
+        self.https_port: int = settings.https_port or default_https
+        default_http = 80 if settings.https else 0
+        self.http_port: int = default_http if settings.http_port is None else settings.http_port
         if self.manager and self.manager.settings.dns is None and not self.http_port:
             raise fail("HTTP-01 needs the port-80 listener: drop --http-port 0, or use DNS-01 "
                        "with --dns-key")
