@@ -238,7 +238,7 @@ async def test_renewal_failure_keeps_certificate_and_backs_off(
             return dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
 
     first, renewed = Cert(), Cert()
-    settings = AcmeSettings(hostname="a.test", data_dir=tmp_path)
+    settings = AcmeSettings(hostname="a.test", state_dir=tmp_path / "acme")
     issuer = FlakyIssuer(renewed, failures=2)
     manager = CertificateManager(settings, {}, issuer=issuer,  # type: ignore[arg-type]
                                  backoff=(0.05, 0.2))
@@ -260,7 +260,7 @@ async def test_renewal_failure_keeps_certificate_and_backs_off(
 
 
 def test_issuer_stores_random_keys_once(tmp_path: Path) -> None:
-    settings = AcmeSettings(hostname="a.test", data_dir=tmp_path)
+    settings = AcmeSettings(hostname="a.test", state_dir=tmp_path / "acme")
     one, two = AcmeIssuer(settings, {}), AcmeIssuer(settings, {})
     assert key_pem(one.account_key) == key_pem(two.account_key)
     assert key_pem(one.cert_key) != key_pem(one.account_key)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import httpx
 import pytest
@@ -107,3 +108,41 @@ def test_commit_link_from_remote(remote, link):
     from pasteur.config import web_commit_url
 
     assert web_commit_url(remote) == link
+
+
+def test_flags_become_typed_settings_once():
+    from pasteur.cli import config_from
+    from pasteur.config import SyncSettings, TlsSettings
+
+    plain = config_from(build_parser().parse_args(["serve"]))
+    assert plain.sync is None and plain.tls is None
+    assert plain.repo_path == plain.paths.repo == Path("pasteur-data") / "repo.git"
+    assert plain.paths.tmp == Path("pasteur-data") / "tmp"
+
+    config = config_from(build_parser().parse_args([
+        "serve", "--data", "/srv/p", "--remote", "git://h/r", "--sync-interval", "0",
+        "--remote-token", "t", "--https", "--hostname", "a.test", "--https-port", "8443"]))
+    assert config.sync == SyncSettings(url="git://h/r", token="t", interval=0.0)
+    assert "'t'" not in repr(config.sync)  # secrets stay out of logs
+    assert config.tls == TlsSettings(https=True, hostname="a.test", https_port=8443)
+    assert config.paths.repo == Path("/srv/p/repo.git")
+    assert config.commit_url is None
+
+
+def test_sync_settings_cross_to_the_worker_whole(tmp_path):
+    from pasteur.config import SyncSettings
+    from pasteur.syncworker import hello, read_hello
+
+    settings = SyncSettings(url="ssh://git@h/r", branch="b", token="t", seed="s",
+                            ssh_auth="SHA256:x", ssh_insecure=True, interval=5,
+                            stuck_after=7, timeout_ms=1, connect_timeout_ms=2)
+    line = hello(tmp_path, settings)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    assert read_hello(line) == (str(tmp_path), settings)
+
+
+@pytest.mark.parametrize("flag", ["--port", "--https-port", "--http-port", "--dns-port"])
+def test_every_port_flag_is_checked_alike(flag):
+    r = run("serve", flag, "65536")
+    assert r.returncode == 2
+    assert f"{flag[2:]}: '65536' is not between 0 and 65535" in r.stderr

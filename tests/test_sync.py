@@ -12,9 +12,10 @@ from pathlib import Path
 import pygit2
 import pytest
 
+from pasteur.config import SyncSettings
 from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
 from pasteur.store import Change, Store
-from pasteur.sync import SyncOptions, WorkerClient, redact
+from pasteur.sync import WorkerClient, cleartext_secret, redact
 from pasteur.syncmerge import absorb, erase_message, integrate, is_rewrite, paste_id_of
 
 pytest.register_assert_rewrite("tests.fixtures_git")
@@ -102,7 +103,7 @@ def test_redact_strips_tokens() -> None:
 
 def test_a_secret_sent_in_clear_is_named_for_the_warning() -> None:
     def secret(url: str, token: str | None = None) -> str | None:
-        return SyncOptions(url=url, token=token).cleartext_secret()
+        return cleartext_secret(SyncSettings(url=url, token=token))
 
     assert secret("http://h/r.git", "t") == "the token (--remote-token)"
     assert secret("http://u:pw@h/r.git") == "the password in the URL"
@@ -450,8 +451,7 @@ def test_only_sharded_paths_are_pastes() -> None:
 async def test_worker_is_restarted_after_a_crash(git_daemon: GitDaemon, tmp_path: Path) -> None:
     bare = bare_remote(git_daemon.base / "w.git", first_commit=True)
     store = Store(tmp_path / "local.git")
-    options = SyncOptions(url=git_daemon.url("w.git"))
-    worker = WorkerClient(options.worker_settings(str(store.path)))
+    worker = WorkerClient(store.path, SyncSettings(url=git_daemon.url("w.git")))
     try:
         first = await worker.call("fetch")
         assert first == {"ok": True, "head": git("-C", bare, "rev-parse", "main").strip()}
@@ -459,8 +459,7 @@ async def test_worker_is_restarted_after_a_crash(git_daemon: GitDaemon, tmp_path
         worker._proc.kill()
         await worker._proc.wait()
         assert await worker.call("fetch") == first
-        bad = WorkerClient(SyncOptions(url=git_daemon.url("none.git")).worker_settings(
-            str(store.path)))
+        bad = WorkerClient(store.path, SyncSettings(url=git_daemon.url("none.git")))
         reply = await bad.call("fetch")
         assert reply["ok"] is False and reply["kind"] == "config"
         await bad.close()

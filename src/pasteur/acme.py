@@ -131,7 +131,7 @@ class DnsSettings:
 @dataclass(frozen=True)
 class AcmeSettings:
     hostname: str
-    data_dir: Path
+    state_dir: Path  # account key, certificate and its metadata (config.DataDir.acme)
     directory: str = STAGING
     email: str | None = None
     ca_bundle: str | None = None
@@ -142,10 +142,6 @@ class AcmeSettings:
     # (30 days of a 90-day Let's Encrypt certificate).
     renew_fraction: float = 1 / 3
     poll_timeout: float = 90.0
-
-    @property
-    def state_dir(self) -> Path:
-        return self.data_dir / "acme"
 
     @property
     def challenge_type(self) -> str:

@@ -7,41 +7,26 @@ import asyncio
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from . import __version__, logsafe
 from .config import (
+    DEFAULT_DATA,
     Config,
     parse_auth,
     parse_duration,
+    parse_port,
     parse_rate,
     parse_size,
     web_commit_url,
 )
+from .config import flag_type as _typed
 from .limits import MAX_CONNECTIONS
 from .procs import ENV_PREFIX
 from .proxy import parse_networks
-from .synccli import add_keygen_arguments, add_sync_arguments, keygen
-
-
-def _typed(fn: Callable[[str], Any], what: str) -> Callable[[str], Any]:
-    def convert(value: str) -> Any:
-        try:
-            return fn(value)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{what}: {exc}") from None
-
-    convert.__name__ = what
-    return convert
-
-
-def _port(value: str) -> int:
-    port = int(value)
-    if not 0 <= port <= 65535:
-        raise ValueError("must be between 0 and 65535")
-    return port
+from .synccli import add_keygen_arguments, add_sync_arguments, keygen, sync_settings
 
 
 def _seconds(value: str) -> float:
@@ -106,13 +91,13 @@ class EnvDefaults:
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--port", type=_typed(_port, "port"), default=4343,
+    p.add_argument("-p", "--port", type=_typed(parse_port, "port"), default=4343,
                    help="port to listen on (default 4343)")
     p.add_argument("--bind", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
-    p.add_argument("--data", type=Path, default=Path("pasteur-data"),
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA,
                    help="data directory; the Git repository is DATA/repo.git "
-                        "(default ./pasteur-data)")
+                        f"(default ./{DEFAULT_DATA})")
     p.add_argument("--length", type=_typed(_length, "length"), default=4,
                    help="length of new paste ids, random from [A-Za-z0-9] (default 4)")
     p.add_argument("-m", "--max", dest="max_size", type=_typed(parse_size, "max"),
@@ -185,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def config_from(args: argparse.Namespace) -> Config:
+    """The server's settings from `pasteur serve`'s flags: built here, once."""
+    from .https import tls_settings
+
     return Config(
         data=args.data,
         bind=args.bind,
@@ -203,8 +191,9 @@ def config_from(args: argparse.Namespace) -> Config:
         default_expiry=args.default_expiry,
         max_expiry=args.max_expiry,
         erase_interval=args.erase_interval,
-        commit_url=args.commit_url or web_commit_url(getattr(args, "remote", None)),
-        extra=vars(args),
+        commit_url=args.commit_url or web_commit_url(args.remote),
+        sync=sync_settings(args),
+        tls=tls_settings(args),
     )
 
 

@@ -1,13 +1,50 @@
-"""Server configuration and the parsing of flag values."""
+"""Server configuration and the parsing of flag values.
+
+`Config` is built once from the flags and the environment (cli.config_from), each
+part's settings a typed field of it: `sync` (Git remote) and `tls` (HTTPS) are
+None when not asked for. `DataDir` is the one owner of the paths under --data.
+"""
 
 from __future__ import annotations
 
+import argparse
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from .limits import MAX_CONNECTIONS
 from .proxy import Network
+
+T = TypeVar("T")
+
+DEFAULT_DATA = Path("pasteur-data")  # --data when not given
+
+
+def flag_type(fn: Callable[[str], T], what: str) -> Callable[[str], T]:
+    """An argparse ``type=`` from a parser raising ValueError: the error names the flag."""
+
+    def convert(value: str) -> T:
+        try:
+            return fn(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{what}: {exc}") from None
+
+    convert.__name__ = what
+    return convert
+
+
+def parse_port(value: str) -> int:
+    """'8080' -> 8080; a TCP port, 0 (any free one, or "off" where a flag says so) to 65535."""
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise ValueError(f"{value!r} is not between 0 and 65535")
+    return port
+
 
 _SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?i?B?|[kmgt]i?b?)?\s*", re.IGNORECASE)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -70,9 +107,70 @@ def parse_rate(value: str) -> tuple[float, int] | None:
     return int(count) / seconds, int(count)
 
 
-@dataclass
+@dataclass(frozen=True)
+class DataDir:
+    """The files under --data, each named here and nowhere else."""
+
+    root: Path = DEFAULT_DATA
+
+    @property
+    def repo(self) -> Path:
+        """The bare Git repository holding the pastes."""
+        return self.root / "repo.git"
+
+    @property
+    def tmp(self) -> Path:
+        """Spooled uploads (same file system as the repository)."""
+        return self.root / "tmp"
+
+    @property
+    def acme(self) -> Path:
+        """The ACME account key and the certificate it obtained (--https)."""
+        return self.root / "acme"
+
+
+@dataclass(frozen=True)
+class SyncSettings:
+    """--remote and its flags: the syncer's settings and, as JSON in the first line
+    the network worker reads (syncworker.hello), the worker's: one dataclass on both
+    sides of the pipe."""
+
+    url: str
+    branch: str = "main"
+    token: str | None = field(default=None, repr=False)
+    seed: str | None = field(default=None, repr=False)
+    ssh_auth: str | None = None  # SHA256:... host key pins, comma-separated
+    ssh_insecure: bool = False
+    interval: float = 60.0  # seconds between fetches; 0: only on a miss or a rejected push
+    stuck_after: float = 60.0  # /healthz fails after failing again and again this long
+    timeout_ms: int = 20_000  # libgit2: a read that stalls this long fails
+    connect_timeout_ms: int = 5_000  # a host that does not answer delays the start this long
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    """HTTPS: --https (a certificate by ACME) or --tls-cert/--tls-key (files)."""
+
+    https: bool = False
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    hostname: str | None = None
+    https_port: int | None = None  # default 443 with --https, else --port
+    http_port: int | None = None  # redirect and HTTP-01; default 80 with --https, 0: none
+    email: str | None = None
+    production: bool = False
+    acme_directory: str | None = None
+    acme_ca: str | None = None
+    account_seed: str | None = field(default=None, repr=False)
+    cert_seed: str | None = field(default=None, repr=False)
+    dns_key: str | None = field(default=None, repr=False)
+    dns_addr: str | None = None
+    dns_port: int | None = None
+
+
+@dataclass(frozen=True)
 class Config:
-    data: Path = Path("pasteur-data")
+    data: Path = DEFAULT_DATA
     bind: str = "127.0.0.1"
     port: int = 4343
     length: int = 4
@@ -90,6 +188,8 @@ class Config:
     max_expiry: int | None = None
     erase_interval: int | None = 600  # seconds; None = never
     commit_url: str | None = None  # e.g. https://github.com/u/r/commit/{commit}
+    sync: SyncSettings | None = None  # None: no --remote, pastes stay local
+    tls: TlsSettings | None = None  # None: plain HTTP
 
     def expiry_choices(self) -> list[tuple[str, str]]:
         return [
@@ -98,11 +198,14 @@ class Config:
             if self.max_expiry is None
             or ((d := parse_duration(value)) is not None and d <= self.max_expiry)
         ]
-    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def paths(self) -> DataDir:
+        return DataDir(self.data)
 
     @property
     def repo_path(self) -> Path:
-        return self.data / "repo.git"
+        return self.paths.repo
 
 
 _WEB_HOSTS = {

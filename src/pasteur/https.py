@@ -18,10 +18,10 @@ import ssl
 import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from . import limits
+from .config import Config, DataDir, TlsSettings, flag_type, parse_port
 
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
     from hypercorn.config import Config as HypercornConfig
@@ -47,17 +47,6 @@ def fail(message: str) -> HttpsError:
 # --- command line ---------------------------------------------------------------------
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"port: {value!r} is not between 0 and 65535")
-    return port
-
-
-
 def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     """Add the HTTPS and ACME options to a parser (or an argument group)."""
     g = parser.add_argument_group("HTTPS") if hasattr(parser, "add_argument_group") else parser
@@ -66,9 +55,9 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain")
     g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
     g.add_argument("--hostname", metavar="NAME", help="public name of the server (certificate)")
-    g.add_argument("--https-port", type=_port, metavar="N",
+    g.add_argument("--https-port", type=flag_type(parse_port, "https-port"), metavar="N",
                    help="port of the HTTPS listener (default 443 with --https, else --port)")
-    g.add_argument("--http-port", type=_port, metavar="N",
+    g.add_argument("--http-port", type=flag_type(parse_port, "http-port"), metavar="N",
                    help="port that redirects to HTTPS and answers ACME HTTP-01 "
                         "(default 80 with --https; 0 to disable)")
     g.add_argument("--email", help="contact address for the ACME account")
@@ -82,50 +71,43 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     g.add_argument("--dns-key", metavar="NAME:ALG:SECRET",
                    help="TSIG key for DNS-01 by RFC 2136 update (e.g. k:hmac-sha256:BASE64)")
     g.add_argument("--dns-addr", metavar="IP", help="address of the zone's primary DNS server")
-    g.add_argument("--dns-port", type=_port, default=None, metavar="N",
+    g.add_argument("--dns-port", type=flag_type(parse_port, "dns-port"), default=None,
+                   metavar="N",
                    help="port of the zone's primary (default 53)")
 
 
-HTTPS_OPTIONS = ("https", "tls_cert", "tls_key", "hostname", "https_port", "http_port", "email",
-                 "production", "acme_directory", "acme_ca", "account_seed", "cert_seed",
-                 "dns_key", "dns_addr", "dns_port")
+def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
+    """The settings of `add_https_arguments`' flags; None (plain HTTP) without --https
+    or --tls-cert."""
+    if not (args.https or args.tls_cert):
+        return None
+    return TlsSettings(
+        https=bool(args.https), tls_cert=args.tls_cert, tls_key=args.tls_key,
+        hostname=args.hostname, https_port=args.https_port, http_port=args.http_port,
+        email=args.email, production=bool(args.production), acme_directory=args.acme_directory,
+        acme_ca=args.acme_ca, account_seed=args.account_seed, cert_seed=args.cert_seed,
+        dns_key=args.dns_key, dns_addr=args.dns_addr, dns_port=args.dns_port)
 
 
-def options(config: Any) -> SimpleNamespace:
-    """The HTTPS options from the core's Config (its `extra` holds the parsed flags) or a
-    Namespace, with every option present (None/False when not given)."""
-    values: dict[str, Any] = dict.fromkeys(HTTPS_OPTIONS)
-    values.update(getattr(config, "extra", None) or {})
-    values.update({k: v for k, v in vars(config).items() if k != "extra"})
-    values["bind"] = values.get("bind") or values.get("host") or "127.0.0.1"
-    values["data"] = Path(values.get("data") or "pasteur-data")
-    return SimpleNamespace(**values)
-
-
-def https_requested(config: Any) -> bool:
-    opts = options(config)
-    return bool(opts.https or opts.tls_cert)
-
-
-def acme_settings(config: Any) -> AcmeSettings:
-    """ACME settings from the parsed options; raises HttpsError on bad input."""
+def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
+    """ACME settings from the HTTPS settings; raises HttpsError on bad input."""
     from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
 
-    if not getattr(config, "hostname", None):
+    if not settings.hostname:
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
-    directory = config.acme_directory or (PRODUCTION if config.production else STAGING)
+    directory = settings.acme_directory or (PRODUCTION if settings.production else STAGING)
     dns_cfg = None
     try:
-        if config.dns_key:
-            dns_cfg = DnsSettings.parse(config.dns_key, config.dns_addr, config.dns_port)
-        elif config.dns_addr:
+        if settings.dns_key:
+            dns_cfg = DnsSettings.parse(settings.dns_key, settings.dns_addr, settings.dns_port)
+        elif settings.dns_addr:
             raise AcmeError("--dns-addr needs --dns-key NAME:ALG:SECRET")
     except AcmeError as e:
         raise fail(str(e)) from None
     return AcmeSettings(
-        hostname=config.hostname.rstrip(".").lower(), data_dir=config.data,
-        directory=directory, email=config.email, ca_bundle=config.acme_ca,
-        account_seed=config.account_seed, cert_seed=config.cert_seed, dns=dns_cfg)
+        hostname=settings.hostname.rstrip(".").lower(), state_dir=data.acme,
+        directory=directory, email=settings.email, ca_bundle=settings.acme_ca,
+        account_seed=settings.account_seed, cert_seed=settings.cert_seed, dns=dns_cfg)
 
 
 # --- TLS context with a swappable certificate -----------------------------------------
@@ -267,24 +249,27 @@ def _bind(host: str, port: int) -> str:
 class HttpsServer:
     """The TLS listener, the port-80 listener and, with --https, the ACME renewal loop."""
 
-    def __init__(self, app: ASGIApp | None, core_config: Any) -> None:
+    def __init__(self, app: ASGIApp | None, core_config: Config) -> None:
+        if core_config.tls is None:
+            raise fail("HTTPS is not asked for: give --https or --tls-cert and --tls-key")
         self.app = app
-        self.config = config = options(core_config)
+        self.settings = settings = core_config.tls
         self.tls = LiveTLS()
         self.tokens: dict[str, str] = {}
         self.manager: CertificateManager | None = None
-        self.host: str = config.bind
-        acme = bool(config.https) and not config.tls_cert
-        if bool(config.tls_cert) != bool(config.tls_key):
+        self.host: str = core_config.bind
+        acme = settings.https and not settings.tls_cert
+        if bool(settings.tls_cert) != bool(settings.tls_key):
             raise fail("--tls-cert and --tls-key go together")
         if acme:
             from .acme import CertificateManager
 
-            self.manager = CertificateManager(acme_settings(config), self.tokens)
-        default_https = 443 if config.https or not config.port else config.port
-        self.https_port: int = config.https_port or default_https
-        default_http = 80 if config.https else 0
-        self.http_port: int = default_http if config.http_port is None else config.http_port
+            self.manager = CertificateManager(acme_settings(settings, core_config.paths),
+                                              self.tokens)
+        default_https = 443 if settings.https or not core_config.port else core_config.port
+        self.https_port: int = settings.https_port or default_https
+        default_http = 80 if settings.https else 0
+        self.http_port: int = default_http if settings.http_port is None else settings.http_port
         if self.manager and self.manager.settings.dns is None and not self.http_port:
             raise fail("HTTP-01 needs the port-80 listener: drop --http-port 0, or use DNS-01 "
                        "with --dns-key")
@@ -292,9 +277,7 @@ class HttpsServer:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
         self.watch_interval = 30.0  # seconds between checks of --tls-cert/--tls-key
-        # requests in progress on each listener, then 503 (limits.py)
-        self.max_connections: int = getattr(config, "max_connections", None) \
-            or limits.MAX_CONNECTIONS
+        self.max_connections = core_config.max_connections  # each listener's, then 503
 
     def stop(self) -> None:
         self._stop.set()
@@ -303,7 +286,7 @@ class HttpsServer:
         """Serve until stop(); raises HttpsError when something is wrong."""
         try:
             if self.http_port:
-                self._start(redirect_app(self.config.hostname, self.https_port, self.tokens),
+                self._start(redirect_app(self.settings.hostname, self.https_port, self.tokens),
                             self.http_port, secure=False)
             if self.manager is not None:
                 from .acme import AcmeError
@@ -315,7 +298,8 @@ class HttpsServer:
                 self._tasks.append(asyncio.create_task(self.manager.run(self.tls.load),
                                                        name="renewal"))
             else:
-                self.tls.load_files(self.config.tls_cert, self.config.tls_key)
+                assert self.settings.tls_cert and self.settings.tls_key  # checked in __init__
+                self.tls.load_files(self.settings.tls_cert, self.settings.tls_key)
                 self._tasks.append(asyncio.create_task(self._watch_files(), name="renewal"))
             assert self.app is not None, "HttpsServer.app is not set"
             self._start(self.app, self.https_port, secure=True)
@@ -327,7 +311,7 @@ class HttpsServer:
 
     async def _watch_files(self) -> None:
         """Swap in --tls-cert/--tls-key when they change on disk (e.g. renewed by certbot)."""
-        paths = [Path(self.config.tls_cert), Path(self.config.tls_key)]
+        paths = [Path(self.settings.tls_cert or ""), Path(self.settings.tls_key or "")]
 
         def stamp() -> list[tuple[float, int]]:
             return [(p.stat().st_mtime, p.stat().st_size) for p in paths if p.exists()]
@@ -376,10 +360,10 @@ class HttpsServer:
         log.info("listening on %s://%s", scheme, _bind(self.host, port))
 
 
-def prepare(config: Any) -> HttpsServer | None:
+def prepare(config: Config) -> HttpsServer | None:
     """Check the HTTPS options before anything else starts (called by `pasteur serve`):
     None when HTTPS is not asked for; a bad option exits with one line."""
-    if not https_requested(config):
+    if config.tls is None:
         return None
     try:
         return HttpsServer(None, config)
@@ -387,7 +371,7 @@ def prepare(config: Any) -> HttpsServer | None:
         raise SystemExit(f"pasteur: {e}") from None
 
 
-async def serve(app: ASGIApp, config: Any, server: HttpsServer | None = None) -> None:
+async def serve(app: ASGIApp, config: Config, server: HttpsServer | None = None) -> None:
     """Serve `app` over HTTPS as the options say (called by `pasteur serve`)."""
     try:
         server = server or HttpsServer(app, config)

@@ -248,7 +248,7 @@ async def run(config: Config) -> int:
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
     try:
-        syncer = await start_syncer(config.extra, store)
+        syncer = await start_syncer(config.sync, store)
     except SyncError as exc:
         log.error("%s", exc)
         return 1

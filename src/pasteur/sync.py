@@ -19,12 +19,13 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
 
+from .config import SyncSettings
 from .procs import child_env
 from .sshkeys import parse_fingerprints
 from .store import Change, Store
@@ -38,7 +39,7 @@ from .syncmerge import (
     is_rewrite,
     set_tracking,
 )
-from .syncworker import FETCHED, TRACKING, SyncFailure, is_ssh, split_credentials
+from .syncworker import FETCHED, TRACKING, SyncFailure, hello, is_ssh, split_credentials
 
 log = logging.getLogger("pasteur.sync")
 
@@ -50,10 +51,6 @@ MISS_WAIT = 10.0  # how long a request waits for a miss-triggered fetch
 PUSH_ROUNDS = 100  # rejected pushes in a row before backing off
 START_TIMEOUT = 10.0  # the first fetch may delay the start this long, then runs on
 WORKER_TIMEOUT = 120.0  # a worker request taking longer is killed
-NET_TIMEOUT_MS = 20_000  # libgit2 read time-out
-CONNECT_TIMEOUT_MS = 5_000  # libgit2 connect time-out
-# Sync is "stuck" (/healthz fails) after failing again and again this long.
-STUCK_AFTER = 60.0  # seconds
 
 
 class SyncError(Exception):
@@ -63,71 +60,38 @@ class SyncError(Exception):
 # -- options -----------------------------------------------------------------------
 
 
-@dataclass
-class SyncOptions:
-    url: str
-    branch: str = "main"
-    token: str | None = field(default=None, repr=False)
-    seed: str | None = field(default=None, repr=False)
-    ssh_auth: str | None = None
-    ssh_insecure: bool = False
-    interval: float = 60.0
-    stuck_after: float = STUCK_AFTER
+def validate(settings: SyncSettings) -> None:
+    """Raise SyncError for a configuration no connection could fix."""
+    url = settings.url
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    if scheme not in ("", "git", "ssh", "http", "https", "file"):
+        raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
+    if is_ssh(url):
+        if not settings.seed:
+            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
+        if settings.ssh_auth:
+            try:
+                parse_fingerprints(settings.ssh_auth)
+            except ValueError as exc:
+                raise SyncError(f"--ssh-auth: {exc}") from None
+        elif not settings.ssh_insecure:
+            raise SyncError(
+                "refusing SSH without a pinned host key: give --ssh-auth SHA256:... "
+                "(ssh-keyscan -p PORT HOST | ssh-keygen -l -E sha256 -f -) or --ssh-insecure"
+            )
+    if not settings.branch or any(c in settings.branch for c in " ~^:?*[\\"):
+        raise SyncError(f"bad --remote-branch {settings.branch!r}")
 
-    @classmethod
-    def from_extra(cls, extra: dict[str, Any]) -> SyncOptions | None:
-        url = extra.get("remote")
-        if not url:
-            return None
-        return cls(
-            url=str(url),
-            branch=str(extra.get("remote_branch") or "main"),
-            token=extra.get("remote_token") or None,
-            seed=extra.get("ssh_seed") or None,
-            ssh_auth=extra.get("ssh_auth") or None,
-            ssh_insecure=bool(extra.get("ssh_insecure")),
-            interval=float(extra.get("sync_interval") or 0),
-            stuck_after=float(extra.get("sync_stuck_after") or STUCK_AFTER),
-        )
 
-    def validate(self) -> None:
-        """Raise SyncError for a configuration no connection could fix."""
-        url = self.url
-        scheme = urlsplit(url).scheme if "://" in url else ""
-        if scheme not in ("", "git", "ssh", "http", "https", "file"):
-            raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
-        if is_ssh(url):
-            if not self.seed:
-                raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
-            if self.ssh_auth:
-                try:
-                    parse_fingerprints(self.ssh_auth)
-                except ValueError as exc:
-                    raise SyncError(f"--ssh-auth: {exc}") from None
-            elif not self.ssh_insecure:
-                raise SyncError(
-                    "refusing SSH without a pinned host key: give --ssh-auth SHA256:... "
-                    "(ssh-keyscan -p PORT HOST | ssh-keygen -l -E sha256 -f -) or --ssh-insecure"
-                )
-        if not self.branch or any(c in self.branch for c in " ~^:?*[\\"):
-            raise SyncError(f"bad --remote-branch {self.branch!r}")
-
-    def cleartext_secret(self) -> str | None:
-        """What would be sent in clear to a plain http:// remote (a token, or a password in
-        the URL), for a warning at start; None otherwise."""
-        parts = urlsplit(self.url)
-        if parts.scheme != "http":
-            return None
-        if self.token:
-            return "the token (--remote-token)"
-        return "the password in the URL" if parts.password is not None else None
-
-    def worker_settings(self, repo: str) -> dict[str, Any]:
-        return {
-            "repo": repo, "url": self.url, "branch": self.branch, "token": self.token,
-            "seed": self.seed, "ssh_auth": self.ssh_auth, "ssh_insecure": self.ssh_insecure,
-            "timeout_ms": NET_TIMEOUT_MS, "connect_timeout_ms": CONNECT_TIMEOUT_MS,
-        }
+def cleartext_secret(settings: SyncSettings) -> str | None:
+    """What would be sent in clear to a plain http:// remote (a token, or a password in
+    the URL), for a warning at start; None otherwise."""
+    parts = urlsplit(settings.url)
+    if parts.scheme != "http":
+        return None
+    if settings.token:
+        return "the token (--remote-token)"
+    return "the password in the URL" if parts.password is not None else None
 
 
 def redact(url: str) -> str:
@@ -145,8 +109,9 @@ def redact(url: str) -> str:
 class WorkerClient:
     """The network worker process: one request at a time, restarted if it dies or hangs."""
 
-    def __init__(self, settings: dict[str, Any], timeout: float = WORKER_TIMEOUT) -> None:
-        self._settings = settings
+    def __init__(self, repo: Path, settings: SyncSettings,
+                 timeout: float = WORKER_TIMEOUT) -> None:
+        self._hello = hello(repo, settings)
         self.timeout = timeout
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
@@ -181,7 +146,7 @@ class WorkerClient:
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env(),
         )
         assert self._proc.stdin is not None
-        self._proc.stdin.write(json.dumps(self._settings).encode() + b"\n")
+        self._proc.stdin.write(self._hello)
         await self._proc.stdin.drain()
         return self._proc
 
@@ -225,11 +190,11 @@ class Backoff:
 class Syncer:
     """Pushes local commits, fetches others' and serves misses; state in ``status()``."""
 
-    def __init__(self, store: Store, options: SyncOptions,
+    def __init__(self, store: Store, options: SyncSettings,
                  worker: WorkerClient | None = None) -> None:
         self.store = store
         self.options = options
-        self.worker = worker or WorkerClient(options.worker_settings(str(store.path)))
+        self.worker = worker or WorkerClient(store.path, options)
         self._tracking = TRACKING.format(branch=options.branch)
         self._fetched = FETCHED.format(branch=options.branch)
         self.remote_head: pygit2.Oid | None = self._tracking_head()
@@ -267,9 +232,9 @@ class Syncer:
         An unreachable remote is not an error: the server runs on its local
         history and the push loop retries with backoff.
         """
-        self.options.validate()
+        validate(self.options)
         url = redact(self.options.url)
-        secret = self.options.cleartext_secret()
+        secret = cleartext_secret(self.options)
         if secret is not None:
             log.warning("remote %s is plain http: %s is sent in clear on every fetch and "
                         "push, readable by anyone on the way (use https)", url, secret)
@@ -565,12 +530,11 @@ def _iso(t: float | None) -> str | None:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
 
-async def start_syncer(extra: dict[str, Any], store: Store) -> Syncer | None:
+async def start_syncer(settings: SyncSettings | None, store: Store) -> Syncer | None:
     """The syncer for ``--remote``, started (first fetch done), or None without a remote."""
-    options = SyncOptions.from_extra(extra)
-    if options is None:
+    if settings is None:
         return None
-    syncer = Syncer(store, options)
+    syncer = Syncer(store, settings)
     await syncer.start()
     return syncer
 

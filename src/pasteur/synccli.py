@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from .config import SyncSettings
+
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Git synchronisation")
@@ -29,6 +31,22 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sync-stuck-after", type=float, default=60.0, metavar="SECONDS",
                    help="/healthz answers 503 once pushes or fetches have failed again and "
                         "again for this long (default 60)")
+
+
+def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
+    """The settings of `add_sync_arguments`' flags; None without --remote."""
+    if not args.remote:
+        return None
+    return SyncSettings(
+        url=args.remote,
+        branch=args.remote_branch or "main",
+        token=args.remote_token or None,
+        seed=args.ssh_seed or None,
+        ssh_auth=args.ssh_auth or None,
+        ssh_insecure=bool(args.ssh_insecure),
+        interval=args.sync_interval,
+        stuck_after=args.sync_stuck_after,
+    )
 
 
 def add_keygen_arguments(p: argparse.ArgumentParser) -> None:

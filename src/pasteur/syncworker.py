@@ -4,8 +4,9 @@ pygit2 holds the GIL during network work (measured: a fetch beside a busy
 Python thread took 337 s instead of 4 s), so fetch and push run here, in a
 child of the server, which speaks JSON lines on stdin/stdout:
 
-- first line, from the parent: the settings (repository path, remote URL,
-  branch, and the secrets: token, SSH seed; they never leave this process);
+- first line, from the parent (`hello`): the repository's path and the
+  `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
+  SSH seed; they never leave this process);
 - then requests ``{"op": "fetch" | "push" | "check", ...}``, one at a time, each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
   where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
@@ -22,7 +23,8 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -31,6 +33,7 @@ import pygit2
 from pygit2.enums import CredentialType
 from pygit2.ffi import C
 
+from .config import SyncSettings
 from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
 
 # The remote head this instance has integrated or pushed (written by the server
@@ -72,17 +75,14 @@ class SyncFailure(Exception):
         self.kind = kind
 
 
-@dataclass
-class Settings:
-    repo: str
-    url: str
-    branch: str = "main"
-    token: str | None = field(default=None, repr=False)
-    seed: str | None = field(default=None, repr=False)
-    ssh_auth: str | None = None
-    ssh_insecure: bool = False
-    timeout_ms: int = 20_000  # a read that stalls this long fails
-    connect_timeout_ms: int = 5_000  # a host that does not answer delays the start this long
+def hello(repo: Path, settings: SyncSettings) -> bytes:
+    """The worker's first line: the repository to open and the settings, as JSON."""
+    return json.dumps({"repo": str(repo), "settings": asdict(settings)}).encode() + b"\n"
+
+
+def read_hello(line: str | bytes) -> tuple[str, SyncSettings]:
+    first = json.loads(line)
+    return first["repo"], SyncSettings(**first["settings"])
 
 
 def is_ssh(url: str) -> bool:
@@ -147,7 +147,7 @@ def _install_certificate_check() -> None:
 
 
 class Callbacks(pygit2.RemoteCallbacks):
-    def __init__(self, settings: Settings, user: str | None, token: str | None) -> None:
+    def __init__(self, settings: SyncSettings, user: str | None, token: str | None) -> None:
         super().__init__()
         self.settings = settings
         self.user = user
@@ -198,7 +198,7 @@ class Callbacks(pygit2.RemoteCallbacks):
 
 
 class Worker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, repo: str, settings: SyncSettings) -> None:
         global _PIN
         self.settings = settings
         if is_ssh(settings.url) and not settings.ssh_auth and not settings.ssh_insecure:
@@ -214,7 +214,7 @@ class Worker:
         pygit2.settings.enable_fsync_gitdir(True)
         pygit2.settings.server_connect_timeout = settings.connect_timeout_ms
         pygit2.settings.server_timeout = settings.timeout_ms
-        self.repo = pygit2.Repository(settings.repo)
+        self.repo = pygit2.Repository(repo)
         self.tracking = TRACKING.format(branch=settings.branch)
         self.fetched = FETCHED.format(branch=settings.branch)
 
@@ -299,7 +299,7 @@ def serve(stdin: Any, stdout: Any) -> int:
     if not first:
         return 0
     try:
-        worker: Worker | None = Worker(Settings(**json.loads(first)))
+        worker: Worker | None = Worker(*read_hello(first))
         setup_error: SyncFailure | None = None
     except SyncFailure as exc:
         worker, setup_error = None, exc
