@@ -67,8 +67,8 @@ def test_expiry_limits(server_factory):
 
 
 def test_bad_expiry_flags():
-    r = subprocess.run([".venv/bin/pasteur", "serve", "--max-expiry", "1d"], capture_output=True,
-                       text=True)
+    r = subprocess.run([sys.executable, "-m", "pasteur", "serve", "--max-expiry", "1d"],
+                       capture_output=True, text=True)
     assert r.returncode == 2 and "--default-expiry" in r.stderr
 
 
