@@ -23,10 +23,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import https, limits, record
-from .app import ASGIApp, create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
+from .web.app import ASGIApp, create_app
 
 log = logging.getLogger("pasteur")
 

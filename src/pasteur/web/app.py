@@ -33,13 +33,10 @@ from starlette.responses import (
 )
 from starlette.routing import Route
 
-from . import languages, mediatype, record
-from .assets import Asset, Bundle, choose_encoding
-from .config import Config, parse_duration
-from .cookies import cookie
-from .form import SPOOL_THRESHOLD, FormError, format_size, read_upload
-from .logsafe import quoted
-from .paste import (
+from .. import languages, mediatype, record
+from ..config import Config, parse_duration
+from ..logsafe import quoted
+from ..paste import (
     InvalidPaste,
     Paste,
     TextUnescaper,
@@ -51,10 +48,13 @@ from .paste import (
     parse_iso,
     write_document,
 )
-from .procs import child_env
-from .proxy import TrustedProxies, bucket
+from ..procs import child_env
+from ..proxy import TrustedProxies, bucket
+from ..store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
+from .assets import Asset, Bundle, choose_encoding
+from .cookies import cookie
+from .form import SPOOL_THRESHOLD, FormError, format_size, read_upload
 from .render import environment, highlight
-from .store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
 
 log = logging.getLogger("pasteur.access")
 

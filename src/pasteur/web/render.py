@@ -10,7 +10,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pygments.formatters import HtmlFormatter
 
-from . import languages
+from .. import languages
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
