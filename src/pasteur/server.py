@@ -252,9 +252,9 @@ async def run(config: Config) -> int:
     except SyncError as exc:
         log.error("%s", exc)
         return 1
-    app = create_app(config, store, freeze=True)
-    if syncer is not None:
-        app.app.state.sync = syncer  # type: ignore[attr-defined]  # a Frontdoor
+    app = create_app(config, store, freeze=True,
+                     misses=syncer.fetch_for_miss if syncer else None,
+                     sync_status=syncer.status if syncer else None)
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see https.py
             await https.serve(app, config, tls)

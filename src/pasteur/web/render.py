@@ -1,16 +1,20 @@
-"""Server-side rendering: Pygments highlighting and the Jinja2 templates."""
+"""Server-side rendering: Pygments highlighting, the Jinja2 templates, and the
+form of an answer (JSON, HTML or plain text, as the client's Accept asks)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from html import escape
+from typing import Any
 
 import pygments
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 from pygments.formatters import HtmlFormatter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from .. import languages
+from .. import languages, mediatype
 
 _FORMATTER = HtmlFormatter(nowrap=True)
 
@@ -45,3 +49,37 @@ def environment(static_url: Callable[[str], str]) -> Environment:  # an asset's 
     )
     env.globals["static"] = static_url
     return env
+
+
+def wants(request: Request) -> str:
+    """The form of answer a request asks for: "json", "html" or "text"."""
+    accept = request.headers.get("accept", "")
+    if mediatype.accepts(accept, "application/json"):
+        return "json"
+    if mediatype.accepts(accept, "text/html"):
+        return "html"
+    return "text"
+
+
+class Renderer:
+    """Pages from the templates, and the error answer every handler gives."""
+
+    def __init__(self, templates: Environment) -> None:
+        self.templates = templates
+
+    def render(self, template: str, status: int = 200, /, **context: Any) -> Response:
+        html = self.templates.get_template(template).render(**context)
+        return Response(html, status, media_type="text/html; charset=utf-8")
+
+    def error(self, request: Request, status: int, message: str, close: bool = False) -> Response:
+        kind = wants(request)
+        if kind == "json":
+            response: Response = JSONResponse({"error": message}, status)
+        elif kind == "html":
+            response = self.render("error.html", status, status=status, message=message)
+        else:
+            response = PlainTextResponse(message + "\n", status)
+        response.headers["cache-control"] = "no-store"
+        if close:
+            response.headers["connection"] = "close"
+        return response
