@@ -6,7 +6,7 @@ Limits against slow and idle clients:
   seconds of opening (or of starting a request); otherwise it is closed
   (uvicorn alone leaves a silent connection open forever);
 - an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT`` seconds;
-- a request body that stalls for ``pasteur.form.BODY_IDLE_TIMEOUT`` seconds is
+- a request body that stalls for ``pasteur.web.form.BODY_IDLE_TIMEOUT`` seconds is
   answered 408;
 - above ``limits.MAX_CONNECTIONS`` concurrent connections new requests get 503;
 - a request head over the limits of limits.py is answered 414 or 431 while it
