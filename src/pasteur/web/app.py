@@ -1,7 +1,7 @@
 """The web application (plain ASGI, Starlette routing): ``create_app`` builds
 the parts, maps the routes to their handlers and puts the front door before
 them. The handlers live in a module per page kind (``create.py``,
-``show.py``, ``delete.py``, ``static.py``)."""
+``show.py``, ``delete.py``, ``health.py``; the static files: ``assets.py``)."""
 
 from __future__ import annotations
 
@@ -18,15 +18,15 @@ from starlette.routing import Route
 from ..config import Config
 from ..proxy import TrustedProxies
 from ..store import Store
-from .assets import Bundle
+from .assets import Bundle, StaticFiles
 from .caches import BaseUrls, CommitLinks, PageCache
 from .create import CreatePage
 from .delete import DeletePage
 from .frontdoor import ASGIApp, FastPath, Frontdoor
+from .health import Health, SyncStatus
 from .pastes import Pastes
 from .render import Renderer, environment
 from .show import ShowPage
-from .static import Health, StaticFiles, SyncStatus
 from .sweeper import Sweeper
 
 __all__ = ["ASGIApp", "create_app"]

@@ -1,4 +1,5 @@
-"""The pages that show no paste: the static files and ``/healthz``."""
+"""``/healthz``: the store's figures, and sync's when it runs; 503 with the
+reasons when something is failing."""
 
 from __future__ import annotations
 
@@ -10,38 +11,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..store import Store
-from .assets import Bundle, choose_encoding
-from .render import Renderer
 
 # The sync status, for /healthz: a dict with "stuck", "failing_s" and
 # "last_error" (``Syncer.status`` when the server syncs with a remote).
 SyncStatus = Callable[[], dict[str, Any]]
-
-
-class StaticFiles:
-    """``GET /static/<path>``: the precompressed bundle (``assets.py``)."""
-
-    def __init__(self, bundle: Bundle, pages: Renderer) -> None:
-        self.bundle = bundle
-        self.pages = pages
-
-    async def static(self, request: Request) -> Response:
-        asset = self.bundle.get(request.path_params["path"])
-        if asset is None:
-            return self.pages.error(request, 404, "no such file")
-        encoding = choose_encoding(asset, request.headers.get("accept-encoding", ""))
-        etag = asset.etag(encoding)
-        headers = {
-            "etag": etag,
-            "cache-control": "public, max-age=31536000, immutable",
-            "vary": "Accept-Encoding",
-        }
-        if encoding:
-            headers["content-encoding"] = encoding
-        inm = request.headers.get("if-none-match")
-        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-            return Response(status_code=304, headers=headers)
-        return Response(asset.variants[encoding], headers=headers, media_type=asset.content_type)
 
 
 class Health:
