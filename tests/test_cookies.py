@@ -6,7 +6,7 @@ import pytest
 from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 
-from pasteur.cookies import cookie, unquote
+from pasteur.web.cookies import cookie, unquote
 
 CASES = [
     "pasteur_creator=tok-EN_123",

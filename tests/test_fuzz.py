@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pasteur.form import FormError, read_upload
+from pasteur.web.form import FormError, read_upload
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -79,7 +79,7 @@ def test_routes_never_500(client, path, query):
 
 
 @pytest.mark.parametrize("path", ["/..", "/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd",
-                                  "/static/..%2f..%2fapp.py", "/static/%2e%2e/app.py",
+                                  "/static/..%2f..%2fcli.py", "/static/%2e%2e/cli.py",
                                   "/abcd%2f..", "/static//etc/passwd", "/" + "a" * 5000])
 def test_traversal_paths(fuzz_server, path):
     # sent byte for byte (an HTTP client would normalise the dots away)

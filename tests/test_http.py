@@ -195,7 +195,7 @@ def test_oversize_refused(client, shared_server):
 
 def test_unknown_ids_and_paths(client):
     for path in ("/zzzz", "/ab", "/a..b", "/..%2f..%2fetc", "/static/nope.js",
-                 "/static/../app.py", "/%00"):
+                 "/static/../cli.py", "/%00"):
         r = client.get(path)
         assert r.status_code == 404, path
     assert client.delete("/").status_code == 405

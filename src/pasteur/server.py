@@ -6,7 +6,7 @@ Limits against slow and idle clients:
   seconds of opening (or of starting a request); otherwise it is closed
   (uvicorn alone leaves a silent connection open forever);
 - an idle keep-alive connection is closed after ``KEEPALIVE_TIMEOUT`` seconds;
-- a request body that stalls for ``pasteur.form.BODY_IDLE_TIMEOUT`` seconds is
+- a request body that stalls for ``pasteur.web.form.BODY_IDLE_TIMEOUT`` seconds is
   answered 408;
 - above ``limits.MAX_CONNECTIONS`` concurrent connections new requests get 503;
 - a request head over the limits of limits.py is answered 414 or 431 while it
@@ -23,10 +23,10 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import https, limits, record
-from .app import ASGIApp, create_app
 from .config import Config
 from .store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
+from .web.app import ASGIApp, create_app
 
 log = logging.getLogger("pasteur")
 
@@ -252,9 +252,9 @@ async def run(config: Config) -> int:
     except SyncError as exc:
         log.error("%s", exc)
         return 1
-    app = create_app(config, store, freeze=True)
-    if syncer is not None:
-        app.app.state.sync = syncer  # type: ignore[attr-defined]  # a Frontdoor
+    app = create_app(config, store, freeze=True,
+                     misses=syncer.fetch_for_miss if syncer else None,
+                     sync_status=syncer.status if syncer else None)
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see https.py
             await https.serve(app, config, tls)

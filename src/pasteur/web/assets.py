@@ -19,6 +19,10 @@ from importlib.resources.abc import Traversable
 import brotli
 import zstandard
 from pygments.formatters import HtmlFormatter
+from starlette.requests import Request
+from starlette.responses import Response
+
+from .render import Renderer
 
 TYPES = {
     ".js": "text/javascript; charset=utf-8",
@@ -116,3 +120,29 @@ def choose_encoding(asset: Asset, accept_encoding: str) -> str:
         if enc in asset.variants and (enc in accepted or "*" in accepted):
             return enc
     return ""
+
+
+class StaticFiles:
+    """``GET /static/<path>``: the bundle's files, in the encoding asked for."""
+
+    def __init__(self, bundle: Bundle, pages: Renderer) -> None:
+        self.bundle = bundle
+        self.pages = pages
+
+    async def static(self, request: Request) -> Response:
+        asset = self.bundle.get(request.path_params["path"])
+        if asset is None:
+            return self.pages.error(request, 404, "no such file")
+        encoding = choose_encoding(asset, request.headers.get("accept-encoding", ""))
+        etag = asset.etag(encoding)
+        headers = {
+            "etag": etag,
+            "cache-control": "public, max-age=31536000, immutable",
+            "vary": "Accept-Encoding",
+        }
+        if encoding:
+            headers["content-encoding"] = encoding
+        inm = request.headers.get("if-none-match")
+        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+            return Response(status_code=304, headers=headers)
+        return Response(asset.variants[encoding], headers=headers, media_type=asset.content_type)

@@ -18,8 +18,8 @@ from typing import BinaryIO
 
 from multipart import MultipartError, ParserLimitReached, PushMultipartParser
 
-from . import mediatype
-from .record import MAX_COMMENT, MAX_USER
+from .. import mediatype
+from ..record import MAX_COMMENT, MAX_USER
 
 # Small fields and their limits (bytes).
 FIELDS = {

@@ -14,6 +14,11 @@ from __future__ import annotations
 import re
 from typing import Protocol
 
+# The creator's delete token, kept by the browser that made a paste and scoped
+# to the paste's path: its page then offers "delete", and a burn paste is not
+# burned by it.
+CREATOR_COOKIE = "pasteur_creator"
+
 _ESCAPE = re.compile(r"\\(?:([0-3][0-7][0-7])|(.))", re.DOTALL)
 
 

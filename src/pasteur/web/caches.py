@@ -1,0 +1,134 @@
+"""What the web app keeps between requests: rendered pages of pastes that
+never change, base URLs, commit links, and the creates' rate limiter."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from starlette.requests import Request
+
+from ..proxy import bucket
+from ..store import Store
+
+
+class PageCache:
+    """Responses for pastes that never change (no expiry, no burn) until removed.
+
+    Emptied whenever the store's generation moves (a removal, a rebase, a reset).
+    """
+
+    def __init__(self, store: Store, max_bytes: int = 64 << 20) -> None:
+        self.store = store
+        self.generation = store.generation
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.items: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
+
+    def get(self, key: tuple) -> tuple[bytes, str] | None:
+        if self.generation != self.store.generation:
+            self.items.clear()
+            self.size = 0
+            self.generation = self.store.generation
+            return None
+        item = self.items.get(key)
+        if item is not None:
+            self.items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple, body: bytes, ctype: str) -> None:
+        if len(body) > self.max_bytes // 8:
+            return
+        old = self.items.pop(key, None)
+        if old is not None:
+            self.size -= len(old[0])
+        self.items[key] = (body, ctype)
+        self.size += len(body)
+        while self.size > self.max_bytes:
+            _, (dropped, _) = self.items.popitem(last=False)
+            self.size -= len(dropped)
+
+    def forget(self, paste_id: str) -> None:
+        for key in [k for k in self.items if k[0] == paste_id]:
+            body, _ = self.items.pop(key)
+            self.size -= len(body)
+
+
+class BaseUrls:
+    """The site's URL: ``--url``, else the request's own, cached by what it
+    depends on (Starlette builds a URL object per request)."""
+
+    MAX = 256
+
+    def __init__(self, url: str | None) -> None:
+        self.url = url
+        self.urls: dict[tuple, str] = {}
+
+    def of(self, request: Request) -> str:
+        if self.url:
+            return self.url.rstrip("/")
+        scope = request.scope
+        key = (scope.get("scheme"), scope.get("server"), scope.get("root_path", ""),
+               request.headers.get("host"))
+        url = self.urls.get(key)
+        if url is None:
+            if len(self.urls) > self.MAX:
+                self.urls.clear()
+            url = self.urls[key] = str(request.base_url).rstrip("/")
+        return url
+
+
+class CommitLinks:
+    """A paste's link to the commit that added it (``--commit-url``), its
+    commit id cached; cleared when an erasure rewrites the commits."""
+
+    def __init__(self, template: str | None, store: Store) -> None:
+        self.template = template
+        self.store = store
+        self.commits: dict[str, str] = {}
+
+    def link(self, paste_id: str) -> str | None:
+        template = self.template
+        if not template:
+            return None
+        commit = self.commits.get(paste_id)
+        if commit is None:
+            found = self.store.commit_of(paste_id)
+            if found is None:
+                return None
+            commit = self.commits[paste_id] = str(found.id)
+        return template.replace("{commit}", commit)
+
+    def clear(self) -> None:
+        self.commits.clear()
+
+
+class RateLimiter:
+    """A token bucket per client address, an IPv6 client's per /64 (creates only)."""
+
+    MAX_CLIENTS = 100_000
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate = rate
+        self.burst = burst
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, client: str) -> float:
+        """Take a token; returns 0 if allowed, else the seconds to wait."""
+        client = bucket(client)
+        now = time.monotonic()
+        tokens, last = self.buckets.get(client, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self.buckets[client] = (tokens, now)
+            return (1 - tokens) / self.rate
+        if len(self.buckets) >= self.MAX_CLIENTS and client not in self.buckets:
+            full = [
+                key
+                for key, (left, then) in self.buckets.items()
+                if left + (now - then) * self.rate >= self.burst
+            ]
+            for key in full:
+                del self.buckets[key]
+        self.buckets[client] = (tokens - 1, now)
+        return 0.0

@@ -1,0 +1,174 @@
+"""Showing a paste: its page, raw text or JSON document, streamed when
+large, cached when it cannot change; burn-after-reading served once."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from .. import languages
+from ..paste import Paste
+from ..store import StoreError, valid_id
+from .caches import CommitLinks, PageCache
+from .cookies import CREATOR_COOKIE, cookie
+from .form import format_size
+from .pastes import LargeDocument, Pastes
+from .render import Renderer, highlight, wants
+
+TRUE = ("1", "true", "on", "yes")
+
+
+async def _nothing() -> AsyncIterator[bytes]:
+    return
+    yield b""  # an async generator that yields nothing (a HEAD's body)
+
+
+class ShowPage:
+    """``GET /<id>`` and ``POST /<id>/read`` (a burn paste, confirmed)."""
+
+    def __init__(self, pastes: Pastes, pages: Renderer, cache: PageCache,
+                 commits: CommitLinks) -> None:
+        self.pastes = pastes
+        self.pages = pages
+        self.cache = cache
+        self.commits = commits
+        self.burning: set[str] = set()  # burned, or being burned: served once
+
+    async def show(self, request: Request) -> Response:
+        paste_id = request.path_params["paste_id"]
+        if not valid_id(paste_id):
+            return self.pages.error(request, 404, "no such page")
+        token = cookie(request.headers, CREATOR_COOKIE)
+        if token is None and wants(request) != "json":
+            hit = self.cache.get((paste_id, request.url.query))
+            if hit is not None:
+                return Response(hit[0], media_type=hit[1])
+        found = await self.pastes.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        paste, data = found
+        query = request.query_params
+        raw = query.get("raw", "").lower() in TRUE
+        creator = self.is_creator(request, paste)
+        api = raw or wants(request) == "json"
+        if paste.burn and not creator:
+            # A GET or HEAD never burns (a link preview, a prefetch, a HEAD
+            # would): a person is asked first, a program is told to POST.
+            if not api:
+                return self.pages.render("burn.html", id=paste_id, created=paste.created,
+                                   encrypted=paste.encrypted)
+            read = f"/{paste_id}/read" + ("?raw=true" if raw else "")
+            return self.pages.error(request, 409, f"paste {paste_id} is deleted once read: "
+                                                  f"POST {read} reads it, and deletes it")
+        return self.present(request, paste_id, paste, data, raw, creator)
+
+    def _streamed(
+        self, request: Request, chunks: AsyncIterator[bytes], ctype: str, size: int | None = None
+    ) -> Response:
+        """A streamed answer (a HEAD gets its head only: nothing is read)."""
+        headers = {"cache-control": "no-store"}
+        if size is not None:
+            headers["content-length"] = str(size)
+        if request.method == "HEAD":
+            chunks = _nothing()
+        return StreamingResponse(chunks, media_type=ctype, headers=headers)
+
+    def _present_large(
+        self, request: Request, paste: Paste, document: LargeDocument, raw: bool, meta: dict
+    ) -> Response:
+        """A large paste, never read whole: the raw text or the stored document
+        streamed; its page only links to them (encrypted: show.js fetches the
+        document; clear: too large to highlight)."""
+        raw_url = f"/{meta['id']}?raw=true"
+        if paste.encrypted:
+            if raw or wants(request) == "json":
+                return self._streamed(request, self.pastes.stored(document),
+                                      "application/json", document.blob.size)
+            return self.pages.render("encrypted.html", ct="", iv=paste.iv, kdf=paste.kdf,
+                               src=raw_url, **meta)
+        if raw:
+            return self._streamed(request, self.pastes.text_of(document),
+                                  "text/plain; charset=utf-8")
+        return self.pages.render("show.html", lang=paste.lang, ln=False, code_html="",
+                           too_large=format_size(paste.size), raw_url=raw_url, **meta)
+
+    def is_creator(self, request: Request, paste: Paste) -> bool:
+        token = cookie(request.headers, CREATOR_COOKIE)
+        return bool(token and paste.token_ok(token))
+
+    async def burn(
+        self, request: Request, paste_id: str, paste: Paste, data: bytes | LargeDocument,
+        raw: bool,
+    ) -> Response:
+        """Serve a burn-after-reading paste once, then delete it."""
+        if paste_id in self.burning:
+            return self.pages.error(request, 410, f"paste {paste_id} was burned after reading")
+        self.burning.add(paste_id)
+        try:
+            await self.pastes.delete(paste_id, "Burn")
+        except StoreError as exc:
+            self.burning.discard(paste_id)
+            return self.pages.error(request, 503, "the paste could not be burned, so it is "
+                                                  f"not shown ({exc})")
+        response = self.present(request, paste_id, paste, data, raw, creator=False, cache=False)
+        response.headers["cache-control"] = "no-store"
+        return response
+
+    def present(
+        self,
+        request: Request,
+        paste_id: str,
+        paste: Paste,
+        data: bytes | LargeDocument,
+        raw: bool,
+        creator: bool,
+        cache: bool = True,
+    ) -> Response:
+        query = request.query_params
+        meta = {"id": paste_id, "created": paste.created, "expires": paste.expires,
+                "burn": paste.burn, "creator": creator, "commit_link": self.commits.link(paste_id)}
+        if isinstance(data, LargeDocument):
+            return self._present_large(request, paste, data, raw, meta)
+        if paste.encrypted:
+            if raw or wants(request) == "json":
+                return Response(data, media_type="application/json",
+                                headers={"cache-control": "no-store"})
+            return self.pages.render("encrypted.html", ct=paste.ct, iv=paste.iv, kdf=paste.kdf,
+                                     **meta)
+        # Responses that stay true until the paste is removed are cached under
+        # the request's query (the fast path in ``show``).
+        cacheable = cache and not (creator or paste.expires or paste.burn)
+        if raw:
+            body, ctype = (paste.text or "").encode(), "text/plain; charset=utf-8"
+        else:
+            lang = query.get("hl", paste.lang)
+            if lang and lang not in languages.NAMES:
+                return self.pages.error(request, 400, f"unknown language {lang!r}")
+            ln_param = query.get("ln")
+            ln = paste.ln if ln_param is None else ln_param.lower() in TRUE
+            html = self.pages.templates.get_template("show.html").render(
+                lang=lang,
+                ln=ln,
+                code_html=highlight(paste.text or "", lang, ln),
+                raw_url=f"/{paste_id}?raw=true",
+                **meta,
+            )
+            body, ctype = html.encode(), "text/html; charset=utf-8"
+        if cacheable and wants(request) != "json":
+            self.cache.put((paste_id, request.url.query), body, ctype)
+        return Response(body, media_type=ctype)
+
+    async def read_burn(self, request: Request) -> Response:
+        """POST /<id>/read[?raw=true]: the reader confirmed; serve the paste once
+        and burn it (the only way a paste is burned: never by a GET or HEAD)."""
+        paste_id = request.path_params["paste_id"]
+        found = await self.pastes.lookup(request, paste_id)
+        if isinstance(found, Response):
+            return found
+        paste, data = found
+        raw = request.query_params.get("raw", "").lower() in TRUE
+        if not paste.burn:
+            return self.present(request, paste_id, paste, data, raw, False)
+        return await self.burn(request, paste_id, paste, data, raw=raw)
