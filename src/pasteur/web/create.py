@@ -40,7 +40,7 @@ class CreatePage:
         # A paste with an expiry is handed to the sweeper when it is created.
         self.watch = watch
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
-        self.spool_dir = config.data / "tmp"  # large uploads and documents
+        self.spool_dir = config.paths.tmp  # large uploads and documents
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.form_page: Asset | None = None
 
