@@ -6,7 +6,7 @@ BATCH pastes in each: through ``Store._commit_batch`` (loose objects, as the
 server does), and as one pack + index v2 written here in Python (3 fsyncs), and
 prints wall and CPU time per batch. Not used by the server or the benchmark: a
 prototype for the writer thread, kept with its figures (docs/performance.md).
-Since the store writes a pack per batch itself (``pasteur.store.PackBuilder``),
+Since the store writes a pack per batch itself (``pasteur.storage.store.PackBuilder``),
 the "loose" round measures the store's pack path, no longer loose objects.
 """
 import hashlib
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Pending, Store, _idx_v2, object_id, pack_entry_header
+from pasteur.storage.store import Pending, Store, _idx_v2, object_id, pack_entry_header
 
 from .fill import fill, random_ids
 

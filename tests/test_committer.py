@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from pasteur.store import Store, shard_path, zlib_stored
+from pasteur.storage.store import Store, shard_path, zlib_stored
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -133,7 +133,8 @@ def test_the_committer_ends_with_the_server_even_on_kill_9(server_factory):
     server = server_factory()
     assert httpx.post(server.url + "/", files={"paste": (None, "hello")}).status_code == 201
     server.settle()
-    committers = [p for p in _children(server.proc.pid) if "pasteur.committer" in _cmdline(p)]
+    committers = [p for p in _children(server.proc.pid)
+                  if "pasteur.storage.committer" in _cmdline(p)]
     assert len(committers) == 1
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
@@ -154,7 +155,7 @@ def test_stored_zlib_streams_are_valid_zlib():
 
 
 def test_a_commit_takes_at_most_max_batch_bytes(tmp_path, monkeypatch):
-    import pasteur.store as store_module
+    import pasteur.storage.store as store_module
     monkeypatch.setattr(store_module, "MAX_BATCH_BYTES", 3000)
     repo = tmp_path / "repo.git"
 

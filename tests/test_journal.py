@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.journal import _REC, HEADER, Journal, JournalError, _payload
-from pasteur.store import JOURNAL_FILE, Store, shard_path
+from pasteur.storage.journal import _REC, HEADER, Journal, JournalError, _payload
+from pasteur.storage.store import JOURNAL_FILE, Store, shard_path
 
 if TYPE_CHECKING:
     from .fixtures_faults import Faults
@@ -275,7 +275,7 @@ def test_scrub_of_a_wrapped_ring_leaves_no_committed_record(tmp_path):
 def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
     """A checkpoint runs while an append is being written and moves the header
     onto it; the append fails; the next one, acknowledged, is found again."""
-    import pasteur.journal as journal
+    import pasteur.storage.journal as journal
 
     j = Journal(tmp_path / "j", size=HEADER + 4000)
     j.checkpoint(j.append([("c1", None, None, b"." * 2000)])[-1])
@@ -309,7 +309,7 @@ def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_journal_stops_the_start(tmp_path):
-    from pasteur.store import StoreError
+    from pasteur.storage.store import StoreError
 
     store = Store(tmp_path / "repo.git")
     assert store.journal is not None
@@ -348,7 +348,7 @@ def test_large_creates_together_and_a_stop_during_an_append(tmp_path):
 
 
 def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_path):
-    from pasteur.store import Change
+    from pasteur.storage.store import Change
 
     async def main() -> None:
         store = _lingering(tmp_path / "repo.git")
@@ -417,7 +417,7 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
     acknowledged record whose commit was not checkpointed durably."""
     import random
 
-    import pasteur.journal as journal
+    import pasteur.storage.journal as journal
 
     rng = random.Random(seed)
     size = HEADER + 6000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Change, Pending, Store, parse_tree, tree_bytes
+from pasteur.storage.store import Change, Pending, Store, parse_tree, tree_bytes
 
 
 def _fsck(path: Path) -> None:
@@ -98,7 +98,7 @@ def test_large_paste_from_file_stays_loose(tmp_path):
 def test_maintenance_bounds_the_number_of_packs(tmp_path, monkeypatch):
     # At idle CPU priority the repack waits while the machine is busy (the
     # point of it); here it runs at normal priority, to check the bound.
-    monkeypatch.setattr("pasteur.store.idle_priority", lambda: [])
+    monkeypatch.setattr("pasteur.storage.store.idle_priority", lambda: [])
 
     async def main() -> tuple[Store, list[str], int]:
         store = Store(tmp_path / "repo.git", journal=False)  # a commit per create

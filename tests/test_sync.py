@@ -13,7 +13,7 @@ import pygit2
 import pytest
 
 from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
-from pasteur.store import Change, Store
+from pasteur.storage.store import Change, Store
 from pasteur.sync import SyncOptions, WorkerClient, redact
 from pasteur.syncmerge import absorb, erase_message, integrate, is_rewrite, paste_id_of
 

@@ -54,7 +54,7 @@ from .paste import (
 from .procs import child_env
 from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
-from .store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
+from .storage.store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
 
 log = logging.getLogger("pasteur.access")
 

@@ -25,7 +25,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from . import https, limits, record
 from .app import ASGIApp, create_app
 from .config import Config
-from .store import Store, lock_repository, tune_malloc
+from .storage.store import Store, lock_repository, tune_malloc
 from .sync import SyncError, start_syncer
 
 log = logging.getLogger("pasteur")

@@ -27,7 +27,7 @@ import pygit2
 
 from .procs import child_env
 from .sshkeys import parse_fingerprints
-from .store import Change, Store
+from .storage.store import Change, Store
 from .syncmerge import (
     Integration,
     absorb,

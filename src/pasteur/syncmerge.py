@@ -38,7 +38,7 @@ import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
 from .procs import child_env
-from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
+from .storage.store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
 
 log = logging.getLogger("pasteur.sync")
 

@@ -51,10 +51,10 @@ from typing import TypeVar
 import pygit2
 from pygit2.enums import FileMode
 
-from . import entropy, record
+from .. import entropy, record
+from ..procs import child_env
 from .committer import Committer, CommitterError
 from .journal import Journal, JournalError, JournalFull
-from .procs import child_env
 
 log = logging.getLogger("pasteur.store")
 T = TypeVar("T")  # what a function run in the writer thread returns

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import logsafe
-from .procs import child_env
+from .. import logsafe
+from ..procs import child_env
 
 log = logging.getLogger("pasteur")
 
@@ -91,7 +91,8 @@ class Committer:
         # both are gone, so a new server never starts beside an orphan.
         fds = (self.lock_fd,) if self.lock_fd is not None and self.lock_fd >= 0 else ()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pasteur.committer", str(self.repo_path), str(os.getpid())],
+            [sys.executable, "-m", "pasteur.storage.committer", str(self.repo_path),
+             str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=fds, env=child_env(),
         )
         self.starts += 1
