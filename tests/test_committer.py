@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from pasteur.storage.store import Store, shard_path, zlib_stored
+from pasteur.storage.objects import shard_path, zlib_stored
+from pasteur.storage.store import Store
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -58,7 +59,8 @@ def test_journaled_pastes_are_committed_by_a_process_of_their_own(tmp_path):
         assert child != os.getpid() and _alive(child)
         # the new head is the server's, its trees in the server's cache
         assert store.head is not None and _git(repo, "rev-parse", "main").strip() == str(store.head)
-        assert store._tree is not None and store._tree.id.raw in store.tree_cache.raws
+        tree = store.repository.tree
+        assert tree is not None and tree.id.raw in store.tree_cache.raws
         assert all(store.get(i) == f"paste {n}".encode() for n, i in enumerate(ids))
         await store.stop()
         assert not _alive(child)  # ended with the store

@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.storage.store import BACKLOG_STALL, JOURNAL_FILE, shard_path
+from pasteur.storage.layout import JOURNAL_FILE
+from pasteur.storage.objects import shard_path
+from pasteur.storage.store import BACKLOG_STALL
 
 if TYPE_CHECKING:
     from .conftest import Server

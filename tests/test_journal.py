@@ -16,7 +16,9 @@ import httpx
 import pytest
 
 from pasteur.storage.journal import _REC, HEADER, Journal, JournalError, _payload
-from pasteur.storage.store import JOURNAL_FILE, Store, shard_path
+from pasteur.storage.layout import JOURNAL_FILE
+from pasteur.storage.objects import shard_path
+from pasteur.storage.store import Store
 
 if TYPE_CHECKING:
     from .fixtures_faults import Faults
@@ -309,7 +311,7 @@ def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_journal_stops_the_start(tmp_path):
-    from pasteur.storage.store import StoreError
+    from pasteur.storage.errors import StoreError
 
     store = Store(tmp_path / "repo.git")
     assert store.journal is not None
@@ -348,7 +350,7 @@ def test_large_creates_together_and_a_stop_during_an_append(tmp_path):
 
 
 def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_path):
-    from pasteur.storage.store import Change
+    from pasteur.storage.repository import Change
 
     async def main() -> None:
         store = _lingering(tmp_path / "repo.git")

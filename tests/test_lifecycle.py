@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pasteur.crypto import encrypt
-from pasteur.storage.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 def create(c: httpx.Client, text: str = "hello", **fields: str) -> dict:

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.storage.store import Change, Pending, Store, parse_tree, tree_bytes
+from pasteur.storage.batch import Pending
+from pasteur.storage.objects import parse_tree, tree_bytes
+from pasteur.storage.repository import Change
+from pasteur.storage.store import Store
 
 
 def _fsck(path: Path) -> None:
@@ -29,8 +32,7 @@ def _packs(path: Path) -> list[str]:
 
 
 def _close(store: Store) -> None:
-    store._writer.shutdown()
-    store._fsyncers.shutdown()
+    store.close()
 
 
 def test_batch_is_one_pack_without_loose_objects(tmp_path):
@@ -150,8 +152,9 @@ def test_the_tree_cache_finds_pastes_in_raw_trees(tmp_path):
     try:
         ids = ["Ab12", "Ab13", "Ac99", "zz00", "Ab1"]
         store._commit_batch([Pending(i, f"paste {i}".encode(), None, None, None) for i in ids])
-        assert store._tree is not None
-        root, odb = store._tree.id.raw, store.reader.odb
+        tree = store.repository.tree
+        assert tree is not None
+        root, odb = tree.id.raw, store.reader.odb
         fresh = type(store.tree_cache)()  # nothing cached: read through the object database
         for cache in (store.tree_cache, fresh):
             assert all(cache.has_paste(root, i.encode(), odb) for i in ids)

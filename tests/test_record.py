@@ -16,7 +16,7 @@ import pytest
 from pasteur import crypto
 from pasteur.paste import Paste, b64url_encode
 from pasteur.storage.journal import Journal
-from pasteur.storage.store import shard_path
+from pasteur.storage.objects import shard_path
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 

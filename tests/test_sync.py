@@ -13,7 +13,8 @@ import pygit2
 import pytest
 
 from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
-from pasteur.storage.store import Change, Store
+from pasteur.storage.repository import Change
+from pasteur.storage.store import Store
 from pasteur.sync import SyncOptions, WorkerClient, redact
 from pasteur.syncmerge import absorb, erase_message, integrate, is_rewrite, paste_id_of
 
@@ -141,8 +142,7 @@ def test_integrate_replays_linearly_and_resolves_collisions(tmp_path: Path) -> N
     base.reset_to(remote)
     assert integrate(base, head).action == "fast-forward" and base.head == head
     for store in (base,):
-        store._writer.shutdown()
-        store._fsyncers.shutdown()
+        store.close()
 
 
 def test_absorb_and_restore_after_rewrites(tmp_path: Path) -> None:
@@ -173,8 +173,7 @@ def test_absorb_and_restore_after_rewrites(tmp_path: Path) -> None:
         assert result.remote_rewritten and store.get("mine") == expect
         head = store.head
         assert head == rewritten or store.repo.descendant_of(head, rewritten)
-    store._writer.shutdown()
-    store._fsyncers.shutdown()
+    store.close()
 
 
 # -- transports ------------------------------------------------------------------

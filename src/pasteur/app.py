@@ -38,6 +38,7 @@ from .assets import Asset, Bundle, choose_encoding
 from .config import Config, parse_duration
 from .cookies import cookie
 from .form import SPOOL_THRESHOLD, FormError, format_size, read_upload
+from .ids import valid_id
 from .logsafe import quoted
 from .paste import (
     InvalidPaste,
@@ -51,10 +52,11 @@ from .paste import (
     parse_iso,
     write_document,
 )
-from .procs import child_env
+from .procs import child_env, idle_priority
 from .proxy import TrustedProxies, bucket
 from .render import environment, highlight
-from .storage.store import LargeBlob, Store, StoreBusy, StoreError, idle_priority, valid_id
+from .storage.errors import StoreBusy, StoreError
+from .storage.store import LargeBlob, Store
 
 log = logging.getLogger("pasteur.access")
 

@@ -27,7 +27,8 @@ import pygit2
 
 from .procs import child_env
 from .sshkeys import parse_fingerprints
-from .storage.store import Change, Store
+from .storage.repository import Change
+from .storage.store import Store
 from .syncmerge import (
     Integration,
     absorb,
@@ -250,7 +251,7 @@ class Syncer:
         # Held by every fetch, push and erasure: one network or history
         # operation at a time, each seeing a consistent head and remote head.
         self._sync_lock = asyncio.Lock()
-        self._marker_file = store.path / "pasteur-erase-marker"
+        self._marker_file = store.layout.erase_marker
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0

@@ -37,8 +37,11 @@ from dataclasses import dataclass, field
 import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
+from .ids import valid_id
 from .procs import child_env
-from .storage.store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
+from .storage.objects import DEFAULT_EMAIL, DEFAULT_NAME, shard_path
+from .storage.repository import Change
+from .storage.store import Store
 
 log = logging.getLogger("pasteur.sync")
 
