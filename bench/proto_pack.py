@@ -133,7 +133,7 @@ def main():
                            f'"ln":false,"text":"{pid} {filler}"}}').encode()) for pid in chunk]
             w0, c0 = time.perf_counter(), time.process_time()
             if mode == "loose":
-                store._commit_batch([Pending(pid, d, None, None, None) for pid, d in docs])
+                store.writer.commit_batch([Pending(pid, d, None, None, None) for pid, d in docs])
             else:
                 head = str(store.head)
                 tree = store.repo[store.repository.tree.id]

@@ -145,7 +145,7 @@ def test_scrub_zeroes_committed_records_and_keeps_the_rest(tmp_path):
 
 def _lingering(path: Path) -> Store:
     store = Store(path)
-    store.linger = 30.0  # nothing is committed unless something asks for it
+    store.writer.linger = 30.0  # nothing is committed unless something asks for it
     return store
 
 
@@ -364,7 +364,7 @@ def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_p
         await store.run_in_writer(remote)
         await store.flush()
         assert store.get(pid) == b"the remote's paste"
-        assert pid not in store._journaled and pid not in store._reserved
+        assert pid not in store.idbook.journaled and pid not in store.idbook.reserved
         mine = [i for i in store.ids() if i.startswith(pid) and i != pid]
         assert len(mine) == 1 and store.get(mine[0]) == b"mine, acknowledged"
         await store.stop()

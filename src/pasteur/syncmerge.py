@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -38,7 +37,7 @@ import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
 from .ids import valid_id
-from .procs import child_env
+from .storage.maintenance import repack_and_prune
 from .storage.objects import DEFAULT_EMAIL, DEFAULT_NAME, shard_path
 from .storage.repository import Change
 from .storage.store import Store
@@ -300,12 +299,7 @@ def count_ahead(repo: pygit2.Repository, local: pygit2.Oid | None,
 
 def drop_unreachable(store: Store) -> None:
     """Delete objects no ref reaches (erased pastes left by a history rewrite)."""
-    git = ["git", "-C", str(store.path)]
-    for args in (["reflog", "expire", "--expire=now", "--all"],
-                 ["repack", "-a", "-d", "-q"],
-                 ["prune", "--expire=now"]):
-        subprocess.run([*git, *args], check=True, capture_output=True, env=child_env())
-    store.reopen()  # let go of the deleted packs
+    repack_and_prune(store.repository)
 
 
 def set_tracking(store: Store, tracking: str, fetched: str, remote: pygit2.Oid | None) -> None:

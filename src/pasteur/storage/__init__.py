@@ -1,3 +1,4 @@
-"""Pastes in a Git repository: the journal, the writer, the committer and the
-pieces of the repository they share (imports run down: store -> writer ->
-batch -> repository -> packs -> objects)."""
+"""Pastes in a Git repository, one concern a module, imports running down:
+store (the facade) -> intake (journal thread) -> writer (group commit) ->
+committer, batch, erasure, maintenance -> repository -> packs -> treecache ->
+objects; journal, layout, durable and errors are leaves."""

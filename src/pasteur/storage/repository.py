@@ -233,7 +233,7 @@ class Repository:
     def take_head(self, oid: pygit2.Oid | None, journaled: bool = False) -> None:
         """Serve the branch's new head (written already). ``journaled``: a
         batch of journaled pastes, whose ids were reserved; any other change
-        counts in ``changes``, after the swap (see Store._journal_group)."""
+        counts in ``changes``, after the swap (see Intake._journal_group)."""
         tree = self.reader[oid].peel(pygit2.Tree) if oid is not None else None
         with self._lock:
             self.head, self.tree = oid, tree
