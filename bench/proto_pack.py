@@ -2,7 +2,7 @@
 
 ``python -m bench.proto_pack DIR BATCH ROUNDS [FILL]`` fills two repositories
 (``DIR-loose``, ``DIR-pack``) with FILL pastes, then commits ROUNDS batches of
-BATCH pastes in each: through ``Store._commit_batch`` (loose objects, as the
+BATCH pastes in each: through ``Writer.commit_batch`` (loose objects, as the
 server does), and as one pack + index v2 written here in Python (3 fsyncs), and
 prints wall and CPU time per batch. Not used by the server or the benchmark: a
 prototype for the writer thread, kept with its figures (docs/performance.md).
