@@ -453,15 +453,15 @@ class Syncer:
             remote = await self._fetch()
             known = self.remote_head
             if remote is not None and known is not None:
-                result = await self._in_writer(lambda: absorb(self.store, known, remote))
+                result = await self._in_writer(lambda: absorb(self.store.repository, known, remote))
                 self._noted(result, remote)
             await self.store.run_in_writer(
-                lambda: set_tracking(self.store, self._tracking, self._fetched, remote))
+                lambda: set_tracking(self.store.repository, self._tracking, self._fetched, remote))
             self.remote_head = remote
 
     def _integrate(self, remote: pygit2.Oid | None, known: pygit2.Oid | None) -> Integration:
-        result = integrate(self.store, remote, known)
-        set_tracking(self.store, self._tracking, self._fetched, remote)
+        result = integrate(self.store.repository, remote, known)
+        set_tracking(self.store.repository, self._tracking, self._fetched, remote)
         return result
 
     async def _fetch(self) -> pygit2.Oid | None:
@@ -482,7 +482,7 @@ class Syncer:
     async def _drop_unreachable(self) -> None:
         """Delete erased pastes' objects once no ref reaches them (under the sync lock:
         no network work meanwhile)."""
-        await self.store.run_in_writer(lambda: drop_unreachable(self.store))
+        await self.store.run_in_writer(lambda: drop_unreachable(self.store.repository))
 
     async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
         result = await self.store.run_in_writer(fn)
