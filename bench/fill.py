@@ -1,7 +1,7 @@
 """Fill a bare Pasteur repository with N pastes quickly, through ``git fast-import``.
 
 The pastes are valid v1 documents (unencrypted, ~1 KiB of text each) in the
-sharded ``a/b/<id>`` tree that ``pasteur.store`` writes, committed on
+sharded ``a/b/<id>`` tree that ``pasteur.storage.store`` writes, committed on
 ``refs/heads/main`` in a few commits (one per ``per_commit`` pastes), with the
 repository configured as ``Store`` configures a new one. Ids are random and
 distinct, of the server's default length (4), as the server would draw them.

@@ -2,11 +2,11 @@
 
 ``python -m bench.proto_pack DIR BATCH ROUNDS [FILL]`` fills two repositories
 (``DIR-loose``, ``DIR-pack``) with FILL pastes, then commits ROUNDS batches of
-BATCH pastes in each: through ``Store._commit_batch`` (loose objects, as the
+BATCH pastes in each: through ``Writer.commit_batch`` (loose objects, as the
 server does), and as one pack + index v2 written here in Python (3 fsyncs), and
 prints wall and CPU time per batch. Not used by the server or the benchmark: a
 prototype for the writer thread, kept with its figures (docs/performance.md).
-Since the store writes a pack per batch itself (``pasteur.store.PackBuilder``),
+Since the store writes a pack per batch itself (``pasteur.storage.packs.PackBuilder``),
 the "loose" round measures the store's pack path, no longer loose objects.
 """
 import hashlib
@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Pending, Store, _idx_v2, object_id, pack_entry_header
+from pasteur.storage.batch import Pending
+from pasteur.storage.objects import idx_v2, object_id, pack_entry_header
+from pasteur.storage.store import Store
 
 from .fill import fill, random_ids
 
@@ -58,7 +60,7 @@ def write_pack(repo_path, objects):
     pack = b"".join(body)
     pack_sha = hashlib.sha1(pack).digest()
     pack += pack_sha
-    idx = _idx_v2(index, pack_sha)
+    idx = idx_v2(index, pack_sha)
     name = pack_sha.hex()
     fds = []
     for ext, data in ((".pack", pack), (".idx", idx)):
@@ -131,14 +133,13 @@ def main():
                            f'"ln":false,"text":"{pid} {filler}"}}').encode()) for pid in chunk]
             w0, c0 = time.perf_counter(), time.process_time()
             if mode == "loose":
-                store._commit_batch([Pending(pid, d, None, None, None) for pid, d in docs])
+                store.writer.commit_batch([Pending(pid, d, None, None, None) for pid, d in docs])
             else:
                 head = str(store.head)
-                tree = store.repo[store._tree.id]
+                tree = store.repo[store.repository.tree.id]
                 coid, nobj = commit_as_pack(store.repo, head, tree, docs)
-                store._set_ref(pygit2.Oid(hex=coid))
-                store.head = pygit2.Oid(hex=coid)
-                store._tree = store.reader[store.head].tree
+                store.repository.set_ref(pygit2.Oid(hex=coid))
+                store.repository.take_head(pygit2.Oid(hex=coid))
             t_wall += time.perf_counter() - w0
             t_cpu += time.process_time() - c0
         # verify readable by git
@@ -150,8 +151,7 @@ def main():
               f"{t_cpu / rounds * 1e3:.1f} ms CPU per batch ({per / batch_n * 1e6:.0f} us/paste)"
               f"; fsck {'ok' if ok else 'FAILED'}; {n} pastes"
               + (f"; {nobj} objects/batch" if nobj else ""))
-        store._fsyncers.shutdown()
-        store._writer.shutdown()
+        store.close()
 
 
 if __name__ == "__main__":

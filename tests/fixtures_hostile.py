@@ -9,7 +9,7 @@ import os
 import subprocess
 from typing import Any
 
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 from .conftest import Server
 

@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pasteur import client, crypto
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 def pasteur(*args: str, stdin: bytes | None = b"", env: dict | None = None):

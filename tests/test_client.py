@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pasteur import crypto
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 from .fixtures_hostile import plant
 

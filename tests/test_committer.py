@@ -13,7 +13,8 @@ from pathlib import Path
 
 import httpx
 
-from pasteur.store import Store, shard_path, zlib_stored
+from pasteur.storage.objects import shard_path, zlib_stored
+from pasteur.storage.store import Store
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -53,12 +54,13 @@ def test_journaled_pastes_are_committed_by_a_process_of_their_own(tmp_path):
         ids = [await store.add(f"paste {i}".encode(), "Ann <ann@example.org>" if i == 3 else None,
                                "a comment" if i == 3 else None) for i in range(20)]
         await store.flush()
-        assert store.committer is not None and store.committer.proc is not None
-        child = store.committer.proc.pid
+        assert store.writer.committer is not None and store.writer.committer.proc is not None
+        child = store.writer.committer.proc.pid
         assert child != os.getpid() and _alive(child)
         # the new head is the server's, its trees in the server's cache
         assert store.head is not None and _git(repo, "rev-parse", "main").strip() == str(store.head)
-        assert store._tree is not None and store._tree.id.raw in store.tree_cache.raws
+        tree = store.repository.tree
+        assert tree is not None and tree.id.raw in store.tree_cache.raws
         assert all(store.get(i) == f"paste {n}".encode() for n, i in enumerate(ids))
         await store.stop()
         assert not _alive(child)  # ended with the store
@@ -82,13 +84,13 @@ def test_a_killed_committer_is_started_again_and_nothing_is_lost(tmp_path):
         store.start()
         ids = [await store.add(f"before {i}".encode()) for i in range(5)]
         await store.flush()
-        assert store.committer is not None and store.committer.proc is not None
-        first = store.committer.proc
+        assert store.writer.committer is not None and store.writer.committer.proc is not None
+        first = store.writer.committer.proc
         first.kill()
         first.wait()
         ids += [await store.add(f"after {i}".encode()) for i in range(5)]
         await store.flush()
-        assert store.committer.starts == 2 and store.committer.proc.pid != first.pid
+        assert store.writer.committer.starts == 2 and store.writer.committer.proc.pid != first.pid
         await store.stop()
         return ids
 
@@ -112,15 +114,15 @@ def test_a_committer_failure_keeps_the_pastes_until_a_commit_works(tmp_path):
         try:
             ids.append(await store.add(b"kept in the journal"))
             deadline = time.monotonic() + 10
-            while store._failure is None and time.monotonic() < deadline:
+            while store.writer.failure is None and time.monotonic() < deadline:
                 await asyncio.sleep(0.02)
-            assert store._failure is not None
+            assert store.writer.failure is not None
             assert store.get(ids[1]) == b"kept in the journal"
         finally:
             packs.unlink()
             away.rename(packs)
         await store.flush()  # the retry goes through
-        assert store._failure is None
+        assert store.writer.failure is None
         await store.stop()
         return ids
 
@@ -133,7 +135,8 @@ def test_the_committer_ends_with_the_server_even_on_kill_9(server_factory):
     server = server_factory()
     assert httpx.post(server.url + "/", files={"paste": (None, "hello")}).status_code == 201
     server.settle()
-    committers = [p for p in _children(server.proc.pid) if "pasteur.committer" in _cmdline(p)]
+    committers = [p for p in _children(server.proc.pid)
+                  if "pasteur.storage.committer" in _cmdline(p)]
     assert len(committers) == 1
     server.proc.send_signal(signal.SIGKILL)
     server.proc.wait()
@@ -154,7 +157,7 @@ def test_stored_zlib_streams_are_valid_zlib():
 
 
 def test_a_commit_takes_at_most_max_batch_bytes(tmp_path, monkeypatch):
-    import pasteur.store as store_module
+    import pasteur.storage.writer as store_module
     monkeypatch.setattr(store_module, "MAX_BATCH_BYTES", 3000)
     repo = tmp_path / "repo.git"
 
@@ -186,7 +189,7 @@ def test_commits_go_on_after_an_erasure(tmp_path):
         assert await store.erase() == 1
         after = await store.add(b"after the erasure")
         await asyncio.wait_for(store.flush(), 10)
-        assert store._failure is None
+        assert store.writer.failure is None
         assert (await store.add(b"and the next")) is not None
         await store.stop()
         return kept, after
@@ -204,14 +207,14 @@ def test_a_committer_killed_inside_its_ref_update_leaves_no_lock_behind(tmp_path
         store.start()
         await store.add(b"one")
         await store.flush()
-        assert store.committer is not None and store.committer.proc is not None
+        assert store.writer.committer is not None and store.writer.committer.proc is not None
         # killed between creating the branch's lock and renaming it over the ref
         (repo / "refs" / "heads" / "main.lock").write_text("0" * 40 + "\n")
-        store.committer.proc.kill()
-        store.committer.proc.wait()
+        store.writer.committer.proc.kill()
+        store.writer.committer.proc.wait()
         two = await store.add(b"two")
         await asyncio.wait_for(store.flush(), 10)
-        assert store._failure is None
+        assert store.writer.failure is None
         await store.stop()
         return two
 
@@ -226,8 +229,8 @@ def test_the_committer_ends_on_its_own_when_the_store_stops(tmp_path):
         store.start()
         await store.add(b"one")
         await store.flush()
-        assert store.committer is not None and store.committer.proc is not None
-        proc = store.committer.proc
+        assert store.writer.committer is not None and store.writer.committer.proc is not None
+        proc = store.writer.committer.proc
         await store.stop()
         return proc.returncode
 

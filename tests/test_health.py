@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.store import BACKLOG_STALL, JOURNAL_FILE, shard_path
+from pasteur.storage.layout import JOURNAL_FILE
+from pasteur.storage.objects import shard_path
+from pasteur.storage.store import BACKLOG_STALL
 
 if TYPE_CHECKING:
     from .conftest import Server
@@ -57,7 +59,7 @@ def committer_pid(server: Server) -> int:
     assert server.proc is not None
     for task in Path(f"/proc/{server.proc.pid}/task").iterdir():
         for pid in (task / "children").read_text().split():
-            if b"pasteur.committer" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            if b"pasteur.storage.committer" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return int(pid)
     raise AssertionError("no committer process")
 

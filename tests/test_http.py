@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from pasteur.crypto import encrypt
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.journal import _REC, HEADER, Journal, JournalError, _payload
-from pasteur.store import JOURNAL_FILE, Store, shard_path
+from pasteur.storage.journal import _REC, HEADER, Journal, JournalError, _payload
+from pasteur.storage.layout import JOURNAL_FILE
+from pasteur.storage.objects import shard_path
+from pasteur.storage.store import Store
 
 if TYPE_CHECKING:
     from .fixtures_faults import Faults
@@ -143,7 +145,7 @@ def test_scrub_zeroes_committed_records_and_keeps_the_rest(tmp_path):
 
 def _lingering(path: Path) -> Store:
     store = Store(path)
-    store.linger = 30.0  # nothing is committed unless something asks for it
+    store.writer.linger = 30.0  # nothing is committed unless something asks for it
     return store
 
 
@@ -275,7 +277,7 @@ def test_scrub_of_a_wrapped_ring_leaves_no_committed_record(tmp_path):
 def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
     """A checkpoint runs while an append is being written and moves the header
     onto it; the append fails; the next one, acknowledged, is found again."""
-    import pasteur.journal as journal
+    import pasteur.storage.journal as journal
 
     j = Journal(tmp_path / "j", size=HEADER + 4000)
     j.checkpoint(j.append([("c1", None, None, b"." * 2000)])[-1])
@@ -309,7 +311,7 @@ def test_a_failed_append_leaves_no_header_pointing_at_it(tmp_path, monkeypatch):
 
 
 def test_a_corrupt_journal_stops_the_start(tmp_path):
-    from pasteur.store import StoreError
+    from pasteur.storage.errors import StoreError
 
     store = Store(tmp_path / "repo.git")
     assert store.journal is not None
@@ -348,7 +350,7 @@ def test_large_creates_together_and_a_stop_during_an_append(tmp_path):
 
 
 def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_path):
-    from pasteur.store import Change
+    from pasteur.storage.repository import Change
 
     async def main() -> None:
         store = _lingering(tmp_path / "repo.git")
@@ -362,7 +364,7 @@ def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_p
         await store.run_in_writer(remote)
         await store.flush()
         assert store.get(pid) == b"the remote's paste"
-        assert pid not in store._journaled and pid not in store._reserved
+        assert pid not in store.idbook.journaled and pid not in store.idbook.reserved
         mine = [i for i in store.ids() if i.startswith(pid) and i != pid]
         assert len(mine) == 1 and store.get(mine[0]) == b"mine, acknowledged"
         await store.stop()
@@ -417,7 +419,7 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
     acknowledged record whose commit was not checkpointed durably."""
     import random
 
-    import pasteur.journal as journal
+    import pasteur.storage.journal as journal
 
     rng = random.Random(seed)
     size = HEADER + 6000

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from pasteur.crypto import encrypt
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 def create(c: httpx.Client, text: str = "hello", **fields: str) -> dict:
@@ -214,7 +214,7 @@ def test_expiry_scan_of_a_diff(tmp_path):
     import sys
 
     from pasteur.paste import Paste
-    from pasteur.store import Store
+    from pasteur.storage.store import Store
 
     async def fill() -> tuple[str, str, str, str]:
         store = Store(tmp_path / "repo.git", journal=False)  # a commit per create

@@ -88,7 +88,7 @@ def test_large_upload_accepted_with_flat_memory(server_factory):
     assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
     assert growth_mib < 64, f"peak RSS grew by {growth_mib:.1f} MiB"
     pid = answer.split(b"\r\n\r\n", 1)[1].decode().strip().rsplit("/", 1)[1]
-    from pasteur.store import shard_path
+    from pasteur.storage.objects import shard_path
 
     size = int(server.git("cat-file", "-s", f"HEAD:{shard_path(pid)}"))
     assert size > 256 << 20
@@ -181,7 +181,7 @@ def test_large_encrypted_paste_streams_its_document(server_factory):
         for chunk in r.iter_bytes():
             got.update(chunk)
     growth_mib = (rss_peak_kib(pid) - base) / 1024
-    from pasteur.store import shard_path
+    from pasteur.storage.objects import shard_path
 
     blob = subprocess.run(["git", "-C", str(server.repo), "cat-file", "blob",
                            f"HEAD:{shard_path(code)}"], capture_output=True, check=True).stdout

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pygit2
 
-from pasteur.store import Change, Pending, Store, parse_tree, tree_bytes
+from pasteur.storage.batch import Pending
+from pasteur.storage.objects import parse_tree, tree_bytes
+from pasteur.storage.repository import Change
+from pasteur.storage.store import Store
 
 
 def _fsck(path: Path) -> None:
@@ -29,8 +32,7 @@ def _packs(path: Path) -> list[str]:
 
 
 def _close(store: Store) -> None:
-    store._writer.shutdown()
-    store._fsyncers.shutdown()
+    store.close()
 
 
 def test_batch_is_one_pack_without_loose_objects(tmp_path):
@@ -42,7 +44,7 @@ def test_batch_is_one_pack_without_loose_objects(tmp_path):
                              "Ada Lovelace <ada@example.org>" if i == 3 else None,
                              "a comment\n\nbody" if i == 5 else None, None)
                      for i in range(12)]
-            store._commit_batch(batch)
+            store.writer.commit_batch(batch)
             assert len(_packs(store.path)) == r + 1  # one pack per batch
             for p in batch:  # readable at once through the reader handle
                 assert isinstance(p.data, bytes)
@@ -66,7 +68,7 @@ def test_batch_is_one_pack_without_loose_objects(tmp_path):
         assert store.get(gone) is None and _loose(store.path) == []
         other = pygit2.Repository(str(store.path))
         assert other.head.target == store.head
-        store._maintain()
+        store.maintenance.run_here()
         _fsck(store.path)
         assert _loose(store.path) == []
         for pid, data in pastes.items():
@@ -86,7 +88,7 @@ def test_large_paste_from_file_stays_loose(tmp_path):
     big = tmp_path / "big"
     big.write_bytes(b"y" * 100_000)
     try:
-        store._commit_batch([Pending(store.new_id(), big, None, None, None),
+        store.writer.commit_batch([Pending(store.new_id(), big, None, None, None),
                              Pending("small1", b"small", None, None, None)])
         assert len(_loose(store.path)) == 1 and len(_packs(store.path)) == 1
         assert store.get("small1") == b"small"
@@ -98,11 +100,11 @@ def test_large_paste_from_file_stays_loose(tmp_path):
 def test_maintenance_bounds_the_number_of_packs(tmp_path, monkeypatch):
     # At idle CPU priority the repack waits while the machine is busy (the
     # point of it); here it runs at normal priority, to check the bound.
-    monkeypatch.setattr("pasteur.store.idle_priority", lambda: [])
+    monkeypatch.setattr("pasteur.storage.maintenance.idle_priority", lambda: [])
 
     async def main() -> tuple[Store, list[str], int]:
         store = Store(tmp_path / "repo.git", journal=False)  # a commit per create
-        store.max_packs = 8
+        store.maintenance.max_packs = 8
         store.start()
         most = 0
         ids = []
@@ -113,7 +115,7 @@ def test_maintenance_bounds_the_number_of_packs(tmp_path, monkeypatch):
         return store, ids, most
 
     store, ids, most = asyncio.run(main())
-    assert store.maintenance_runs >= 3 and store.maintenance_failures == 0
+    assert store.maintenance.runs >= 3 and store.maintenance.failures == 0
     # the repack runs beside the writer: batches go on landing while it works
     assert most <= 2 * 8
     assert len(_packs(store.path)) <= 2 * 8
@@ -149,9 +151,11 @@ def test_the_tree_cache_finds_pastes_in_raw_trees(tmp_path):
     store = Store(tmp_path / "repo.git", journal=False)
     try:
         ids = ["Ab12", "Ab13", "Ac99", "zz00", "Ab1"]
-        store._commit_batch([Pending(i, f"paste {i}".encode(), None, None, None) for i in ids])
-        assert store._tree is not None
-        root, odb = store._tree.id.raw, store.reader.odb
+        store.writer.commit_batch([Pending(i, f"paste {i}".encode(), None, None, None)
+                                   for i in ids])
+        tree = store.repository.tree
+        assert tree is not None
+        root, odb = tree.id.raw, store.reader.odb
         fresh = type(store.tree_cache)()  # nothing cached: read through the object database
         for cache in (store.tree_cache, fresh):
             assert all(cache.has_paste(root, i.encode(), odb) for i in ids)

@@ -14,9 +14,9 @@ import httpx
 import pytest
 
 from pasteur import crypto
-from pasteur.journal import Journal
 from pasteur.paste import Paste, b64url_encode
-from pasteur.store import shard_path
+from pasteur.storage.journal import Journal
+from pasteur.storage.objects import shard_path
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 

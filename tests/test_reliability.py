@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 def fsck(repo: Path) -> None:

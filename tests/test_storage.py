@@ -8,7 +8,7 @@ import subprocess
 
 import httpx
 
-from pasteur.store import shard_path
+from pasteur.storage.objects import shard_path
 
 
 def test_restart_keeps_pastes(server):

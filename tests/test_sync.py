@@ -14,7 +14,8 @@ import pytest
 
 from pasteur.config import SyncSettings
 from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
-from pasteur.store import Change, Store
+from pasteur.storage.repository import Change
+from pasteur.storage.store import Store
 from pasteur.sync import WorkerClient, cleartext_secret, redact
 from pasteur.syncmerge import absorb, erase_message, integrate, is_rewrite, paste_id_of
 
@@ -126,7 +127,7 @@ def test_integrate_replays_linearly_and_resolves_collisions(tmp_path: Path) -> N
     base.reset_to(root)
     _commit(base, {"abcd": b"mine"}, "Add paste abcd")
     _commit(base, {"mmmm": b"m"}, "Add paste mmmm")
-    result = integrate(base, remote)
+    result = integrate(base.repository, remote)
     assert result.action == "replay" and result.replayed == 2
     (old, new), = result.renamed
     assert old == "abcd" and new.startswith("abcd") and len(new) == 10
@@ -137,13 +138,12 @@ def test_integrate_replays_linearly_and_resolves_collisions(tmp_path: Path) -> N
     assert [c.message for c in commits[:2]] == ["Add paste mmmm\n", "Add paste abcd\n"]
     assert commits[2].id == remote
     # fast-forward and "ahead" cases
-    assert integrate(base, remote).action == "ahead"
+    assert integrate(base.repository, remote).action == "ahead"
     head = base.head
     base.reset_to(remote)
-    assert integrate(base, head).action == "fast-forward" and base.head == head
+    assert integrate(base.repository, head).action == "fast-forward" and base.head == head
     for store in (base,):
-        store._writer.shutdown()
-        store._fsyncers.shutdown()
+        store.close()
 
 
 def test_absorb_and_restore_after_rewrites(tmp_path: Path) -> None:
@@ -157,7 +157,7 @@ def test_absorb_and_restore_after_rewrites(tmp_path: Path) -> None:
     store.reset_to(store.repo[known].parents[0].id)
     _commit(store, {"kept": b"k"})
     assert is_rewrite(store.repo, store.head, known)
-    result = absorb(store, known, remote)
+    result = absorb(store.repository, known, remote)
     assert result.replayed == 1 and store.get("peer") == b"p" and store.get("gone") is None
     # a peer that kept "mine" locally sees a rewritten remote without it:
     # restored unless listed as erased
@@ -170,12 +170,11 @@ def test_absorb_and_restore_after_rewrites(tmp_path: Path) -> None:
             store.apply([Change([], [], None, erase_message(erased))])
         rewritten = store.head
         store.reset_to(peer_known)
-        result = integrate(store, rewritten, peer_known)
+        result = integrate(store.repository, rewritten, peer_known)
         assert result.remote_rewritten and store.get("mine") == expect
         head = store.head
         assert head == rewritten or store.repo.descendant_of(head, rewritten)
-    store._writer.shutdown()
-    store._fsyncers.shutdown()
+    store.close()
 
 
 # -- transports ------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What the server's child processes inherit.
+"""What the server's child processes inherit, and how they run: at idle
+priority, with malloc tuned.
 
 Every ``PASTEUR_<NAME>`` variable is a flag of the server (``cli.EnvDefaults``),
 secrets among them: ``PASTEUR_REMOTE_TOKEN``, ``PASTEUR_SSH_SEED``,
@@ -14,7 +15,9 @@ use it.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 
 ENV_PREFIX = "PASTEUR_"
 
@@ -22,3 +25,28 @@ ENV_PREFIX = "PASTEUR_"
 def child_env() -> dict[str, str]:
     """The environment of a child process: the server's, without ``PASTEUR_*``."""
     return {name: value for name, value in os.environ.items() if not name.startswith(ENV_PREFIX)}
+
+
+def tune_malloc() -> None:
+    """Keep freed memory at the top of the heap (up to 16 MiB) instead of
+    giving it back to the kernel at once (glibc does above 128 KiB).
+
+    zlib takes ~256 KiB of state for each stream it compresses: returned and
+    mapped again each time, it cost a page fault per 4 KiB (measured: 60 us
+    to store 1 KiB with zlib instead of 3 us). Blocks over 4 MiB are still
+    mapped and unmapped on their own."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def idle_priority() -> list[str]:
+    """A command prefix that runs a background job only when the CPU is idle."""
+    if shutil.which("chrt"):
+        return ["chrt", "--idle", "0"]
+    if shutil.which("nice"):
+        return ["nice", "-n", "19"]
+    return []

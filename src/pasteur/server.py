@@ -24,7 +24,9 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import https, limits, record
 from .config import Config
-from .store import Store, lock_repository, tune_malloc
+from .procs import tune_malloc
+from .storage.repository import lock_repository
+from .storage.store import Store
 from .sync import SyncError, start_syncer
 from .web.app import ASGIApp, create_app
 

@@ -28,7 +28,8 @@ import pygit2
 from .config import SyncSettings
 from .procs import child_env
 from .sshkeys import parse_fingerprints
-from .store import Change, Store
+from .storage.repository import Change
+from .storage.store import Store
 from .syncmerge import (
     Integration,
     absorb,
@@ -215,7 +216,7 @@ class Syncer:
         # Held by every fetch, push and erasure: one network or history
         # operation at a time, each seeing a consistent head and remote head.
         self._sync_lock = asyncio.Lock()
-        self._marker_file = store.path / "pasteur-erase-marker"
+        self._marker_file = store.layout.erase_marker
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -417,15 +418,15 @@ class Syncer:
             remote = await self._fetch()
             known = self.remote_head
             if remote is not None and known is not None:
-                result = await self._in_writer(lambda: absorb(self.store, known, remote))
+                result = await self._in_writer(lambda: absorb(self.store.repository, known, remote))
                 self._noted(result, remote)
             await self.store.run_in_writer(
-                lambda: set_tracking(self.store, self._tracking, self._fetched, remote))
+                lambda: set_tracking(self.store.repository, self._tracking, self._fetched, remote))
             self.remote_head = remote
 
     def _integrate(self, remote: pygit2.Oid | None, known: pygit2.Oid | None) -> Integration:
-        result = integrate(self.store, remote, known)
-        set_tracking(self.store, self._tracking, self._fetched, remote)
+        result = integrate(self.store.repository, remote, known)
+        set_tracking(self.store.repository, self._tracking, self._fetched, remote)
         return result
 
     async def _fetch(self) -> pygit2.Oid | None:
@@ -446,7 +447,7 @@ class Syncer:
     async def _drop_unreachable(self) -> None:
         """Delete erased pastes' objects once no ref reaches them (under the sync lock:
         no network work meanwhile)."""
-        await self.store.run_in_writer(lambda: drop_unreachable(self.store))
+        await self.store.run_in_writer(lambda: drop_unreachable(self.store.repository))
 
     async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
         result = await self.store.run_in_writer(fn)

@@ -30,15 +30,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
-from .procs import child_env
-from .store import DEFAULT_EMAIL, DEFAULT_NAME, Change, Store, shard_path, valid_id
+from .ids import valid_id
+from .storage.maintenance import repack_and_prune
+from .storage.objects import DEFAULT_EMAIL, DEFAULT_NAME, shard_path
+from .storage.repository import Change, Repository
 
 log = logging.getLogger("pasteur.sync")
 
@@ -53,16 +54,16 @@ class Integration:
 
 
 def integrate(
-    store: Store, remote: pygit2.Oid | None, known: pygit2.Oid | None = None
+    repository: Repository, remote: pygit2.Oid | None, known: pygit2.Oid | None = None
 ) -> Integration:
     """Bring the remote's history into the local branch, linearly."""
-    local = store.head
+    local = repository.head
     if remote is None or local == remote:
         return Integration("none")
     if local is None:
-        store.reset_to(remote)
+        repository.reset_to(remote)
         return Integration("fast-forward")
-    repo = store.repo
+    repo = repository.repo
     known = known if known is not None and known != remote and _exists(repo, known) else None
     rewritten = known is not None and not repo.descendant_of(remote, known)
     if rewritten:
@@ -70,36 +71,36 @@ def integrate(
     base = repo.merge_base(local, remote)
     if rewritten:
         hide = [h for h in (base, known) if h is not None]
-        result = _replay(store, local, remote, hide, restore=True)
+        result = _replay(repository, local, remote, hide, restore=True)
         result.remote_rewritten = True
         return result
     if base == local:
-        store.reset_to(remote)
+        repository.reset_to(remote)
         return Integration("fast-forward")
     if base == remote:
         return Integration("ahead")
-    return _replay(store, local, remote, [base] if base is not None else [])
+    return _replay(repository, local, remote, [base] if base is not None else [])
 
 
-def absorb(store: Store, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
+def absorb(repository: Repository, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
     """After a local rewrite: apply the remote commits after ``known`` on the head."""
-    repo = store.repo
+    repo = repository.repo
     hide = known if _exists(repo, known) and repo.descendant_of(remote, known) else None
     if hide is None:
         hide = repo.merge_base(remote, known) if _exists(repo, known) else None
     walker = repo.walk(remote, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     if hide is not None:
         walker.hide(hide)
-    tree = repo[store.head].peel(pygit2.Tree) if store.head is not None else None
+    tree = repo[repository.head].peel(pygit2.Tree) if repository.head is not None else None
     result = Integration("absorb")
     changes = _changes_of(walker, tree, result, theirs_win=False)
     if changes:
-        store.apply(changes)
+        repository.apply(changes)
     return result
 
 
 def _replay(
-    store: Store, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid],
+    repository: Repository, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid],
     restore: bool = False,
 ) -> Integration:
     """Replay local commits not reachable from ``hide`` on ``remote`` (one durable step).
@@ -107,7 +108,7 @@ def _replay(
     With ``restore`` (the remote was rewritten), pastes of the local tree that
     the remote lost without listing them as erased are added back.
     """
-    repo = store.repo
+    repo = repository.repo
     walker = repo.walk(local, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     for oid in hide:
         walker.hide(oid)
@@ -121,7 +122,7 @@ def _replay(
                         "restoring them: %s", len(lost), " ".join(i for i, _ in lost))
             changes.append(Change(lost, [], None, f"Restore {len(lost)} pastes"))
             result.restored = [i for i, _ in lost]
-    store.apply(changes, onto=remote)
+    repository.apply(changes, onto=remote)
     return result
 
 
@@ -295,20 +296,16 @@ def count_ahead(repo: pygit2.Repository, local: pygit2.Oid | None,
     return n
 
 
-def drop_unreachable(store: Store) -> None:
+def drop_unreachable(repository: Repository) -> None:
     """Delete objects no ref reaches (erased pastes left by a history rewrite)."""
-    git = ["git", "-C", str(store.path)]
-    for args in (["reflog", "expire", "--expire=now", "--all"],
-                 ["repack", "-a", "-d", "-q"],
-                 ["prune", "--expire=now"]):
-        subprocess.run([*git, *args], check=True, capture_output=True, env=child_env())
-    store.reopen()  # let go of the deleted packs
+    repack_and_prune(repository)
 
 
-def set_tracking(store: Store, tracking: str, fetched: str, remote: pygit2.Oid | None) -> None:
+def set_tracking(repository: Repository, tracking: str, fetched: str,
+                 remote: pygit2.Oid | None) -> None:
     """Record the remote head now integrated and drop the fetched ref (writer thread;
     a stale ref to an old history would keep erased pastes' objects alive)."""
-    refs = store.repo.references
+    refs = repository.repo.references
     if remote is not None:
         refs.create(tracking, remote, force=True)
     elif refs.get(tracking) is not None:

@@ -17,7 +17,7 @@ from starlette.routing import Route
 
 from ..config import Config
 from ..proxy import TrustedProxies
-from ..store import Store
+from ..storage.store import Store
 from .assets import Bundle, StaticFiles
 from .caches import BaseUrls, CommitLinks, PageCache
 from .create import CreatePage

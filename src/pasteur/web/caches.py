@@ -9,7 +9,7 @@ from collections import OrderedDict
 from starlette.requests import Request
 
 from ..proxy import bucket
-from ..store import Store
+from ..storage.store import Store
 
 
 class PageCache:

@@ -13,7 +13,8 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from .. import languages, record
 from ..config import Config, parse_duration
 from ..paste import new_token
-from ..store import Store, StoreBusy, StoreError
+from ..storage.errors import StoreBusy, StoreError
+from ..storage.store import Store
 from .assets import Asset, Bundle, choose_encoding
 from .caches import BaseUrls, RateLimiter
 from .cookies import CREATOR_COOKIE

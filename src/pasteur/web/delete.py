@@ -8,7 +8,7 @@ from urllib.parse import parse_qs
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ..store import StoreError
+from ..storage.errors import StoreError
 from .cookies import CREATOR_COOKIE, cookie
 from .form import FormError, read_upload
 from .pastes import Pastes

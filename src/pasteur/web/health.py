@@ -10,7 +10,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..store import Store
+from ..storage.store import Store
 
 # The sync status, for /healthz: a dict with "stuck", "failing_s" and
 # "last_error" (``Syncer.status`` when the server syncs with a remote).

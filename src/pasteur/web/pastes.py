@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..ids import valid_id
 from ..paste import InvalidPaste, Paste, TextUnescaper, document_head, iso
-from ..store import LargeBlob, Store, StoreError, valid_id
+from ..storage.errors import StoreError
+from ..storage.store import LargeBlob, Store
 from .caches import PageCache
 from .form import SPOOL_THRESHOLD
 from .render import Renderer

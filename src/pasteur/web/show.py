@@ -9,8 +9,9 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from .. import languages
+from ..ids import valid_id
 from ..paste import Paste
-from ..store import StoreError, valid_id
+from ..storage.errors import StoreError
 from .caches import CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, cookie
 from .form import format_size

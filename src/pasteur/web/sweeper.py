@@ -11,8 +11,8 @@ import sys
 import time
 
 from ..paste import parse_iso
-from ..procs import child_env
-from ..store import Store, idle_priority
+from ..procs import child_env, idle_priority
+from ..storage.store import Store
 from .caches import CommitLinks, PageCache
 
 log = logging.getLogger("pasteur.access")

@@ -13,7 +13,7 @@ keeps up.
 The server's writer thread stays the one writer: it sends a batch, waits for
 the reply and takes the new head (erasure, sync and large pastes are still
 committed in that thread, between batches). The child commits on top of the
-head it is given, with the same code (``Store._commit_batch``), so a crash of
+head it is given, with the same code (``batch.commit_batch``), so a crash of
 either side leaves what a crash of the writer thread left: the journal
 replays what the branch lacks.
 
@@ -36,8 +36,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from . import logsafe
-from .procs import child_env
+import pygit2
+
+from .. import logsafe
+from ..procs import child_env, tune_malloc
+from .batch import Pending, commit_batch
+from .layout import Layout
+from .packs import Pacer
+from .repository import Repository
 
 log = logging.getLogger("pasteur")
 
@@ -91,7 +97,8 @@ class Committer:
         # both are gone, so a new server never starts beside an orphan.
         fds = (self.lock_fd,) if self.lock_fd is not None and self.lock_fd >= 0 else ()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "pasteur.committer", str(self.repo_path), str(os.getpid())],
+            [sys.executable, "-m", "pasteur.storage.committer", str(self.repo_path),
+             str(os.getpid())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=fds, env=child_env(),
         )
         self.starts += 1
@@ -141,13 +148,12 @@ class Committer:
         """What a committer killed in the middle of a commit leaves behind:
         the branch's lock file (only the committer and the server's writer
         thread, which waits for it, take it) and its unfinished packs."""
-        from .store import BRANCH, TMP_PACK_PREFIX
-
-        lock = self.repo_path / f"{BRANCH}.lock"
+        layout = Layout(self.repo_path)
+        lock = layout.branch_lock
         if lock.exists():
             log.warning("removing %s, left by the committer (pid %d)", lock, pid)
             lock.unlink(missing_ok=True)
-        for tmp in (self.repo_path / "objects" / "pack").glob(f"{TMP_PACK_PREFIX}{pid}-*"):
+        for tmp in layout.unfinished_packs(pid):
             tmp.unlink(missing_ok=True)
 
 
@@ -162,11 +168,10 @@ def _die_with_parent(parent: int) -> None:
 
 
 def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
-    import pygit2
-
-    from .store import Pending, Store  # the child's imports
-
-    store = Store(repo_path, journal=False, owner=False)
+    # The server's own clears what a crash left: not this one (it would take
+    # the server's lock files for stale ones).
+    repository = Repository(repo_path)
+    pacer = Pacer()
     reopens = 0
     while True:
         try:
@@ -177,24 +182,25 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
             head = pygit2.Oid(raw=req["head"]) if req["head"] is not None else None
             if req["reopens"] != reopens:  # packs were rolled up, or history erased
                 # (this side's head may be gone: the server's is taken below)
-                store._take_head(None, journaled=True)
-                store.reopen()
+                repository.take_head(None, journaled=True)
+                repository.reopen()
                 reopens = req["reopens"]
-            if head != store.head:
-                store._take_head(head, journaled=True)
+            if head != repository.head:
+                repository.take_head(head, journaled=True)
             batch = [Pending(paste_id, data, author, message, None, 0)
                      for paste_id, author, message, data in req["items"]]
-            before = store.head
-            commits, packs = store.commits, store.packs
-            pack = store._commit_batch(batch, req["relaxed"], req["verify"])
+            before = repository.head
+            commits, packs = repository.commits, repository.packs
+            pack = commit_batch(repository, batch, pacer, req["relaxed"], req["verify"])
             renames = [(old, p.paste_id) for (old, *_), p in zip(req["items"], batch, strict=True)
                        if p.paste_id != old]
             reply: dict[str, Any] = {
-                "head": store.head.raw if store.head is not None and store.head != before else None,
+                "head": (repository.head.raw
+                         if repository.head is not None and repository.head != before else None),
                 "renames": renames,
                 "trees": pack.built_trees(),
-                "commits": store.commits - commits,
-                "packs": store.packs - packs,
+                "commits": repository.commits - commits,
+                "packs": repository.packs - packs,
             }
         except Exception as exc:  # noqa: BLE001 - the server gets every failure
             reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -203,8 +209,6 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
 
 def main() -> None:
     _die_with_parent(int(sys.argv[2]))
-    from .store import tune_malloc
-
     tune_malloc()
     logsafe.configure(logging.INFO, "pasteur committer: %(message)s")
     inp, out = sys.stdin.buffer, sys.stdout.buffer

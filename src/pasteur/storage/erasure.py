@@ -1,0 +1,107 @@
+"""Deletion and erasure: removed pastes leave the served tree at once (one
+commit) and wait in the erase list; ``erase`` then rewrites history without
+them and deletes their objects (``maintenance.repack_and_prune``).
+
+History is rewritten with the same authors, messages and dates; commits
+left empty are dropped. Commit ids after the oldest erased paste change: a
+remote gets a forced push. The rewritten trees and commits are built by the
+one tree editor (``packs.PackBuilder``) and written as one pack."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+
+import pygit2
+
+from .layout import BRANCH
+from .maintenance import repack_and_prune
+from .objects import tree_has
+from .packs import PackBuilder
+from .repository import Change, Repository
+
+log = logging.getLogger("pasteur.store")
+
+
+class Erasure:
+    """The erase list and the history rewrite (writer thread). ``scrub``
+    wipes the journal's copies once the pastes are erased."""
+
+    def __init__(self, repository: Repository, scrub: Callable[[], None]) -> None:
+        self.repository = repository
+        self.scrub = scrub
+        # Removed, not yet erased: never given to a new paste (the erasure
+        # strips these ids from every commit).
+        self.erasing: set[str] = self.pending()
+        self.erased = 0
+
+    def pending(self) -> set[str]:
+        try:
+            return set(self.repository.layout.erase_list.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def remove(self, ids: Sequence[str], message: str) -> None:
+        """Remove pastes from the served tree (one commit) and add them to
+        the erase list, durably."""
+        present = [i for i in ids if self.repository.has(i)]
+        if present:
+            self.repository.apply([Change([], present, None, message)])
+        self.erasing.update(ids)
+        with self.repository.layout.erase_list.open("a") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+            f.flush()
+            os.fsync(f.fileno())
+
+    def erase(self) -> int:
+        """Erase the listed pastes from history and the object store; how many."""
+        ids = self.pending()
+        if not ids:
+            return 0
+        if self.repository.head is not None:
+            self._rewrite_without(ids)
+        repack_and_prune(self.repository)
+        self.scrub()
+        self.repository.layout.erase_list.unlink(missing_ok=True)
+        self.erasing -= ids
+        self.erased += len(ids)
+        log.info("erased %d pastes from history and the object store", len(ids))
+        return len(ids)
+
+    def _rewrite_without(self, ids: set[str]) -> None:
+        repository = self.repository
+        repo = repository.repo
+        assert repository.head is not None
+        chain = list(repo.walk(repository.head, pygit2.enums.SortMode.TOPOLOGICAL
+                               | pygit2.enums.SortMode.REVERSE))
+        pack = PackBuilder(repo, repository.tree_cache)
+        new_parent: pygit2.Oid | None = None
+        new_parent_tree: bytes | None = None
+        rewriting = False
+        for commit in chain:
+            present = [i for i in ids if tree_has(commit.tree, i)]
+            if not present and not rewriting:
+                new_parent, new_parent_tree = commit.id, commit.tree_id.raw
+                continue
+            rewriting = True
+            tree = pack.edit_tree(commit.tree_id.raw, [], present) if present \
+                else commit.tree_id.raw
+            if tree == new_parent_tree:
+                continue  # the commit only added what is erased
+            parents = [new_parent] if new_parent is not None else []
+            new_parent = pack.commit(tree, parents, commit.author, commit.committer,
+                                     commit.message)
+            new_parent_tree = tree
+        if not rewriting:
+            return
+        if pack.write(repository.layout.pack_dir, repository.fsync_fds) is not None:
+            repository.packs += 1
+            pack.keep_trees()
+        if new_parent is None:  # nothing left at all
+            repo.references.delete(BRANCH)
+            repository.take_head(None)
+            return
+        repository.reset_to(new_parent)
+        for cb in repository.on_commit:
+            cb(new_parent)

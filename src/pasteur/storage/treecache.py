@@ -1,0 +1,127 @@
+"""Trees by id, parsed and raw, bounded: shared by the writer, the journal
+thread (which checks new ids in them) and the pack writer."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+
+import pygit2
+
+from .objects import Entries, parse_tree
+
+
+class TreeCache:
+    """Parsed entries of recently used trees, by id (ids name content, so an
+    entry never goes stale), least recently used first out. Bounded by the
+    number of entries held: the root and the 62 middle trees stay; at a
+    million pastes, the leaves come and go. Shared by the writer and the
+    journal thread (which checks new ids against it): a lock guards it.
+
+    It also spares libgit2's lookups, which grow with the number of packs: an
+    object not in its cache is searched pack after pack (measured: creates
+    ~15% slower after 10 s at full load, with ~150 packs waiting for a
+    repack)."""
+
+    def __init__(self, max_entries: int = 100_000, max_raw: int = 64 << 20) -> None:
+        self.max_entries = max_entries
+        self.size = 0
+        self.items: OrderedDict[bytes, Entries] = OrderedDict()
+        self._lock = threading.Lock()
+        # Below the parsed entries, the trees' raw content (~32 bytes a paste:
+        # a million pastes' trees fit), so a miss above costs a parse, not a
+        # search through the packs and an inflate; id checks read it directly.
+        self.max_raw = max_raw
+        self.raw_size = 0
+        self.raws: OrderedDict[bytes, bytes] = OrderedDict()
+        # Raw leaves known to be fixed-stride records of files named with this
+        # many characters (built by _edit_leaf_raw): not checked again.
+        self.strides: dict[bytes, int] = {}
+
+    def raw(self, oid: bytes, odb: pygit2.Odb) -> bytes:
+        """A tree's raw content (empty if ``oid`` is not a tree)."""
+        with self._lock:
+            data = self.raws.get(oid)
+            if data is not None:
+                self.raws.move_to_end(oid)
+                return data
+        kind, data = odb.read(pygit2.Oid(raw=oid))
+        if kind != pygit2.enums.ObjectType.TREE:
+            data = b""
+        self.put_raw(oid, data)
+        return data
+
+    def put_raw(self, oid: bytes, data: bytes, stride: int = 0) -> None:
+        with self._lock:
+            if stride:
+                self.strides[oid] = stride
+            if oid in self.raws:
+                return
+            self.raws[oid] = data
+            self.raw_size += len(data) + 64
+            while self.raw_size > self.max_raw and len(self.raws) > 1:
+                gone, old = self.raws.popitem(last=False)
+                self.raw_size -= len(old) + 64
+                self.strides.pop(gone, None)
+
+    def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
+        """Whether ``a/b/<name>`` is in the tree ``root``."""
+        return self.paste_oid(root, name, odb) is not None
+
+    def paste_oid(
+        self, root: bytes | None, name: bytes, odb: pygit2.Odb,
+        built: dict[bytes, Entries] | None = None, built_raw: dict[bytes, bytes] | None = None,
+    ) -> bytes | None:
+        """The raw id of the blob at ``a/b/<name>`` in the tree ``root``, if any
+        (``built``, ``built_raw``: trees of a batch not written yet).
+
+        A leaf is searched in its raw bytes for "100644 <name>\\0" (12 bytes or
+        more: found inside the object ids around it by chance with odds below
+        1e-28), not parsed: at a million pastes a leaf holds ~260 entries."""
+        built, built_raw = built or {}, built_raw or {}
+        tree = root
+        for part in (name[:1], name[1:2]):
+            if tree is None:
+                return None
+            entries = built.get(tree)
+            entry = (entries if entries is not None else self.entries(tree, odb)).get(
+                part + b"/")
+            tree = None if entry is None else entry[-20:]
+        if tree is None:
+            return None
+        entries = built.get(tree)
+        if entries is not None:
+            found = entries.get(name)
+            return None if found is None else found[-20:]
+        raw = built_raw.get(tree)
+        if raw is None:
+            raw = self.raw(tree, odb)
+        key = b"100644 " + name + b"\0"
+        i = raw.find(key)
+        return None if i < 0 else raw[i + len(key):i + len(key) + 20]
+
+    def get(self, oid: bytes) -> Entries | None:
+        with self._lock:
+            entries = self.items.get(oid)
+            if entries is not None:
+                self.items.move_to_end(oid)
+            return entries
+
+    def put(self, oid: bytes, entries: Entries) -> None:
+        with self._lock:
+            if oid in self.items:
+                self.items.move_to_end(oid)
+                return
+            self.items[oid] = entries
+            self.size += len(entries)
+            while self.size > self.max_entries and len(self.items) > 1:
+                _, old = self.items.popitem(last=False)
+                self.size -= len(old)
+
+    def entries(self, oid: bytes, odb: pygit2.Odb) -> Entries:
+        """A tree's entries (not to be modified), parsed from ``odb`` on a miss."""
+        mem = self.get(oid)
+        if mem is None:
+            mem = parse_tree(self.raw(oid, odb))
+            self.put(oid, mem)
+        return mem
