@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "contrib" / "pasteur.service"
 HTTPS_DROPIN = ROOT / "contrib" / "pasteur-https.conf"
 DOCS = ROOT / "docs" / "operations.md"
+README = ROOT / "README.md"
 INSTALLED = "/opt/pasteur/bin/pasteur"  # where docs/operations.md installs the wheel
 PASTEUR = Path(sys.executable).with_name("pasteur")
 
@@ -110,14 +111,16 @@ def test_unit_keeps_its_sandbox() -> None:
     assert dropin["AmbientCapabilities"] == ["CAP_NET_BIND_SERVICE"]
 
 
-@pytest.mark.parametrize("parts,label", [((UNIT,), "pasteur.service"),
-                                         ((UNIT, HTTPS_DROPIN), "with pasteur-https.conf")],
-                         ids=["unit", "https"])
+@pytest.mark.parametrize("parts,label,readme", [
+    ((UNIT,), "pasteur.service", "rates\nits exposure {}"),
+    ((UNIT, HTTPS_DROPIN), "with pasteur-https.conf", "{} with the drop-in"),
+], ids=["unit", "https"])
 def test_exposure_is_low_and_documented(tmp_path: Path, parts: tuple[Path, ...],
-                                        label: str) -> None:
+                                        label: str, readme: str) -> None:
     score = exposure(local_unit(tmp_path, *parts))
     assert float(score) <= 2.0, f"exposure {score}: the sandbox was loosened"
     rows = [line for line in DOCS.read_text().splitlines()
             if line.startswith("|") and label in line]
     assert rows, f"docs/operations.md has no exposure row for {label}"
     assert f"**{score}**" in rows[0], f"docs/operations.md gives {rows[0]!r}, measured {score}"
+    assert readme.format(score) in README.read_text(), f"README: {readme.format(score)!r}"

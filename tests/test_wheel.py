@@ -20,9 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .checkout import copy_checkout
 from .ports import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 ASSET = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 
 pytestmark = pytest.mark.slow
@@ -39,16 +39,6 @@ def run(*args: str | Path, cwd: Path) -> str:
                          text=True, timeout=600)
     assert out.returncode == 0, f"{args}: {out.stdout}{out.stderr}"
     return out.stdout
-
-
-def copy_checkout(dest: Path) -> None:
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, listed.decode().split("\0")):
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            (dest / name).write_bytes(src.read_bytes())
 
 
 def build_and_install(tmp_path: Path) -> Path:
