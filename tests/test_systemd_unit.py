@@ -9,13 +9,19 @@ systemd. Neither starts the service: no systemd runs here.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+
+from .fixtures_git import SSH_SEED, Sshd, bare_remote, remote_ids, sshd  # noqa: F401
+from .ports import free_port, wait_port
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "contrib" / "pasteur.service"
@@ -24,6 +30,19 @@ DOCS = ROOT / "docs" / "operations.md"
 README = ROOT / "README.md"
 INSTALLED = "/opt/pasteur/bin/pasteur"  # where docs/operations.md installs the wheel
 PASTEUR = Path(sys.executable).with_name("pasteur")
+
+# MemoryDenyWriteExecute=yes, as the kernel's own PR_SET_MDWE (Linux 6.3+):
+# mmap and mprotect refuse memory both writable and executable, for the process
+# and everything it starts (inherited across fork and execve).
+MDWE_EXEC = """import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(65, 1, 0, 0, 0) != 0:  # PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN
+    sys.exit(f"PR_SET_MDWE failed: errno {ctypes.get_errno()}")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+W_X = """import mmap
+mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+"""
 
 # The sandbox the unit must keep (a directive dropped raises the exposure too,
 # but this names it).
@@ -43,6 +62,7 @@ SANDBOX = {
     "RestrictNamespaces": "yes",
     "RestrictSUIDSGID": "yes",
     "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
     "ProtectKernelTunables": "yes",
     "ProtectControlGroups": "yes",
 }
@@ -124,3 +144,53 @@ def test_exposure_is_low_and_documented(tmp_path: Path, parts: tuple[Path, ...],
     assert rows, f"docs/operations.md has no exposure row for {label}"
     assert f"**{score}**" in rows[0], f"docs/operations.md gives {rows[0]!r}, measured {score}"
     assert readme.format(score) in README.read_text(), f"README: {readme.format(score)!r}"
+
+
+def under_mdwe(*args: str | Path, **kwargs: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", MDWE_EXEC, *map(str, args)], **kwargs)
+
+
+def test_mdwe_refuses_writable_executable_memory() -> None:
+    """The check below can fail: under it, a W+X mapping is refused."""
+    proc = under_mdwe(sys.executable, "-c", W_X, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and b"PermissionError" in err, err
+
+
+def test_serves_and_syncs_under_memory_deny_write_execute(sshd: Sshd,  # noqa: F811
+                                                         tmp_path: Path) -> None:
+    """MemoryDenyWriteExecute=yes leaves the server, its committer, git and the
+    sync worker's libgit2 callbacks (cffi `def_extern`, compiled: no libffi
+    closure) working: a paste is served and pushed over SSH with a pinned key."""
+    bare = bare_remote(tmp_path / "remote.git")
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as out:
+        proc = under_mdwe(
+            PASTEUR, "serve", "--port", str(port), "--data", tmp_path / "data",
+            "-r", sshd.url(bare), "--ssh-auth", ",".join(sshd.fingerprints.values()),
+            "--sync-interval", "1", stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PASTEUR_SSH_SEED": SSH_SEED})
+    try:
+        wait_port(port, proc=proc, timeout=30)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            r = client.post("/", files={"paste": (None, "x = 1\n")}, data={"hl": "python"},
+                            headers={"accept": "application/json"})
+            assert r.status_code == 201, r.text
+            code = r.json()["code"]
+            assert client.get(f"/{code}").status_code == 200
+            assert client.get(f"/{code}?raw=true").text == "x = 1\n"
+            deadline = time.monotonic() + 30
+            while code not in remote_ids(bare):
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            health = client.get("/healthz")
+            assert health.status_code == 200, health.text
+        assert proc.poll() is None, log.read_text()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
