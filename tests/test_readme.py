@@ -129,6 +129,16 @@ def test_every_listed_command_is_in_the_readme() -> None:
     assert not stale, f"listed but no longer in the README: {stale}"
 
 
+def test_readme_puts_pasteur_within_reach_before_using_it() -> None:
+    """The blocks run after `source .venv/bin/activate` because the README says
+    so, before its first `pasteur` example: scripts/setup installs it only there."""
+    flat = [cmd for block in BLOCKS for cmd in block]
+    uses = [i for i, cmd in enumerate(flat) if re.search(r"(^|[ &;=]|\$\()pasteur ", cmd)
+            and "source" not in cmd]
+    assert "source .venv/bin/activate" in flat, "the README no longer says how to reach pasteur"
+    assert flat.index("source .venv/bin/activate") < uses[0], flat[uses[0]]
+
+
 @dataclass
 class Block:
     """Turns a block's commands into one script."""
