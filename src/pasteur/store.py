@@ -1651,17 +1651,20 @@ class Store:
         await self.flush()  # a journaled paste is committed before it is removed
         message = f"{reason} paste {ids[0]}" if len(ids) == 1 else f"{reason} {len(ids)} pastes"
 
-        def work() -> None:
-            present = [i for i in ids if self._in_tree(i)]
-            if present:
-                self.apply([Change([], present, None, message)])
-            self._erasing.update(ids)
-            with self._erase_file.open("a") as f:
-                f.write("".join(f"{i}\n" for i in ids))
-                f.flush()
-                os.fsync(f.fileno())
+        await self.run_in_writer(lambda: self.queue_erasure(ids, message))
 
-        await self.run_in_writer(work)
+    def queue_erasure(self, ids: Sequence[str], message: str) -> None:
+        """Remove pastes from the served tree (one commit) and queue them for
+        erasure, durably (writer thread; the syncer queues here the ids another
+        instance erased that this history still holds)."""
+        present = [i for i in ids if self._in_tree(i)]
+        if present:
+            self.apply([Change([], present, None, message)])
+        self._erasing.update(ids)
+        with self._erase_file.open("a") as f:
+            f.write("".join(f"{i}\n" for i in ids))
+            f.flush()
+            os.fsync(f.fileno())
 
     def _in_tree(self, paste_id: str) -> bool:
         tree = self._tree
@@ -1723,8 +1726,8 @@ class Store:
             tree_oid = (
                 self._edit_tree(commit.tree, [], present, written) if present else commit.tree_id
             )
-            if tree_oid == new_parent_tree:
-                continue  # the commit only added what is erased
+            if tree_oid == new_parent_tree and "\nErased: " not in commit.message:
+                continue  # the commit only added what is erased (an erase marker stays)
             parents = [new_parent] if new_parent is not None else []
             new_parent = repo.create_commit(
                 None, commit.author, commit.committer, commit.message, tree_oid, parents
