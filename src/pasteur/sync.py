@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 import sys
 import time
@@ -217,6 +218,8 @@ class Syncer:
         # operation at a time, each seeing a consistent head and remote head.
         self._sync_lock = asyncio.Lock()
         self._marker_file = store.layout.erase_marker
+        self._store_erase: Callable[[], Awaitable[int]] = store.erase
+        self.reerased: list[str] = []  # ids erased elsewhere, found here and erased again
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -269,16 +272,11 @@ class Syncer:
         written), and, for erasure, a marker commit listing
         the erased ids before anything is pushed, so that other instances know
         the pastes are gone on purpose and do not restore them."""
-        erase: Callable[[], Awaitable[int]] = self.store.erase
+        self._store_erase = self.store.erase
 
         async def erase_guarded() -> int:
             async with self._sync_lock:
-                ids = self.store.pending_erasure()
-                if ids:
-                    self._marker_file.write_text("".join(f"{i}\n" for i in sorted(ids)))
-                erased = await erase()
-                await self._commit_erase_marker()
-                return erased
+                return await self._erase_locked()
 
         self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
 
@@ -290,17 +288,55 @@ class Syncer:
 
         self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
 
+    async def _erase_locked(self) -> int:
+        """Erase the queued ids, then commit the marker naming them (under the sync lock)."""
+        ids = self.store.pending_erasure()
+        if ids:  # added to what an earlier marker may still have to announce
+            self._write_marker_file(self._marker_ids() | ids)
+        erased = await self._store_erase()
+        await self._commit_erase_marker()
+        return erased
+
+    async def _erase_leftovers(self, result: Integration) -> None:
+        """Erase at once what another instance erased and the integration found
+        still here (queued by it, durably): before any push (under the sync lock)."""
+        if result.erase:
+            await self._erase_locked()
+            self.reerased.extend(result.erase)
+            self._wake.set()
+
     async def _commit_erase_marker(self) -> None:
-        """Commit the pending erase marker (also after a crash between erase and marker)."""
-        try:
-            ids = set(self._marker_file.read_text().split())
-        except FileNotFoundError:
+        """Commit the erase marker naming the ids erased (also after a crash
+        between erase and marker). Ids queued again meanwhile (a removal
+        between the erasure and now) stay in the file for the next marker: an
+        erased id is always announced."""
+        ids = self._marker_ids()
+        if not ids:
             return
-        if ids and not self.store.pending_erasure():  # the erasure is done
-            marker = Change([], [], None, erase_message(ids))
+        pending = self.store.pending_erasure()
+        done, left = ids - pending, ids & pending
+        if done:
+            marker = Change([], [], None, erase_message(done))
             await self.store.run_in_writer(lambda: self.store.apply([marker]))
-        if not self.store.pending_erasure():
+        if left:
+            self._write_marker_file(left)
+        else:
             self._marker_file.unlink(missing_ok=True)
+
+    def _marker_ids(self) -> set[str]:
+        try:
+            return set(self._marker_file.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _write_marker_file(self, ids: set[str]) -> None:
+        """Durably, before the erasure: a crash must not lose an announcement."""
+        tmp = self._marker_file.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.write("".join(f"{i}\n" for i in sorted(ids)))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self._marker_file)
 
     async def _first_sync(self) -> None:
         await self.fetch_and_integrate()
@@ -365,6 +401,11 @@ class Syncer:
                     return is_rewrite(self.store.repo, h, k)
 
                 rewrite = await self.store.run_in_writer(rewritten)
+                if rewrite and self.store.pending_erasure():
+                    # queued erasures first (e.g. found by an integration
+                    # before a crash): a forced push never carries them
+                    await self._erase_locked()
+                    continue
                 try:
                     await self._push(head, lease=known if rewrite else None)
                 except SyncFailure as exc:
@@ -410,6 +451,7 @@ class Syncer:
             self._noted(result, remote)
             if result.remote_rewritten:
                 await self._drop_unreachable()
+            await self._erase_leftovers(result)
         return result
 
     async def _fetch_and_absorb(self) -> None:
@@ -417,15 +459,25 @@ class Syncer:
         async with self._sync_lock:
             remote = await self._fetch()
             known = self.remote_head
+            result = Integration("none")
             if remote is not None and known is not None:
-                result = await self._in_writer(lambda: absorb(self.store.repository, known, remote))
+                result = await self._in_writer(lambda: self._queued(
+                    absorb(self.store.repository, known, remote)))
                 self._noted(result, remote)
             await self.store.run_in_writer(
                 lambda: set_tracking(self.store.repository, self._tracking, self._fetched, remote))
             self.remote_head = remote
+            await self._erase_leftovers(result)
+
+    def _queued(self, result: Integration) -> Integration:
+        """Writer thread, right after an integration: queue, durably, what it
+        found erased elsewhere and still here, before the tracking ref moves."""
+        if result.erase:
+            self.store.erasure.remove(result.erase, "Erase")
+        return result
 
     def _integrate(self, remote: pygit2.Oid | None, known: pygit2.Oid | None) -> Integration:
-        result = integrate(self.store.repository, remote, known)
+        result = self._queued(integrate(self.store.repository, remote, known))
         set_tracking(self.store.repository, self._tracking, self._fetched, remote)
         return result
 
@@ -522,6 +574,7 @@ class Syncer:
             "fetches": self.fetches,
             "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
+            "reerased": self.reerased,
         }
 
 

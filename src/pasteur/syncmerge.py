@@ -24,6 +24,20 @@ instead, and the result is force-pushed with a lease on the remote head.
 A paste id added on both sides with different content keeps the remote's
 paste under that id; the local paste is kept under ``<id><6 hex of its blob>``
 and the event is logged: no acknowledged content is lost.
+
+Erasure converges, whatever the interleaving of instances erasing at once:
+
+- an ``Erased:`` marker is never dropped (not by a replay, an absorb nor a
+  later erasure), so every instance sees every marker after its merge base;
+- a replayed or absorbed commit does not add back a paste a marker on either
+  side names, if the commit is not newer than the marker (an id reused later
+  by a new paste is not touched);
+- after any integration, an id that a marker names and that a commit older
+  than the marker still holds (the other side's history had the erased
+  content) is queued for erasure in the same writer step, durably, before the
+  new remote head is recorded; the syncer erases it before its next push,
+  which is then forced: no forced push carries content that any instance
+  erased.
 """
 
 from __future__ import annotations
@@ -51,6 +65,9 @@ class Integration:
     renamed: list[tuple[str, str]] = field(default_factory=list)
     remote_rewritten: bool = False
     restored: list[str] = field(default_factory=list)
+    # Ids another instance erased that the integrated history still held:
+    # queued for erasure (``Store.queue_erasure``), to erase before any push.
+    erase: list[str] = field(default_factory=list)
 
 
 def integrate(
@@ -62,24 +79,26 @@ def integrate(
         return Integration("none")
     if local is None:
         repository.reset_to(remote)
-        return Integration("fast-forward")
+        return _settle(repository, None, Integration("fast-forward"))
     repo = repository.repo
     known = known if known is not None and known != remote and _exists(repo, known) else None
     rewritten = known is not None and not repo.descendant_of(remote, known)
     if rewritten:
         log.warning("the remote history was rewritten (%s is gone from it)", known)
     base = repo.merge_base(local, remote)
+    erased = _markers_both(repo, local, remote, base)
     if rewritten:
         hide = [h for h in (base, known) if h is not None]
-        result = _replay(repository, local, remote, hide, restore=True)
+        result = _replay(repository, local, remote, hide, erased, restore=True)
         result.remote_rewritten = True
-        return result
+        return _settle(repository, base, result)
     if base == local:
         repository.reset_to(remote)
-        return Integration("fast-forward")
+        return _settle(repository, base, Integration("fast-forward"))
     if base == remote:
         return Integration("ahead")
-    return _replay(repository, local, remote, [base] if base is not None else [])
+    result = _replay(repository, local, remote, [base] if base is not None else [], erased)
+    return _settle(repository, base, result)
 
 
 def absorb(repository: Repository, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
@@ -88,20 +107,21 @@ def absorb(repository: Repository, known: pygit2.Oid, remote: pygit2.Oid) -> Int
     hide = known if _exists(repo, known) and repo.descendant_of(remote, known) else None
     if hide is None:
         hide = repo.merge_base(remote, known) if _exists(repo, known) else None
+    erased = _markers_both(repo, repository.head, remote, hide)
     walker = repo.walk(remote, SortMode.TOPOLOGICAL | SortMode.REVERSE)
     if hide is not None:
         walker.hide(hide)
     tree = repo[repository.head].peel(pygit2.Tree) if repository.head is not None else None
     result = Integration("absorb")
-    changes = _changes_of(walker, tree, result, theirs_win=False)
+    changes = _changes_of(walker, tree, result, erased, theirs_win=False)
     if changes:
         repository.apply(changes)
-    return result
+    return _settle(repository, hide, result)
 
 
 def _replay(
     repository: Repository, local: pygit2.Oid, remote: pygit2.Oid, hide: list[pygit2.Oid],
-    restore: bool = False,
+    erased: dict[str, int], restore: bool = False,
 ) -> Integration:
     """Replay local commits not reachable from ``hide`` on ``remote`` (one durable step).
 
@@ -114,7 +134,7 @@ def _replay(
         walker.hide(oid)
     remote_tree = repo[remote].peel(pygit2.Tree)
     result = Integration("replay")
-    changes = _changes_of(walker, remote_tree, result, theirs_win=True)
+    changes = _changes_of(walker, remote_tree, result, erased, theirs_win=True)
     if restore:
         lost = _lost(repo, local, remote, hide[0] if hide else None, changes)
         if lost:
@@ -134,19 +154,85 @@ def erase_message(ids: set[str]) -> str:
     return f"Erase {len(ids)} pastes\n\n{ERASED} {' '.join(sorted(ids))}\n"
 
 
-def _erased_since(repo: pygit2.Repository, remote: pygit2.Oid, base: pygit2.Oid | None,
-                  limit: int = 100_000) -> set[str]:
-    walker = repo.walk(remote)
+def marked(message: str) -> list[str]:
+    """The ids an erase marker's message names (none for any other commit)."""
+    ids: list[str] = []
+    for line in message.splitlines():
+        if line.startswith(ERASED):
+            ids.extend(line[len(ERASED):].split())
+    return ids
+
+
+def _markers(repo: pygit2.Repository, tip: pygit2.Oid | None, base: pygit2.Oid | None,
+             limit: int = 100_000) -> dict[str, int]:
+    """Ids named by erase markers after ``base`` up to ``tip``, each with the
+    time of the newest marker naming it."""
+    erased: dict[str, int] = {}
+    if tip is None:
+        return erased
+    walker = repo.walk(tip)
     if base is not None:
         walker.hide(base)
-    erased: set[str] = set()
     for n, commit in enumerate(walker):
         if n >= limit:
             break
-        for line in commit.message.splitlines():
-            if line.startswith(ERASED):
-                erased.update(line[len(ERASED):].split())
+        for paste_id in marked(commit.message):
+            erased[paste_id] = max(erased.get(paste_id, 0), commit.commit_time)
     return erased
+
+
+def _markers_both(repo: pygit2.Repository, local: pygit2.Oid | None, remote: pygit2.Oid,
+                  base: pygit2.Oid | None) -> dict[str, int]:
+    """The markers after ``base`` on either side."""
+    erased = _markers(repo, local, base)
+    for paste_id, when in _markers(repo, remote, base).items():
+        erased[paste_id] = max(erased.get(paste_id, 0), when)
+    return erased
+
+
+def _erased_since(repo: pygit2.Repository, remote: pygit2.Oid,
+                  base: pygit2.Oid | None) -> set[str]:
+    return set(_markers(repo, remote, base))
+
+
+def leftovers(repo: pygit2.Repository, head: pygit2.Oid | None, base: pygit2.Oid | None,
+              limit: int = 100_000) -> set[str]:
+    """Ids that a marker after ``base`` names and that the history still holds
+    from before the marker (added by the marker or an older commit after
+    ``base``, or in ``base``'s tree): erased content to erase again.
+
+    Walks back from the head: an id counts from its newest marker on, so a
+    paste that reused the id after the marker is not counted. One tree diff
+    per commit, and only once a marker was seen."""
+    found: set[str] = set()
+    if head is None:
+        return found
+    walker = repo.walk(head, SortMode.TOPOLOGICAL)
+    if base is not None:
+        walker.hide(base)
+    named: set[str] = set()
+    for n, commit in enumerate(walker):
+        if n >= limit:
+            break
+        named.update(i for i in marked(commit.message) if valid_id(i))
+        if named - found:
+            added, _ = commit_delta(commit)
+            found.update(i for i, _ in added if i in named)
+    if base is not None and named - found:
+        tree = repo[base].peel(pygit2.Tree)
+        found.update(i for i in named - found if _entry(tree, i) is not None)
+    return found
+
+
+def _settle(repository: Repository, base: pygit2.Oid | None, result: Integration) -> Integration:
+    """Name the erased content the integrated history still holds (``result.erase``:
+    the caller queues it durably, in the same writer step, before the tracking ref moves)."""
+    ids = leftovers(repository.repo, repository.head, base)
+    if ids:
+        log.warning("the integrated history holds %d pastes erased elsewhere; erasing them "
+                    "again: %s", len(ids), " ".join(sorted(ids)))
+        result.erase = sorted(ids)  # the caller queues them in the same writer step
+    return result
 
 
 def _lost(
@@ -175,12 +261,12 @@ def _lost(
 
 def _changes_of(
     walker: Iterable[pygit2.Commit], tree: pygit2.Tree | None, result: Integration,
-    theirs_win: bool,
+    erased: dict[str, int], theirs_win: bool,
 ) -> list[Change]:
     """The changes of the walked commits, each counted as replayed."""
     changes = []
     for commit in walker:
-        change = _change_of(commit, tree, result, theirs_win=theirs_win)
+        change = _change_of(commit, tree, result, erased, theirs_win=theirs_win)
         if change is not None:
             changes.append(change)
             result.replayed += 1
@@ -188,17 +274,22 @@ def _changes_of(
 
 
 def _change_of(
-    commit: pygit2.Commit, other: pygit2.Tree | None, result: Integration, theirs_win: bool
+    commit: pygit2.Commit, other: pygit2.Tree | None, result: Integration,
+    erased: dict[str, int], theirs_win: bool,
 ) -> Change | None:
     """The commit as a Change to re-apply where ``other`` is the tree it lands on.
 
-    Additions already there with the same content are dropped; an id there
-    with other content is a collision: with ``theirs_win`` our paste moves to
-    a derived id, otherwise the incoming paste does.
+    Additions already there with the same content are dropped, and so are
+    additions of erased pastes (named by a marker not older than the commit);
+    an id there with other content is a collision: with ``theirs_win`` our
+    paste moves to a derived id, otherwise the incoming paste does. An erase
+    marker is kept, empty.
     """
     add, remove = commit_delta(commit)
     kept: list[tuple[str, pygit2.Oid]] = []
     for paste_id, oid in add:
+        if paste_id in erased and commit.commit_time <= erased[paste_id]:
+            continue
         present = _entry(other, paste_id)
         if present == oid:
             continue
@@ -206,7 +297,7 @@ def _change_of(
             kept.append((paste_id, oid))
             continue
         kept.append((_rename(paste_id, oid, result, local=theirs_win), oid))
-    if not kept and not remove:
+    if not kept and not remove and not marked(commit.message):
         return None
     return Change(kept, remove, author_of(commit), commit.message)
 

@@ -87,8 +87,8 @@ class Erasure:
             rewriting = True
             tree = pack.edit_tree(commit.tree_id.raw, [], present) if present \
                 else commit.tree_id.raw
-            if tree == new_parent_tree:
-                continue  # the commit only added what is erased
+            if tree == new_parent_tree and "\nErased: " not in commit.message:
+                continue  # the commit only added what is erased (an erase marker stays)
             parents = [new_parent] if new_parent is not None else []
             new_parent = pack.commit(tree, parents, commit.author, commit.committer,
                                      commit.message)
