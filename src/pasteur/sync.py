@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import random
 import sys
 import time
@@ -29,14 +28,13 @@ import pygit2
 from .config import SyncSettings
 from .procs import child_env
 from .sshkeys import parse_fingerprints
-from .storage.repository import Change
 from .storage.store import Store
+from .syncerase import Eraser
 from .syncmerge import (
     Integration,
     absorb,
     count_ahead,
     drop_unreachable,
-    erase_message,
     integrate,
     is_rewrite,
     set_tracking,
@@ -217,9 +215,7 @@ class Syncer:
         # Held by every fetch, push and erasure: one network or history
         # operation at a time, each seeing a consistent head and remote head.
         self._sync_lock = asyncio.Lock()
-        self._marker_file = store.layout.erase_marker
-        self._store_erase: Callable[[], Awaitable[int]] = store.erase
-        self.reerased: list[str] = []  # ids erased elsewhere, found here and erased again
+        self.eraser = Eraser(store)
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -260,23 +256,20 @@ class Syncer:
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
         self._guard_erase()
-        await self._commit_erase_marker()
+        await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
         self._task = loop.create_task(self._run(), name="pasteur-sync")
         self._wake.set()
 
     def _guard_erase(self) -> None:
-        """Wrap the store's erasure and pack maintenance: no fetch or push
-        meanwhile (a repack during a fetch could delete the pack being
-        written), and, for erasure, a marker commit listing
-        the erased ids before anything is pushed, so that other instances know
-        the pastes are gone on purpose and do not restore them."""
-        self._store_erase = self.store.erase
+        """Wrap the store's erasure and pack maintenance with the sync lock (a repack
+        during a fetch could delete the pack being written); see ``Eraser``."""
+        self.eraser.store_erase = self.store.erase
 
         async def erase_guarded() -> int:
             async with self._sync_lock:
-                return await self._erase_locked()
+                return await self.eraser.erase()
 
         self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
 
@@ -287,56 +280,6 @@ class Syncer:
                 await maintain()
 
         self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
-
-    async def _erase_locked(self) -> int:
-        """Erase the queued ids, then commit the marker naming them (under the sync lock)."""
-        ids = self.store.pending_erasure()
-        if ids:  # added to what an earlier marker may still have to announce
-            self._write_marker_file(self._marker_ids() | ids)
-        erased = await self._store_erase()
-        await self._commit_erase_marker()
-        return erased
-
-    async def _erase_leftovers(self, result: Integration) -> None:
-        """Erase at once what another instance erased and the integration found
-        still here (queued by it, durably): before any push (under the sync lock)."""
-        if result.erase:
-            await self._erase_locked()
-            self.reerased.extend(result.erase)
-            self._wake.set()
-
-    async def _commit_erase_marker(self) -> None:
-        """Commit the erase marker naming the ids erased (also after a crash
-        between erase and marker). Ids queued again meanwhile (a removal
-        between the erasure and now) stay in the file for the next marker: an
-        erased id is always announced."""
-        ids = self._marker_ids()
-        if not ids:
-            return
-        pending = self.store.pending_erasure()
-        done, left = ids - pending, ids & pending
-        if done:
-            marker = Change([], [], None, erase_message(done))
-            await self.store.run_in_writer(lambda: self.store.apply([marker]))
-        if left:
-            self._write_marker_file(left)
-        else:
-            self._marker_file.unlink(missing_ok=True)
-
-    def _marker_ids(self) -> set[str]:
-        try:
-            return set(self._marker_file.read_text().split())
-        except FileNotFoundError:
-            return set()
-
-    def _write_marker_file(self, ids: set[str]) -> None:
-        """Durably, before the erasure: a crash must not lose an announcement."""
-        tmp = self._marker_file.with_suffix(".tmp")
-        with tmp.open("w") as f:
-            f.write("".join(f"{i}\n" for i in sorted(ids)))
-            f.flush()
-            os.fsync(f.fileno())
-        tmp.replace(self._marker_file)
 
     async def _first_sync(self) -> None:
         await self.fetch_and_integrate()
@@ -404,7 +347,7 @@ class Syncer:
                 if rewrite and self.store.pending_erasure():
                     # queued erasures first (e.g. found by an integration
                     # before a crash): a forced push never carries them
-                    await self._erase_locked()
+                    await self.eraser.erase()
                     continue
                 try:
                     await self._push(head, lease=known if rewrite else None)
@@ -451,7 +394,8 @@ class Syncer:
             self._noted(result, remote)
             if result.remote_rewritten:
                 await self._drop_unreachable()
-            await self._erase_leftovers(result)
+            if await self.eraser.erase_leftovers(result):
+                self._wake.set()  # then push
         return result
 
     async def _fetch_and_absorb(self) -> None:
@@ -467,7 +411,8 @@ class Syncer:
             await self.store.run_in_writer(
                 lambda: set_tracking(self.store.repository, self._tracking, self._fetched, remote))
             self.remote_head = remote
-            await self._erase_leftovers(result)
+            if await self.eraser.erase_leftovers(result):
+                self._wake.set()  # then push
 
     def _queued(self, result: Integration) -> Integration:
         """Writer thread, right after an integration: queue, durably, what it
@@ -574,7 +519,7 @@ class Syncer:
             "fetches": self.fetches,
             "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
-            "reerased": self.reerased,
+            "reerased": self.eraser.reerased,
         }
 
 

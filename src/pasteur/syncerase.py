@@ -1,0 +1,81 @@
+"""Erasure among instances sharing a remote: the marker that announces it.
+
+An erasure rewrites history; before anything is pushed, a marker commit
+(``Erased: <ids>``) names the erased ids, so that other instances know the
+pastes are gone on purpose: they neither restore them nor keep their content
+(syncmerge's ``leftovers``). The ids to announce are kept, durably, in a file
+of the repository (``Layout.erase_marker``) from before the erasure until the
+marker is committed, so a crash in between loses no announcement.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+
+from .storage.repository import Change
+from .storage.store import Store
+from .syncmerge import Integration, erase_message
+
+
+class Eraser:
+    """Erases the store's queued ids and announces them (the caller holds the
+    sync lock: no fetch or push meanwhile)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.marker_file = store.layout.erase_marker
+        # The store's own erase: the syncer wraps ``store.erase`` with its lock.
+        self.store_erase: Callable[[], Awaitable[int]] = store.erase
+        self.reerased: list[str] = []  # ids erased elsewhere, found here and erased again
+
+    async def erase(self) -> int:
+        """Erase the queued ids, then commit the marker naming them."""
+        ids = self.store.pending_erasure()
+        if ids:  # added to what an earlier marker may still have to announce
+            self._write(self._ids() | ids)
+        erased = await self.store_erase()
+        await self.commit_marker()
+        return erased
+
+    async def erase_leftovers(self, result: Integration) -> bool:
+        """Erase at once what another instance erased and the integration found
+        still here (queued by it, durably), before any push; whether it did."""
+        if not result.erase:
+            return False
+        await self.erase()
+        self.reerased.extend(result.erase)
+        return True
+
+    async def commit_marker(self) -> None:
+        """Commit the marker naming the ids erased (also after a crash between
+        erasure and marker). Ids queued again meanwhile (a removal between the
+        erasure and now) stay in the file for the next marker: an erased id is
+        always announced."""
+        ids = self._ids()
+        if not ids:
+            return
+        pending = self.store.pending_erasure()
+        done, left = ids - pending, ids & pending
+        if done:
+            marker = Change([], [], None, erase_message(done))
+            await self.store.run_in_writer(lambda: self.store.apply([marker]))
+        if left:
+            self._write(left)
+        else:
+            self.marker_file.unlink(missing_ok=True)
+
+    def _ids(self) -> set[str]:
+        try:
+            return set(self.marker_file.read_text().split())
+        except FileNotFoundError:
+            return set()
+
+    def _write(self, ids: set[str]) -> None:
+        """Durably, before the erasure: a crash must not lose an announcement."""
+        tmp = self.marker_file.with_suffix(".tmp")
+        with tmp.open("w") as f:
+            f.write("".join(f"{i}\n" for i in sorted(ids)))
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(self.marker_file)
