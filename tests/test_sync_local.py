@@ -10,6 +10,7 @@ it stays there.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -17,9 +18,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pasteur.config import SyncSettings
+from pasteur.syncworker import TRACKING, SyncFailure, Worker
+
 pytest.register_assert_rewrite("tests.fixtures_git")
 
 from tests.fixtures_git import (  # noqa: E402 - after the rewrite registration
+    GIT_ENV,
     Instance,
     bare_remote,
     git,
@@ -97,3 +102,87 @@ def test_concurrent_pushes_to_a_local_remote_lose_nothing(
     assert seen <= on_remote
     # history stays linear: no merge commit on the remote
     assert git("-C", bare, "rev-list", "--merges", "main").strip() == ""
+
+
+# -- the worker's push, deterministically ------------------------------------------
+
+
+def _git_in(stdin: str, *args: str | Path) -> str:
+    return subprocess.run(["git", *map(str, args)], input=stdin, env=GIT_ENV, check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def _repo_with_commit(path: Path, parent: str | None, text: str) -> tuple[Path, str]:
+    """A bare repository (as an instance's) holding a commit with one file on ``parent``."""
+    if not path.exists():
+        git("init", "-q", "--bare", path)
+    blob = _git_in(text, "-C", path, "hash-object", "-w", "--stdin")
+    tree = _git_in(f"100644 blob {blob}\t{text}\n", "-C", path, "mktree")
+    args = ["-p", parent] if parent else []
+    return path, git("-C", path, "commit-tree", tree, *args, "-m", text).strip()
+
+
+def _worker(repo: Path, url: str) -> Worker:
+    return Worker(str(repo), SyncSettings(url=url))
+
+
+def _push(worker: Worker, oid: str, lease: str | None = None) -> str:
+    try:
+        worker.push(oid, lease)
+    except SyncFailure as exc:
+        return exc.kind
+    return "ok"
+
+
+def test_two_pushes_held_at_once_one_wins(tmp_path: Path) -> None:
+    """Both receive-packs advertise the same head, then wait in a pre-receive hook
+    until both are in: the second to swap the ref finds it moved and is rejected."""
+    bare = bare_remote(tmp_path / "remote.git")
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\ncat >/dev/null\nsleep 1\n")
+    hook.chmod(0o755)
+    _, base = _repo_with_commit(tmp_path / "seed.git", None, "base")
+    git("-C", tmp_path / "seed.git", "push", "-q", bare, f"{base}:refs/heads/main")
+    commits = {}
+    for name in "ab":
+        repo = tmp_path / f"{name}.git"
+        git("init", "-q", "--bare", repo)
+        git("-C", repo, "fetch", "-q", bare, "main")
+        commits[name] = (repo, _repo_with_commit(repo, base, name)[1])
+    results: dict[str, str] = {}
+
+    def run(name: str) -> None:
+        repo, oid = commits[name]
+        results[name] = _push(_worker(repo, f"file://{bare}"), oid)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results.values()) == ["ok", "rejected"], results
+    winner = next(n for n, r in results.items() if r == "ok")
+    assert git("-C", bare, "rev-parse", "main").strip() == commits[winner][1]
+
+
+@pytest.mark.parametrize("kind", ["path", "file"])
+def test_forced_push_needs_its_lease(tmp_path: Path, kind: str) -> None:
+    bare = bare_remote(tmp_path / "remote.git")
+    url = str(bare) if kind == "path" else f"file://{bare}"
+    repo, first = _repo_with_commit(tmp_path / "a.git", None, "first")
+    worker = _worker(repo, url)
+    assert _push(worker, first) == "ok"
+    _, second = _repo_with_commit(repo, first, "second")
+    assert _push(worker, second) == "ok"
+    _, rewritten = _repo_with_commit(repo, first, "rewritten")
+    assert _push(worker, rewritten) == "rejected"  # not a fast-forward
+    assert _push(worker, rewritten, lease=first) == "rejected"  # stale lease
+    assert git("-C", bare, "rev-parse", "main").strip() == second
+    assert _push(worker, rewritten, lease=second) == "ok"
+    assert git("-C", bare, "rev-parse", "main").strip() == rewritten
+    assert git("-C", repo, "rev-parse", TRACKING.format(branch="main")).strip() == rewritten
+
+
+def test_a_missing_local_remote_is_a_config_error(tmp_path: Path) -> None:
+    repo, first = _repo_with_commit(tmp_path / "a.git", None, "first")
+    assert _push(_worker(repo, str(tmp_path / "nowhere.git")), first) == "config"
