@@ -12,7 +12,8 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("Git synchronisation")
     g.add_argument("-r", "--remote", default=None, metavar="URL",
                    help="Git remote to push pastes to and fetch from: git://host/repo, "
-                        "ssh://user@host[:port]/repo, user@host:repo or https://host/repo "
+                        "ssh://user@host[:port]/repo, user@host:repo, https://host/repo "
+                        "or a local path / file:// URL (pushed with git push) "
                         "(default: none, pastes stay local)")
     g.add_argument("--remote-branch", default="main", metavar="BRANCH",
                    help="branch of the remote holding the pastes (default main)")

@@ -16,6 +16,10 @@ child of the server, which speaks JSON lines on stdin/stdout:
 The worker opens the server's bare repository itself: a fetch writes a pack
 and ``refs/remotes/origin/<branch>``; a push reads the commits the server wrote.
 Nothing here writes the server's branch.
+
+Pushes to a local remote (a plain path or ``file://``) go through ``git push``
+(``pasteur.synclocal``): libgit2's local transport writes the ref without a
+compare-and-swap. Every other remote is pushed with libgit2.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import pygit2
 from pygit2.enums import CredentialType
 from pygit2.ffi import C
 
+from . import synclocal
 from .config import SyncSettings
 from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
 
@@ -207,6 +212,10 @@ class Worker:
                 "refusing SSH without a pinned host key: give --ssh-auth SHA256:... "
                 "(ssh-keyscan HOST | ssh-keygen -l -E sha256 -f -) or --ssh-insecure",
             )
+        self.local = synclocal.is_local(settings.url)
+        if self.local and not synclocal.git_available():
+            raise SyncFailure("config", "a local remote (a path or file://) is pushed with "
+                                        "git push, and git is not on PATH")
         _PIN = HostKeyPin(settings.ssh_auth, settings.ssh_insecure)
         url, user, password = split_credentials(settings.url)
         self.url, self.user = url, user
@@ -248,6 +257,23 @@ class Worker:
     def push(self, oid: str, lease: str | None = None) -> dict[str, Any]:
         """Push a commit to the branch: a fast-forward, or with ``lease`` a forced
         push that succeeds only if the remote branch is still at ``lease``."""
+        if self.local:
+            self._push_with_git(oid, lease)
+        else:
+            self._push_with_libgit2(oid, lease)
+        self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
+        return {"ok": True}
+
+    def _push_with_git(self, oid: str, lease: str | None) -> None:
+        ref = f"refs/heads/{self.settings.branch}"
+        result = synclocal.push(Path(self.repo.path), self.url, oid, ref, lease)
+        if result.error is not None:
+            raise classify(Exception(result.error), None)
+        if result.refused:
+            kind = "rejected" if result.retryable else "config"
+            raise SyncFailure(kind, "; ".join(result.refused))
+
+    def _push_with_libgit2(self, oid: str, lease: str | None) -> None:
         remote = self.remote()
         cb = self.callbacks()
         cb.lease = lease
@@ -255,8 +281,6 @@ class Worker:
         self._guard(lambda: remote.push([spec], callbacks=cb))
         if cb.refused:
             raise SyncFailure("rejected", "; ".join(cb.refused))
-        self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
-        return {"ok": True}
 
     def check(self) -> dict[str, Any]:
         """Connect for a push (checks write credentials) without pushing anything."""
@@ -289,7 +313,8 @@ def classify(exc: Exception, hostkey_failure: str | None) -> SyncFailure:
         return SyncFailure("auth", text)
     if any(w in low for w in ("unsupported url", "invalid url", "malformed", "unsupported",
                               "not found", "does not appear", "404", "no such",
-                              "not exported", "repository not found")):
+                              "not exported", "repository not found",
+                              "dubious ownership")):
         return SyncFailure("config", text)
     return SyncFailure("network", text)
 
