@@ -22,6 +22,7 @@ from pygments.formatters import HtmlFormatter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from .compress import negotiate
 from .render import Renderer
 
 TYPES = {
@@ -34,8 +35,6 @@ TYPES = {
     ".html": "text/html; charset=utf-8",
 }
 COMPRESSIBLE = (".js", ".mjs", ".css", ".json", ".svg", ".txt", ".html", ".map")
-# Preference when a client accepts several encodings.
-ENCODINGS = ("br", "zstd", "gzip")
 
 
 @dataclass
@@ -108,18 +107,9 @@ class Bundle:
 
 
 def choose_encoding(asset: Asset, accept_encoding: str) -> str:
-    if len(asset.variants) == 1 or not accept_encoding:
+    if len(asset.variants) == 1:
         return ""
-    accepted = set()
-    for item in accept_encoding.lower().split(","):
-        token, _, params = item.strip().partition(";")
-        if params.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000"):
-            continue
-        accepted.add(token.strip())
-    for enc in ENCODINGS:
-        if enc in asset.variants and (enc in accepted or "*" in accepted):
-            return enc
-    return ""
+    return negotiate(accept_encoding, asset.variants)
 
 
 class StaticFiles:

@@ -5,15 +5,31 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 
 from ..proxy import bucket
 from ..storage.store import Store
+from .compress import compress_async
+
+
+@dataclass
+class CachedPage:
+    """A cached response's body, its type, and its compressed bodies made so far."""
+
+    body: bytes
+    ctype: str
+    variants: dict[str, bytes] = field(default_factory=dict)  # content coding -> body
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + sum(len(v) for v in self.variants.values())
 
 
 class PageCache:
-    """Responses for pastes that never change (no expiry, no burn) until removed.
+    """Responses for pastes that never change (no expiry, no burn) until removed,
+    with their compressed bodies (``encoded``): a hit compresses nothing.
 
     Emptied whenever the store's generation moves (a removal, a rebase, a reset).
     """
@@ -23,9 +39,9 @@ class PageCache:
         self.generation = store.generation
         self.max_bytes = max_bytes
         self.size = 0
-        self.items: OrderedDict[tuple, tuple[bytes, str]] = OrderedDict()
+        self.items: OrderedDict[tuple, CachedPage] = OrderedDict()
 
-    def get(self, key: tuple) -> tuple[bytes, str] | None:
+    def get(self, key: tuple) -> CachedPage | None:
         if self.generation != self.store.generation:
             self.items.clear()
             self.size = 0
@@ -36,22 +52,42 @@ class PageCache:
             self.items.move_to_end(key)
         return item
 
-    def put(self, key: tuple, body: bytes, ctype: str) -> None:
+    def put(self, key: tuple, body: bytes, ctype: str) -> CachedPage:
+        """The page (cached unless too large for the cache)."""
+        page = CachedPage(body, ctype)
         if len(body) > self.max_bytes // 8:
-            return
+            return page
         old = self.items.pop(key, None)
         if old is not None:
-            self.size -= len(old[0])
-        self.items[key] = (body, ctype)
+            self.size -= old.size
+        self.items[key] = page
         self.size += len(body)
+        self._trim()
+        return page
+
+    async def encoded(self, key: tuple, page: CachedPage, encoding: str) -> bytes:
+        """The body of ``page`` (got under ``key``) in a content coding ("":
+        identity), compressed once and kept with it."""
+        if not encoding:
+            return page.body
+        body = page.variants.get(encoding)
+        if body is None:
+            body = await compress_async(page.body, encoding)
+            if encoding not in page.variants:  # another request may have made it meanwhile
+                page.variants[encoding] = body
+                if self.items.get(key) is page:  # still cached: count it
+                    self.size += len(body)
+                    self._trim()
+        return body
+
+    def _trim(self) -> None:
         while self.size > self.max_bytes:
-            _, (dropped, _) = self.items.popitem(last=False)
-            self.size -= len(dropped)
+            _, dropped = self.items.popitem(last=False)
+            self.size -= dropped.size
 
     def forget(self, paste_id: str) -> None:
         for key in [k for k in self.items if k[0] == paste_id]:
-            body, _ = self.items.pop(key)
-            self.size -= len(body)
+            self.size -= self.items.pop(key).size
 
 
 class BaseUrls:

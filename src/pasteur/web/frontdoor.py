@@ -1,8 +1,9 @@
 """The front door: what every request passes before and after its handler.
 
 Basic auth, the security headers, the real client behind a trusted proxy
-(``proxy.py``), one access-log line per request, and the fast path that
-hands the two hot routes straight to their handlers.
+(``proxy.py``), one access-log line per request, the compression of every
+answer (``compress.py``), and the fast path that hands the two hot routes
+straight to their handlers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.responses import Response
 
 from ..logsafe import quoted
 from ..proxy import TrustedProxies
+from .compress import compressing
 
 log = logging.getLogger("pasteur.access")
 
@@ -85,7 +87,8 @@ class AccessLog:
 
 
 class Frontdoor:
-    """Outermost middleware: basic auth, security headers, one log line per request.
+    """Outermost middleware: basic auth, security headers, compression, one log
+    line per request (its size the bytes sent, compressed).
 
     The log line holds the method, path, status, size and time: never a body,
     never a query string (a paste's content or key never appears in it). What
@@ -133,8 +136,10 @@ class Frontdoor:
                     b"authentication required\n",
                     [(b"www-authenticate", b'Basic realm="pasteur", charset="UTF-8"')],
                 )
-            elif self.fast is None or not await self.fast(scope, receive, send_wrapper):
-                await self.app(scope, receive, send_wrapper)
+            else:
+                send_out = compressing(scope, send_wrapper)
+                if self.fast is None or not await self.fast(scope, receive, send_out):
+                    await self.app(scope, receive, send_out)
         finally:
             if self.access_log.enabled:
                 client = scope.get("client") or ("-", 0)

@@ -12,7 +12,8 @@ from .. import languages
 from ..ids import valid_id
 from ..paste import Paste
 from ..storage.errors import StoreError
-from .caches import CommitLinks, PageCache
+from . import compress
+from .caches import CachedPage, CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, cookie
 from .form import format_size
 from .pastes import LargeDocument, Pastes
@@ -43,9 +44,10 @@ class ShowPage:
             return self.pages.error(request, 404, "no such page")
         token = cookie(request.headers, CREATOR_COOKIE)
         if token is None and wants(request) != "json":
-            hit = self.cache.get((paste_id, request.url.query))
+            key = (paste_id, request.url.query)
+            hit = self.cache.get(key)
             if hit is not None:
-                return Response(hit[0], media_type=hit[1])
+                return await self.cached(request, key, hit)
         found = await self.pastes.lookup(request, paste_id)
         if isinstance(found, Response):
             return found
@@ -64,6 +66,14 @@ class ShowPage:
             return self.pages.error(request, 409, f"paste {paste_id} is deleted once read: "
                                                   f"POST {read} reads it, and deletes it")
         return self.present(request, paste_id, paste, data, raw, creator)
+
+    async def cached(self, request: Request, key: tuple, page: CachedPage) -> Response:
+        """A cached page in the content coding asked for, compressed once (the
+        front door's ``compressing`` passes a response that has its coding)."""
+        coding = compress.coding(request.headers.get("accept-encoding", ""), page.ctype,
+                                 len(page.body))
+        body = await self.cache.encoded(key, page, coding or "")
+        return Response(body, media_type=page.ctype, headers=compress.headers(coding))
 
     def _streamed(
         self, request: Request, chunks: AsyncIterator[bytes], ctype: str, size: int | None = None
