@@ -8,6 +8,7 @@ on the remote and from every instance's repository.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
@@ -21,7 +22,8 @@ import pytest
 
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
-from pasteur.syncmerge import absorb, commit_delta, erase_message, leftovers
+from pasteur.syncerase import Eraser
+from pasteur.syncmerge import absorb, commit_delta, erase_message, leftovers, marked
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 
@@ -223,3 +225,31 @@ def test_absorbing_a_concurrent_erasure_erases_both(tmp_path: Path) -> None:
     messages = [c.message for c in store.repo.walk(store.head)]
     assert any("Erased: xxxx" in m for m in messages)  # A's marker is kept
     store.close()
+
+
+async def test_a_removal_queued_as_the_erasure_starts_is_announced(tmp_path: Path) -> None:
+    """A burn queued in the writer just before the erase timer's erasure runs
+    is erased by it, and the marker names it too (it was once erased with no
+    marker: the other instances, whose histories still held it, brought it
+    back for good)."""
+    store = Store(tmp_path / "r.git")
+    store.start()
+    _commit(store, {"keep": b"k", "burn": b"secret"})
+    eraser = Eraser(store)
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store.run_in_writer(gate.wait))
+    await asyncio.sleep(0)
+    burn = asyncio.ensure_future(
+        store.run_in_writer(lambda: store.erasure.remove(["burn"], "Burn")))
+    await asyncio.sleep(0)
+    erasing = asyncio.ensure_future(eraser.erase())
+    for _ in range(3):  # the erasure is queued behind the burn
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(busy, burn, erasing)
+    assert store.erasure.erased == 1 and store.pending_erasure() == set()
+    named = {i for c in store.repo.walk(store.head) for i in marked(c.message)}
+    assert named == {"burn"}
+    added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
+    assert added == {"keep"}
+    await store.stop()
