@@ -253,3 +253,34 @@ async def test_a_removal_queued_as_the_erasure_starts_is_announced(tmp_path: Pat
     added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
     assert added == {"keep"}
     await store.stop()
+
+
+def test_an_old_addition_copied_after_the_marker_is_not_taken_back(tmp_path: Path) -> None:
+    """B erased xxxx (marker at 200). C, which had not seen the marker, copied
+    A's old history (xxxx added at 100, then deleted) onto its own and pushed
+    it: the copy is committed after the marker but keeps its author time. B
+    absorbs it and does not add xxxx back (a restamped copy looked like a new
+    paste reusing the id: it came back everywhere, for good)."""
+    store = Store(tmp_path / "s.git")
+    _commit(store, {"root": b"r"})
+    root = store.head
+    # C's history: A's commits copied, times kept, then a paste of C's
+    blob = store.repo.create_blob(b"secret x")
+    store.apply([Change([("xxxx", blob)], [], None, "Add paste xxxx", 100)])
+    store.apply([Change([], ["xxxx"], None, "Delete paste xxxx", 150)])
+    _commit(store, {"cccc": b"from C"})
+    remote = store.head
+    assert isinstance(remote, pygit2.Oid)
+    assert store.repo[remote].parents[0].parents[0].commit_time > 200  # committed later
+    # B: the erasure left no trace of xxxx but its marker, committed at 200
+    assert root is not None
+    at200 = pygit2.Signature("pasteur", "pasteur@localhost", 200, 0)
+    marker = store.repo.create_commit(None, at200, at200, erase_message({"xxxx"}),
+                                      store.repo[root].tree_id, [root])
+    store.reset_to(marker)
+    result = absorb(store.repository, root, remote)
+    assert result.erase == []
+    assert store.get("cccc") == b"from C" and store.get("xxxx") is None
+    added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
+    assert "xxxx" not in added
+    store.close()
