@@ -9,7 +9,6 @@ on the remote and from every instance's repository.
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import threading
 import time
@@ -64,10 +63,7 @@ def blob_on_remote(bare: Path, pid: str) -> str:
     return git("-C", bare, "rev-parse", f"main:{pid[0]}/{pid[1]}/{pid}").strip()
 
 
-# Three instances still lose an erasure now and then (issue 14, open): a
-# delete's marker vanishes from every history and the paste comes back. Run it
-# by hand with PASTEUR_ERASURE_INSTANCES=3 while that is being fixed.
-@pytest.mark.parametrize("n", [int(os.environ.get("PASTEUR_ERASURE_INSTANCES", "2"))])
+@pytest.mark.parametrize("n", [2, 3])
 def test_concurrent_deletes_and_burns_are_all_erased(
     git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path, n: int
 ) -> None:
