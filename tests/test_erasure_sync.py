@@ -8,7 +8,7 @@ on the remote and from every instance's repository.
 
 from __future__ import annotations
 
-import os
+import asyncio
 import subprocess
 import threading
 import time
@@ -21,7 +21,8 @@ import pytest
 
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
-from pasteur.syncmerge import absorb, commit_delta, erase_message, leftovers
+from pasteur.syncerase import Eraser
+from pasteur.syncmerge import absorb, commit_delta, erase_message, leftovers, marked
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 
@@ -62,10 +63,7 @@ def blob_on_remote(bare: Path, pid: str) -> str:
     return git("-C", bare, "rev-parse", f"main:{pid[0]}/{pid[1]}/{pid}").strip()
 
 
-# Three instances still lose an erasure now and then (issue 14, open): a
-# delete's marker vanishes from every history and the paste comes back. Run it
-# by hand with PASTEUR_ERASURE_INSTANCES=3 while that is being fixed.
-@pytest.mark.parametrize("n", [int(os.environ.get("PASTEUR_ERASURE_INSTANCES", "2"))])
+@pytest.mark.parametrize("n", [2, 3])
 def test_concurrent_deletes_and_burns_are_all_erased(
     git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path, n: int
 ) -> None:
@@ -222,4 +220,63 @@ def test_absorbing_a_concurrent_erasure_erases_both(tmp_path: Path) -> None:
     assert "yyyy" not in added  # B's erasure is not undone by A's history
     messages = [c.message for c in store.repo.walk(store.head)]
     assert any("Erased: xxxx" in m for m in messages)  # A's marker is kept
+    store.close()
+
+
+async def test_a_removal_queued_as_the_erasure_starts_is_announced(tmp_path: Path) -> None:
+    """A burn queued in the writer just before the erase timer's erasure runs
+    is erased by it, and the marker names it too (it was once erased with no
+    marker: the other instances, whose histories still held it, brought it
+    back for good)."""
+    store = Store(tmp_path / "r.git")
+    store.start()
+    _commit(store, {"keep": b"k", "burn": b"secret"})
+    eraser = Eraser(store)
+    gate = threading.Event()
+    busy = asyncio.ensure_future(store.run_in_writer(gate.wait))
+    await asyncio.sleep(0)
+    burn = asyncio.ensure_future(
+        store.run_in_writer(lambda: store.erasure.remove(["burn"], "Burn")))
+    await asyncio.sleep(0)
+    erasing = asyncio.ensure_future(eraser.erase())
+    for _ in range(3):  # the erasure is queued behind the burn
+        await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(busy, burn, erasing)
+    assert store.erasure.erased == 1 and store.pending_erasure() == set()
+    named = {i for c in store.repo.walk(store.head) for i in marked(c.message)}
+    assert named == {"burn"}
+    added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
+    assert added == {"keep"}
+    await store.stop()
+
+
+def test_an_old_addition_copied_after_the_marker_is_not_taken_back(tmp_path: Path) -> None:
+    """B erased xxxx (marker at 200). C, which had not seen the marker, copied
+    A's old history (xxxx added at 100, then deleted) onto its own and pushed
+    it: the copy is committed after the marker but keeps its author time. B
+    absorbs it and does not add xxxx back (a restamped copy looked like a new
+    paste reusing the id: it came back everywhere, for good)."""
+    store = Store(tmp_path / "s.git")
+    _commit(store, {"root": b"r"})
+    root = store.head
+    # C's history: A's commits copied, times kept, then a paste of C's
+    blob = store.repo.create_blob(b"secret x")
+    store.apply([Change([("xxxx", blob)], [], None, "Add paste xxxx", 100)])
+    store.apply([Change([], ["xxxx"], None, "Delete paste xxxx", 150)])
+    _commit(store, {"cccc": b"from C"})
+    remote = store.head
+    assert isinstance(remote, pygit2.Oid)
+    assert store.repo[remote].parents[0].parents[0].commit_time > 200  # committed later
+    # B: the erasure left no trace of xxxx but its marker, committed at 200
+    assert root is not None
+    at200 = pygit2.Signature("pasteur", "pasteur@localhost", 200, 0)
+    marker = store.repo.create_commit(None, at200, at200, erase_message({"xxxx"}),
+                                      store.repo[root].tree_id, [root])
+    store.reset_to(marker)
+    result = absorb(store.repository, root, remote)
+    assert result.erase == []
+    assert store.get("cccc") == b"from C" and store.get("xxxx") is None
+    added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
+    assert "xxxx" not in added
     store.close()

@@ -28,12 +28,19 @@ class Eraser:
         # The store's own erase: the syncer wraps ``store.erase`` with its lock.
         self.store_erase: Callable[[], Awaitable[int]] = store.erase
         self.reerased: list[str] = []  # ids erased elsewhere, found here and erased again
+        store.erasure.announce = self._announce
+
+    def _announce(self, ids: set[str]) -> None:
+        """Writer thread, just before the erasure: the ids it erases, added to
+        what an earlier marker may still have to announce. Read from the
+        erase list here and not before the erasure was queued: a removal
+        queued in between (a burn or delete racing the timer) would be erased
+        unannounced, and other instances would bring it back."""
+        self._write(self._ids() | ids)
 
     async def erase(self) -> int:
-        """Erase the queued ids, then commit the marker naming them."""
-        ids = self.store.pending_erasure()
-        if ids:  # added to what an earlier marker may still have to announce
-            self._write(self._ids() | ids)
+        """Erase the queued ids (announced by ``_announce``), then commit the
+        marker naming them."""
         erased = await self.store_erase()
         await self.commit_marker()
         return erased

@@ -31,7 +31,9 @@ Erasure converges, whatever the interleaving of instances erasing at once:
   later erasure), so every instance sees every marker after its merge base;
 - a replayed or absorbed commit does not add back a paste a marker on either
   side names, if the commit is not newer than the marker (an id reused later
-  by a new paste is not touched);
+  by a new paste is not touched); "newer" compares author times, which a
+  replay keeps (a replay that restamped an old addition made it look like a
+  new paste to the instance that erased it, which then kept it for good);
 - after any integration, an id that a marker names and that a commit older
   than the marker still holds (the other side's history had the erased
   content) is queued for erasure in the same writer step, durably, before the
@@ -166,7 +168,7 @@ def marked(message: str) -> list[str]:
 def _markers(repo: pygit2.Repository, tip: pygit2.Oid | None, base: pygit2.Oid | None,
              limit: int = 100_000) -> dict[str, int]:
     """Ids named by erase markers after ``base`` up to ``tip``, each with the
-    time of the newest marker naming it."""
+    (author) time of the newest marker naming it."""
     erased: dict[str, int] = {}
     if tip is None:
         return erased
@@ -177,7 +179,7 @@ def _markers(repo: pygit2.Repository, tip: pygit2.Oid | None, base: pygit2.Oid |
         if n >= limit:
             break
         for paste_id in marked(commit.message):
-            erased[paste_id] = max(erased.get(paste_id, 0), commit.commit_time)
+            erased[paste_id] = max(erased.get(paste_id, 0), commit.author.time)
     return erased
 
 
@@ -280,7 +282,9 @@ def _change_of(
     """The commit as a Change to re-apply where ``other`` is the tree it lands on.
 
     Additions already there with the same content are dropped, and so are
-    additions of erased pastes (named by a marker not older than the commit);
+    additions of erased pastes (named by a marker not older than the commit,
+    by author time: the copy keeps it, so an old addition re-applied by an
+    instance that had not seen the marker yet still counts as old);
     an id there with other content is a collision: with ``theirs_win`` our
     paste moves to a derived id, otherwise the incoming paste does. An erase
     marker is kept, empty.
@@ -288,7 +292,7 @@ def _change_of(
     add, remove = commit_delta(commit)
     kept: list[tuple[str, pygit2.Oid]] = []
     for paste_id, oid in add:
-        if paste_id in erased and commit.commit_time <= erased[paste_id]:
+        if paste_id in erased and commit.author.time <= erased[paste_id]:
             continue
         present = _entry(other, paste_id)
         if present == oid:
@@ -299,7 +303,7 @@ def _change_of(
         kept.append((_rename(paste_id, oid, result, local=theirs_win), oid))
     if not kept and not remove and not marked(commit.message):
         return None
-    return Change(kept, remove, author_of(commit), commit.message)
+    return Change(kept, remove, author_of(commit), commit.message, commit.author.time)
 
 
 def _rename(paste_id: str, oid: pygit2.Oid, result: Integration, local: bool) -> str:

@@ -26,7 +26,9 @@ log = logging.getLogger("pasteur.store")
 
 class Erasure:
     """The erase list and the history rewrite (writer thread). ``scrub``
-    wipes the journal's copies once the pastes are erased."""
+    wipes the journal's copies once the pastes are erased; ``announce``, if
+    set, is given the ids about to be erased, in the same writer step (a
+    removal queued just before cannot slip in unannounced)."""
 
     def __init__(self, repository: Repository, scrub: Callable[[], None]) -> None:
         self.repository = repository
@@ -35,6 +37,7 @@ class Erasure:
         # strips these ids from every commit).
         self.erasing: set[str] = self.pending()
         self.erased = 0
+        self.announce: Callable[[set[str]], None] | None = None
 
     def pending(self) -> set[str]:
         try:
@@ -59,6 +62,8 @@ class Erasure:
         ids = self.pending()
         if not ids:
             return 0
+        if self.announce is not None:
+            self.announce(ids)
         if self.repository.head is not None:
             self._rewrite_without(ids)
         repack_and_prune(self.repository)

@@ -39,6 +39,9 @@ class Change:
     remove: list[str]
     author: str | None
     message: str
+    # The author time, when it is not now: a replayed commit keeps its own
+    # (as git rebase does), which is what erase markers are compared with.
+    when: int | None = None
 
 
 LOCK_WAIT = 2.0  # seconds
@@ -192,7 +195,7 @@ class Repository:
         now = int(time.time())
         for change in changes:
             tree = pack.edit_tree(tree, change.add, change.remove)
-            author = signature(change.author, now)
+            author = signature(change.author, now if change.when is None else change.when)
             committer = signature(None, now)
             parents = [parent] if parent is not None else []
             message = change.message if change.message.endswith("\n") else change.message + "\n"
