@@ -83,8 +83,11 @@ def test_attach_and_save_files(shared_server, tmp_path):
     again = pasteur("get", url, "--save-files", str(out))
     assert again.returncode == 1 and b"not overwriting" in again.stderr
     assert (out / "notes.md").read_text() == "mine"
-    missing = pasteur("get", url, "--save-files", str(tmp_path / "nope"))
-    assert missing.returncode == 1 and b"not a directory" in missing.stderr
+    made = pasteur("get", url, "--save-files", str(tmp_path / "new" / "dir"))
+    assert made.returncode == 0 and (tmp_path / "new" / "dir" / "notes.md").exists()
+    (tmp_path / "a-file").write_text("x")
+    refused = pasteur("get", url, "--save-files", str(tmp_path / "a-file"))
+    assert refused.returncode == 1 and b"not a directory" in refused.stderr
 
 
 def test_only_attachments_and_hostile_names(shared_server, tmp_path):

@@ -57,7 +57,8 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     g.add_argument("-p", "--password", action="store_true",
                    help="ask for the password (or PASTEUR_PASSWORD) if the paste has one")
     g.add_argument("--save-files", type=Path, metavar="DIR", default=None,
-                   help="write the paste's attachments into DIR (never overwrites a file)")
+                   help="write the paste's attachments into DIR, made if missing "
+                        "(never overwrites a file)")
     _tls_arguments(g)
 
 
@@ -230,9 +231,13 @@ def safe_name(name: str, index: int) -> str:
 
 
 def save_files(files: list[tuple[str, str, bytes]], directory: Path) -> list[Path]:
-    """Write attachments into an existing directory; refuse if any name is taken."""
-    if not directory.is_dir():
-        raise ClientError(f"{directory} is not a directory")
+    """Write attachments into a directory (made if missing); refuse if any name is taken."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ClientError(f"{directory} is not a directory") from None
+    except OSError as exc:
+        raise ClientError(f"cannot make {directory}: {exc.strerror}") from exc
     names: list[str] = []
     for i, (name, _, _) in enumerate(files):
         first = candidate = safe_name(name, i)
