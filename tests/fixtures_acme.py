@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from .ports import free_port, wait_port
+from .processes import stop
 
 if TYPE_CHECKING:
     from pasteur.https import HttpsServer
@@ -69,15 +70,6 @@ def self_signed(directory: Path, name: str = "localhost", days: int = 30,
                                            serialization.PrivateFormat.PKCS8,
                                            serialization.NoEncryption()))
     return cert_path, key_path
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @dataclass
@@ -155,7 +147,7 @@ def knot_fixture(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Knot]:
             time.sleep(0.05)
         yield k
     finally:
-        _stop(proc)
+        stop(proc)
 
 
 @dataclass
@@ -199,7 +191,7 @@ def pebble_fixture(tmp_path_factory: pytest.TempPathFactory, knot: Knot) -> Iter
         wait_port(management, proc)
         yield Pebble(f"https://127.0.0.1:{port}/dir", cert, management, http_port)
     finally:
-        _stop(proc)
+        stop(proc)
         log.close()
 
 

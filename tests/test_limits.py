@@ -21,6 +21,7 @@ from pasteur import limits
 
 from .fixtures_acme import self_signed
 from .ports import free_port, wait_port
+from .processes import stop
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,12 +52,7 @@ class Listener:
         return self.tls.wrap_socket(sock, server_hostname="localhost")  # HTTP/1.1
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc, 10)
 
 
 def start(tmp_path: Path, name: str, *args: str) -> Listener:

@@ -26,6 +26,7 @@ from pasteur.proxy import TrustedProxies, bucket, parse_address, parse_networks
 
 from .fixtures_acme import self_signed
 from .ports import free_port, wait_port
+from .processes import stop
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,12 +171,7 @@ def nginx(directory: Path, upstream: int) -> Iterator[str]:
         wait_port(port, proc)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def test_behind_nginx_each_client_has_its_own_bucket(server_factory, tmp_path: Path) -> None:
@@ -224,12 +220,7 @@ def tls_server(tmp_path: Path, *argv: str) -> Iterator[tuple[str, ssl.SSLContext
             time.sleep(0.05)
         yield base, verify
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 10)
 
 
 def test_the_tls_listener_follows_the_same_rule(tmp_path: Path) -> None:

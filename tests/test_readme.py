@@ -34,6 +34,7 @@ from .conftest import Server
 from .fixtures_acme import self_signed
 from .fixtures_git import GIT_ENV, Sshd, sshd  # noqa: F401  (the sshd fixture)
 from .ports import free_port
+from .processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -293,9 +294,4 @@ def test_scripts_run_from_a_fresh_copy(tmp_path: Path) -> None:
         assert -1 not in where and where == sorted(where), said
         assert (checkout / ".venv" / "bin" / "pasteur").exists()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)

@@ -22,6 +22,7 @@ import pytest
 
 from .fixtures_git import SSH_SEED, Sshd, bare_remote, remote_ids, sshd  # noqa: F401
 from .ports import free_port, wait_port
+from .processes import stop
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "contrib" / "pasteur.service"
@@ -188,9 +189,4 @@ def test_serves_and_syncs_under_memory_deny_write_execute(sshd: Sshd,  # noqa: F
             assert health.status_code == 200, health.text
         assert proc.poll() is None, log.read_text()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)

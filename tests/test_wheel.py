@@ -22,6 +22,7 @@ import pytest
 
 from .checkout import copy_checkout
 from .ports import free_port
+from .processes import stop
 
 ASSET = re.compile(r'(?:src|href)="(/static/[^"]+)"')
 
@@ -112,9 +113,4 @@ def test_wheel_serves_the_form_and_a_paste(tmp_path: Path) -> None:
             got = run(venv / "bin" / "pasteur", "get", link, cwd=tmp_path)
             assert got == secret.read_text()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, 15)
