@@ -207,7 +207,9 @@ class Block:
                     '  [ "$(git -C git-pasteur rev-list --count main)" -ge 2 ] && break',
                     "  sleep 0.1",
                     "done",
-                    'git -C git-pasteur log -p main | grep -q synced']
+                    # grep -q would exit at the first match and, under pipefail,
+                    # the SIGPIPE of git log would fail the block (exit 141)
+                    'grep -q synced <<<"$(git -C git-pasteur log -p main)"']
         if readme_cmd.endswith("--save-files out/"):
             return ["grep -qx attached out/attached.txt"]
         if readme_cmd.startswith("ssh-keygen -l"):
