@@ -36,7 +36,7 @@ from .ports import free_port, wait_port
 from .processes import stop
 
 if TYPE_CHECKING:
-    from pasteur.https import HttpsServer
+    from pasteur.tls.listener import HttpsServer
 
 ZONE = "pasteur.test"
 LOCKED_ZONE = "locked.test"  # served by knot, but no key may update it
@@ -221,7 +221,7 @@ def https_args(*argv: str):  # noqa: ANN201 - pasteur.config.Config
 @contextlib.asynccontextmanager
 async def running(*argv: str, watch_interval: float | None = None) -> AsyncIterator[HttpsServer]:
     """`pasteur serve ARGV`'s HTTPS part serving `hello_app`, in this event loop."""
-    from pasteur.https import HttpsServer
+    from pasteur.tls.listener import HttpsServer
 
     server = HttpsServer(hello_app, https_args(*argv))
     if watch_interval is not None:

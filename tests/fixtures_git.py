@@ -136,7 +136,7 @@ SSH_SEED = "pasteur-test-seed-0123456789"
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    from pasteur.sshkeys import key_from_seed
+    from pasteur.sync.sshkeys import key_from_seed
 
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(binary).exists():

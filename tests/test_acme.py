@@ -14,7 +14,7 @@ import httpx
 import pytest
 from cryptography import x509
 
-from pasteur.acme import (
+from pasteur.tls.acme import (
     AcmeError,
     AcmeIssuer,
     AcmeSettings,
@@ -24,7 +24,7 @@ from pasteur.acme import (
     dns_update,
     key_pem,
 )
-from pasteur.https import HttpsError, HttpsServer
+from pasteur.tls.listener import HttpsError, HttpsServer
 
 from .fixtures_acme import (  # noqa: F401 - fixtures
     LOCKED_ZONE,
@@ -244,7 +244,7 @@ async def test_renewal_failure_keeps_certificate_and_backs_off(
                                  backoff=(0.05, 0.2))
     manager.current = first  # type: ignore[assignment]
     installed: list[object] = []
-    caplog.set_level(logging.WARNING, "pasteur.acme")
+    caplog.set_level(logging.WARNING, "pasteur.tls.acme")
     task = asyncio.create_task(manager.run(installed.append))
     manager.renew_now()
     for _ in range(100):

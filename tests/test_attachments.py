@@ -11,7 +11,8 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from pasteur import client, crypto
+from pasteur import crypto
+from pasteur.client import terminal as client
 from pasteur.storage.objects import shard_path
 
 

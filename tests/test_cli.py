@@ -131,7 +131,7 @@ def test_flags_become_typed_settings_once():
 
 def test_sync_settings_cross_to_the_worker_whole(tmp_path):
     from pasteur.config import SyncSettings
-    from pasteur.syncworker import hello, read_hello
+    from pasteur.sync.worker import hello, read_hello
 
     settings = SyncSettings(url="ssh://git@h/r", branch="b", token="t", seed="s",
                             ssh_auth="SHA256:x", ssh_insecure=True, interval=5,

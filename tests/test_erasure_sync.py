@@ -21,8 +21,8 @@ import pytest
 
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
-from pasteur.syncerase import Eraser
-from pasteur.syncmerge import absorb, commit_delta, erase_message, leftovers, marked
+from pasteur.sync.erase import Eraser
+from pasteur.sync.merge import absorb, commit_delta, erase_message, leftovers, marked
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from pasteur.https import HttpsError, fingerprint
+from pasteur.tls.listener import HttpsError, fingerprint
 
 from .fixtures_acme import free_port, running, self_signed, wait_port
 

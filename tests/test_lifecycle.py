@@ -228,7 +228,7 @@ def test_expiry_scan_of_a_diff(tmp_path):
         return a, b, first, head
 
     a, b, first, head = asyncio.run(fill())
-    scan = [sys.executable, "-m", "pasteur.expiryscan", str(tmp_path / "repo.git"), head]
+    scan = [sys.executable, "-m", "pasteur.storage.expiryscan", str(tmp_path / "repo.git"), head]
     out = subprocess.run(scan, capture_output=True, text=True, check=True).stdout.split("\n")
     assert sorted(filter(None, out)) == [f"2030-01-01T00:00:00Z {a}", f"2031-01-01T00:00:00Z {b}"]
     out = subprocess.run([*scan, first], capture_output=True, text=True, check=True).stdout

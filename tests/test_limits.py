@@ -1,5 +1,5 @@
 """Request limits (limits.py) against running servers, on both listeners: the plain one
-(uvicorn, server.py) and the TLS one (hypercorn, https.py). Issue 12, items 4 and 14a."""
+(uvicorn, server.py) and the TLS one (hypercorn, tls/listener.py). Issue 12, items 4 and 14a."""
 
 from __future__ import annotations
 

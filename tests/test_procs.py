@@ -96,7 +96,8 @@ def test_children_get_no_pasteur_secrets(
     doomed = a.paste_json("to erase")
     r = client.delete(f"/{doomed['code']}", headers={"x-delete-token": doomed["delete_token"]})
     assert r.is_success
-    expected = ("pasteur.storage.committer", "pasteur.syncworker", "pasteur.expiryscan", "git -C",
+    expected = ("pasteur.storage.committer", "pasteur.sync.worker", "pasteur.storage.expiryscan",
+                "git -C",
                 " repack -d --geometric=2", " repack -a -d", " prune ", " cat-file blob ")
 
     def missing() -> list[str]:

@@ -13,11 +13,11 @@ import pygit2
 import pytest
 
 from pasteur.config import SyncSettings
-from pasteur.sshkeys import fingerprint, key_from_seed, parse_fingerprint
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
-from pasteur.sync import WorkerClient, cleartext_secret, redact
-from pasteur.syncmerge import absorb, erase_message, integrate, is_rewrite, paste_id_of
+from pasteur.sync.merge import absorb, erase_message, integrate, is_rewrite, paste_id_of
+from pasteur.sync.sshkeys import fingerprint, key_from_seed, parse_fingerprint
+from pasteur.sync.syncer import WorkerClient, cleartext_secret, redact
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 

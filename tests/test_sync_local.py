@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from pasteur.config import SyncSettings
-from pasteur.syncworker import TRACKING, SyncFailure, Worker
+from pasteur.sync.worker import TRACKING, SyncFailure, Worker
 
 pytest.register_assert_rewrite("tests.fixtures_git")
 

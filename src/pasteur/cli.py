@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from pasteur.sync.flags import add_keygen_arguments, add_sync_arguments, keygen, sync_settings
+
 from . import __version__, logsafe
 from .config import (
     DEFAULT_DATA,
@@ -26,7 +28,6 @@ from .config import flag_type as _typed
 from .limits import MAX_CONNECTIONS
 from .procs import ENV_PREFIX
 from .proxy import parse_networks
-from .synccli import add_keygen_arguments, add_sync_arguments, keygen, sync_settings
 
 
 def _seconds(value: str) -> float:
@@ -156,14 +157,14 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Run the Pasteur server.")
     add_serve_arguments(serve)
     add_sync_arguments(serve)
-    from .https import add_https_arguments
+    from pasteur.tls.listener import add_https_arguments
 
     add_https_arguments(serve)
     EnvDefaults(serve).apply()
     keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
                             description="Print a new seed and the matching OpenSSH public key.")
     add_keygen_arguments(keygen)
-    from .client import add_client_commands
+    from pasteur.client.terminal import add_client_commands
 
     add_client_commands(sub)
     return parser
@@ -171,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from(args: argparse.Namespace) -> Config:
     """The server's settings from `pasteur serve`'s flags: built here, once."""
-    from .https import tls_settings
+    from pasteur.tls.listener import tls_settings
 
     return Config(
         data=args.data,
@@ -224,7 +225,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     if args.command in ("paste", "get"):
-        from .client import run
+        from pasteur.client.terminal import run
 
         return run(args)
     if args.command == "serve":

@@ -132,7 +132,7 @@ class DataDir:
 @dataclass(frozen=True)
 class SyncSettings:
     """--remote and its flags: the syncer's settings and, as JSON in the first line
-    the network worker reads (syncworker.hello), the worker's: one dataclass on both
+    the network worker reads (sync.worker.hello), the worker's: one dataclass on both
     sides of the pipe."""
 
     url: str

@@ -22,12 +22,14 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from . import https, limits, record
+from pasteur.sync.syncer import SyncError, start_syncer
+
+from . import limits, record
 from .config import Config
 from .procs import tune_malloc
 from .storage.repository import lock_repository
 from .storage.store import Store
-from .sync import SyncError, start_syncer
+from .tls import listener as https
 from .web.app import ASGIApp, create_app
 
 log = logging.getLogger("pasteur")
@@ -258,7 +260,7 @@ async def run(config: Config) -> int:
                      misses=syncer.fetch_for_miss if syncer else None,
                      sync_status=syncer.status if syncer else None)
     try:
-        if tls is not None:  # TLS, HTTP/2, ACME: see https.py
+        if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
             await https.serve(app, config, tls)
             return 0
         server = uvicorn.Server(uvicorn_config(app, config))

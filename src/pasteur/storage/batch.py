@@ -94,7 +94,7 @@ def commit_batch(repository: Repository, batch: Sequence[Pending], pacer: Pacer,
                 continue  # committed before a crash, not checkpointed
             if there is not None:
                 # Another instance's paste arrived by sync with this id
-                # since it was journaled: keep both (as syncmerge does).
+                # since it was journaled: keep both (as sync.merge does).
                 new_id = f"{p.paste_id}{str(oid)[:6]}"
                 log.error("id %s was taken meanwhile by a paste from the remote: the "
                           "journaled paste is committed as %s", p.paste_id, new_id)

@@ -23,7 +23,7 @@ class Sweeper:
 
     Pastes with an expiry are watched from their creation; those already in
     the repository at start-up, or brought in by sync, are found by
-    ``pasteur.expiryscan`` in another process. A paste read after its expiry is
+    ``pasteur.storage.expiryscan`` in another process. A paste read after its expiry is
     refused anyway. Removed pastes are erased from history
     and the object store every ``--erase-interval``.
     """
@@ -80,12 +80,12 @@ class Sweeper:
 
     async def _scan(self, head: str, since: str | None) -> str:
         """Watch the expiring pastes of ``head`` (added since ``since``), read by
-        ``pasteur.expiryscan`` in a process of its own, at idle CPU priority
+        ``pasteur.storage.expiryscan`` in a process of its own, at idle CPU priority
         (measured: the scan of 100,000 pastes at start, on the server's core,
         made the first creates 4 ms instead of 0.8 ms)."""
         args = [str(self.store.path), head, *([since] if since else [])]
         proc = await asyncio.create_subprocess_exec(
-            *idle_priority(), sys.executable, "-m", "pasteur.expiryscan", *args,
+            *idle_priority(), sys.executable, "-m", "pasteur.storage.expiryscan", *args,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=child_env(),
         )
         assert proc.stdout is not None and proc.stderr is not None

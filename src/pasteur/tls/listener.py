@@ -20,15 +20,15 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import limits
-from .config import Config, DataDir, TlsSettings, flag_type, parse_port
+from pasteur import limits
+from pasteur.config import Config, DataDir, TlsSettings, flag_type, parse_port
 
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
     from hypercorn.config import Config as HypercornConfig
 
-    from .acme import AcmeSettings, CertificateManager, Issued
+    from pasteur.tls.acme import AcmeSettings, CertificateManager, Issued
 
-log = logging.getLogger("pasteur.https")
+log = logging.getLogger("pasteur.tls.listener")
 
 ASGIApp = Callable[..., Awaitable[None]]
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
@@ -91,7 +91,7 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
 
 def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
     """ACME settings from the HTTPS settings; raises HttpsError on bad input."""
-    from .acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
+    from pasteur.tls.acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
 
     if not settings.hostname:
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
@@ -262,7 +262,7 @@ class HttpsServer:
         if bool(settings.tls_cert) != bool(settings.tls_key):
             raise fail("--tls-cert and --tls-key go together")
         if acme:
-            from .acme import CertificateManager
+            from pasteur.tls.acme import CertificateManager
 
             self.manager = CertificateManager(acme_settings(settings, core_config.paths),
                                               self.tokens)
@@ -289,7 +289,7 @@ class HttpsServer:
                 self._start(redirect_app(self.settings.hostname, self.https_port, self.tokens),
                             self.http_port, secure=False)
             if self.manager is not None:
-                from .acme import AcmeError
+                from pasteur.tls.acme import AcmeError
 
                 try:
                     self.tls.load(await self.manager.obtain())

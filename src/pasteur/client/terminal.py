@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from . import crypto, languages, mediatype
+from pasteur import crypto, languages, mediatype
 
 DEFAULT_SERVER = "http://127.0.0.1:4343"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import SyncSettings
+from pasteur.config import SyncSettings
 
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,7 +57,7 @@ def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def keygen(args: argparse.Namespace) -> int:
-    from .sshkeys import key_from_seed, new_seed
+    from pasteur.sync.sshkeys import key_from_seed, new_seed
 
     seed = args.seed or new_seed()
     key = key_from_seed(seed, args.comment)

@@ -44,7 +44,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-log = logging.getLogger("pasteur.acme")
+log = logging.getLogger("pasteur.tls.acme")
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"

@@ -18,7 +18,7 @@ and ``refs/remotes/origin/<branch>``; a push reads the commits the server wrote.
 Nothing here writes the server's branch.
 
 Pushes to a local remote (a plain path or ``file://``) go through ``git push``
-(``pasteur.synclocal``): libgit2's local transport writes the ref without a
+(``pasteur.sync.local``): libgit2's local transport writes the ref without a
 compare-and-swap. Every other remote is pushed with libgit2.
 """
 
@@ -37,9 +37,9 @@ import pygit2
 from pygit2.enums import CredentialType
 from pygit2.ffi import C
 
-from . import synclocal
-from .config import SyncSettings
-from .sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
+from pasteur.config import SyncSettings
+from pasteur.sync import local as synclocal
+from pasteur.sync.sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
 
 # The remote head this instance has integrated or pushed (written by the server
 # after integrating, by the worker after a push), and the fetched head not yet

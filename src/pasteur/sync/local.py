@@ -28,7 +28,7 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .procs import child_env
+from pasteur.procs import child_env
 
 # below sync.WORKER_TIMEOUT (120 s), so the worker answers before its parent kills it
 PUSH_TIMEOUT = 100.0

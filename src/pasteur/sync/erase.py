@@ -3,7 +3,7 @@
 An erasure rewrites history; before anything is pushed, a marker commit
 (``Erased: <ids>``) names the erased ids, so that other instances know the
 pastes are gone on purpose: they neither restore them nor keep their content
-(syncmerge's ``leftovers``). The ids to announce are kept, durably, in a file
+(merge's ``leftovers``). The ids to announce are kept, durably, in a file
 of the repository (``Layout.erase_marker``) from before the erasure until the
 marker is committed, so a crash in between loses no announcement.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import os
 from collections.abc import Awaitable, Callable
 
-from .storage.repository import Change
-from .storage.store import Store
-from .syncmerge import Integration, erase_message
+from pasteur.storage.repository import Change
+from pasteur.storage.store import Store
+from pasteur.sync.merge import Integration, erase_message
 
 
 class Eraser:

@@ -1,12 +1,12 @@
 """Git remote synchronisation: push every commit, fetch and replay, serve misses.
 
 The ``Syncer`` lives in the server's event loop. Network work (fetch, push)
-runs in a worker process (``pasteur.syncworker``) because pygit2 holds the GIL
+runs in a worker process (``pasteur.sync.worker``) because pygit2 holds the GIL
 while it talks to a remote. Local work (integrating what was fetched) runs in
 the Store's writer thread, serialised with paste commits.
 
 How history stays linear, and how collisions and erasures are handled: see
-``pasteur.syncmerge``.
+``pasteur.sync.merge``.
 """
 
 from __future__ import annotations
@@ -25,12 +25,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pygit2
 
-from .config import SyncSettings
-from .procs import child_env
-from .sshkeys import parse_fingerprints
-from .storage.store import Store
-from .syncerase import Eraser
-from .syncmerge import (
+from pasteur.config import SyncSettings
+from pasteur.procs import child_env
+from pasteur.storage.store import Store
+from pasteur.sync.erase import Eraser
+from pasteur.sync.merge import (
     Integration,
     absorb,
     count_ahead,
@@ -39,9 +38,10 @@ from .syncmerge import (
     is_rewrite,
     set_tracking,
 )
-from .syncworker import FETCHED, TRACKING, SyncFailure, hello, is_ssh, split_credentials
+from pasteur.sync.sshkeys import parse_fingerprints
+from pasteur.sync.worker import FETCHED, TRACKING, SyncFailure, hello, is_ssh, split_credentials
 
-log = logging.getLogger("pasteur.sync")
+log = logging.getLogger("pasteur.sync.syncer")
 
 FATAL_KINDS = ("auth", "hostkey", "config")
 BACKOFF_FIRST = 0.5  # seconds
@@ -142,7 +142,7 @@ class WorkerClient:
         if self._proc is not None and self._proc.returncode is None:
             return self._proc
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pasteur.syncworker",
+            sys.executable, "-m", "pasteur.sync.worker",
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=child_env(),
         )
         assert self._proc.stdin is not None

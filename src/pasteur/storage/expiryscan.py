@@ -1,6 +1,6 @@
 """Finds the pastes that have an expiry, in a process of its own.
 
-``python -m pasteur.expiryscan REPO HEAD [SINCE]`` prints ``<expires> <id>``
+``python -m pasteur.storage.expiryscan REPO HEAD [SINCE]`` prints ``<expires> <id>``
 for every paste of HEAD's tree with an ``expires`` field, or only for those
 added or changed since the commit SINCE (a tree diff descends only into the
 subtrees that differ). pygit2 holds the GIL, so reading every paste of a large
@@ -53,7 +53,7 @@ def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[s
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
-        print("usage: python -m pasteur.expiryscan REPO HEAD [SINCE]", file=sys.stderr)
+        print("usage: python -m pasteur.storage.expiryscan REPO HEAD [SINCE]", file=sys.stderr)
         return 2
     repo = pygit2.Repository(argv[0])
     tree = repo[argv[1]].peel(pygit2.Tree)

@@ -52,12 +52,12 @@ from dataclasses import dataclass, field
 import pygit2
 from pygit2.enums import DeltaStatus, SortMode
 
-from .ids import valid_id
-from .storage.maintenance import repack_and_prune
-from .storage.objects import DEFAULT_EMAIL, DEFAULT_NAME, shard_path
-from .storage.repository import Change, Repository
+from pasteur.ids import valid_id
+from pasteur.storage.maintenance import repack_and_prune
+from pasteur.storage.objects import DEFAULT_EMAIL, DEFAULT_NAME, shard_path
+from pasteur.storage.repository import Change, Repository
 
-log = logging.getLogger("pasteur.sync")
+log = logging.getLogger("pasteur.sync.syncer")
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The terminal client: `pasteur paste` and `pasteur get`."""

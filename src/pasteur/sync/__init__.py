@@ -1,0 +1,1 @@
+"""Synchronisation with a Git remote: the push loop, integration, the network worker."""

@@ -1,0 +1,1 @@
+"""Pasteur's own HTTPS: the TLS listener and ACME certificates."""
