@@ -178,8 +178,10 @@ class Backoff:
     def __init__(self, first: float = BACKOFF_FIRST, cap: float = BACKOFF_CAP) -> None:
         self.first, self.cap = first, cap
         self.delay = 0.0
+        self.failures = 0  # every failure backed off from since the start (never reset)
 
     def next(self) -> float:
+        self.failures += 1
         self.delay = min(self.cap, self.delay * 2 if self.delay else self.first)
         return self.delay * random.uniform(0.8, 1.2)
 
@@ -513,6 +515,7 @@ class Syncer:
             "last_error_at": _iso(self.last_error_at),
             "next_retry": _iso(self.retry_at),
             "failures": self.failures,
+            "push_failures": self._backoff.failures,  # since the start
             "failing_s": round(failing, 1),
             "stuck": stuck,
             "pushes": self.pushes,

@@ -22,7 +22,7 @@ from .assets import Bundle, StaticFiles
 from .caches import BaseUrls, CommitLinks, PageCache
 from .create import CreatePage
 from .delete import DeletePage
-from .frontdoor import ASGIApp, FastPath, Frontdoor
+from .frontdoor import ASGIApp, FastPath, Frontdoor, ResponseCounts
 from .health import Health, SyncStatus
 from .pastes import Pastes
 from .render import Renderer, environment
@@ -41,12 +41,15 @@ def create_app(
     *,
     misses: Callable[[], Awaitable[bool]] | None = None,
     sync_status: SyncStatus | None = None,
+    counts: ResponseCounts | None = None,
 ) -> ASGIApp:
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
     pastes (sync's ``fetch_for_miss``); ``sync_status``: sync's figures for
-    ``/healthz``. Both None when the server does not sync.
+    ``/healthz``. Both None when the server does not sync. ``counts``: the
+    answers counted for /metrics (served elsewhere, ``metrics.py``), None
+    when it is off.
 
     ``freeze`` (the server's own process): once started, the objects alive
     then (modules, classes, the templates, lexers) move out of the garbage
@@ -108,4 +111,4 @@ def create_app(
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     fast = FastPath(app, create.create, show.show, crashed)
-    return Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies), fast)
+    return Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies), fast, counts)
