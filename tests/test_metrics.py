@@ -131,6 +131,10 @@ def test_sync_figures_and_push_failures(server_factory: Callable[..., Server],
     samples = scrape(metrics)
     assert value(samples, "pasteur_sync_pending_commits") >= 1
     assert value(samples, "pasteur_sync_consecutive_failures") >= 1
+    sync = httpx.get(server.url + "/healthz", timeout=10).json()["sync"]
+    assert sync["push_failures"] >= 1
+    # The lag, where sync's status tells the oldest unpushed commit's wait.
+    assert (("pasteur_sync_lag_seconds", frozenset()) in samples) == ("oldest_unpushed_s" in sync)
 
 
 def test_certificate_days_left(tmp_path: Path) -> None:

@@ -50,8 +50,8 @@ log = logging.getLogger("pasteur.metrics")
 
 SyncStatus = Callable[[], dict[str, Any]]  # Syncer.status
 DaysLeft = Callable[[], float | None]  # LiveTLS.days_left
-# Keys of sync's status that may carry the oldest unpushed commit's wait, in seconds.
-SYNC_LAG_KEYS = ("oldest_unpushed_s", "push_lag_s", "lag_s")
+# The key of sync's status that gives the oldest unpushed commit's wait, in seconds.
+SYNC_LAG_KEY = "oldest_unpushed_s"
 
 
 class PasteurCollector(Collector):
@@ -112,8 +112,7 @@ class PasteurCollector(Collector):
         yield GaugeMetricFamily("pasteur_sync_pending_commits",
                                 "Local commits the remote has not got yet.",
                                 value=status.get("pending") or 0)
-        lag = next((status[k] for k in SYNC_LAG_KEYS if status.get(k) is not None), None)
-        if lag is not None:
+        if (lag := status.get(SYNC_LAG_KEY)) is not None:
             yield GaugeMetricFamily("pasteur_sync_lag_seconds",
                                     "Seconds the oldest unpushed commit has waited.", value=lag)
         yield CounterMetricFamily("pasteur_sync_push_failures",
