@@ -7,13 +7,12 @@ know it. Values are highlight.js names.
 
 from __future__ import annotations
 
-import fnmatch
-import os
-import re
 from functools import cache
 
 from pygments.lexer import Lexer
-from pygments.lexers import find_lexer_class_for_filename, get_all_lexers, get_lexer_by_name
+from pygments.lexers import get_lexer_by_name
+
+from .filenames import lexer_class_for_filename
 
 # (highlight.js name, label, Pygments alias)
 LANGUAGES: tuple[tuple[str, str, str], ...] = (
@@ -71,51 +70,11 @@ def lexer(name: str) -> Lexer | None:
 
 
 def guess_from_filename(filename: str) -> str:
-    """The language name for an uploaded file's name, or "" if none fits:
-    Pygments' answer (``find_lexer_class_for_filename``), remembered.
-
-    Pygments tries its ~930 filename patterns and asks every installed
-    package for plugin lexers on each call (measured: 0.3-10 ms of CPU per
-    upload sent as a file part). Most patterns are ``*.<ext>``: for a name
-    that matches none of the others, the answer depends only on what follows
-    its first dot, so it is remembered by that; the few other names
-    (``Makefile``, ``.bashrc``, ``CMakeLists.txt`` ...) by the name. Both
-    tables are bounded (emptied when full: the names are the clients')."""
-    name = os.path.basename(filename)
-    if _special_names().match(name) is None:
-        dot = name.find(".")
-        if dot < 0:
-            return ""  # no *.<ext> pattern can match, nor any other
-        key, table = name[dot:], GUESSED_BY_SUFFIX
-    else:
-        key, table = name, GUESSED_BY_NAME
-    found = table.get(key)
+    """The language name for an uploaded file's name, or "" if none fits."""
+    found = lexer_class_for_filename(filename)  # remembered: see filenames.py
     if found is None:
-        found = _guess(name)
-        if len(table) >= GUESSES_KEPT:
-            table.clear()
-        table[key] = found
-    return found
-
-
-GUESSES_KEPT = 1024  # names or suffixes remembered, in each table
-GUESSED_BY_SUFFIX: dict[str, str] = {}
-GUESSED_BY_NAME: dict[str, str] = {}
-
-
-@cache
-def _special_names() -> re.Pattern[str]:
-    """Pygments' filename patterns that are not ``*.<ext>`` (ext without
-    ``*``), plugins' included, as one regular expression (as Pygments
-    matches them: ``fnmatch.translate``, case-sensitive)."""
-    patterns = [p for _, _, names, _ in get_all_lexers(plugins=True) for p in names]
-    special = [p for p in patterns if not (p.startswith("*.") and "*" not in p[2:])]
-    return re.compile("|".join(fnmatch.translate(p) for p in special) or "(?!)")
-
-
-def _guess(name: str) -> str:
-    found = find_lexer_class_for_filename(name)
-    for alias in found.aliases if found is not None else ():
+        return ""
+    for alias in found.aliases:
         if alias in _FROM_PYGMENTS:
             return _FROM_PYGMENTS[alias]
     return ""
