@@ -56,17 +56,11 @@ class Figures:
     """The group commits of new pastes so far. Written by the writer thread
     alone; read at any time (a reader may see one batch half counted)."""
 
+    # Batches by commit time: per COMMIT_BUCKETS bound, and one past the last.
+    commit_counts: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
     batches: int = 0
     added: int = 0  # pastes they held
     commit_seconds: float = 0.0  # time spent in them (wall, fsyncs included)
-    # Batches by commit time: per COMMIT_BUCKETS bound, and one past the last.
-    commit_counts: list[int] = field(default_factory=lambda: [0] * (len(COMMIT_BUCKETS) + 1))
-
-    def count_batch(self, pastes: int, seconds: float) -> None:
-        self.batches += 1
-        self.added += pastes
-        self.commit_seconds += seconds
-        self.commit_counts[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
 
 
 class Writer:
@@ -330,7 +324,11 @@ class Writer:
         seqs = [p.seq for p in batch if p.seq is not None]
         if seqs and self.journal is not None:
             self.journal.checkpoint(max(seqs))
-        self.figures.count_batch(len(batch), time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        self.figures.batches += 1
+        self.figures.added += len(batch)
+        self.figures.commit_seconds += seconds
+        self.figures.commit_counts[bisect.bisect_left(COMMIT_BUCKETS, seconds)] += 1
 
     def commit_batch(self, batch: Sequence[Pending], relaxed: bool = False,
                      verify: bool = True) -> PackBuilder:

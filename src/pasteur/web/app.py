@@ -41,15 +41,13 @@ def create_app(
     *,
     misses: Callable[[], Awaitable[bool]] | None = None,
     sync_status: SyncStatus | None = None,
-    counts: ResponseCounts | None = None,
+    counts: ResponseCounts | None = None,  # answers counted for /metrics (metrics.py); None: off
 ) -> ASGIApp:
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
     pastes (sync's ``fetch_for_miss``); ``sync_status``: sync's figures for
-    ``/healthz``. Both None when the server does not sync. ``counts``: the
-    answers counted for /metrics (served elsewhere, ``metrics.py``), None
-    when it is off.
+    ``/healthz``. Both None when the server does not sync.
 
     ``freeze`` (the server's own process): once started, the objects alive
     then (modules, classes, the templates, lexers) move out of the garbage
