@@ -311,8 +311,7 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         metrics = MetricsListener(metrics_app(registry_for(collector)), metrics_bind)
     try:
         if metrics is not None and not await metrics.start():
-            store.close()
-            return 1
+            return 1  # the store was never started (the app's lifespan starts it)
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
             await https.serve(app, config, tls)
             return 0
@@ -322,7 +321,7 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         await server.serve()
         return 0 if server.started else 1
     finally:
-        if metrics is not None:
-            await metrics.stop()
         if syncer is not None:
             await syncer.stop()
+        if metrics is not None:
+            await metrics.stop()
