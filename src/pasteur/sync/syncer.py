@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -190,8 +190,12 @@ class Backoff:
 class Syncer:
     """Pushes local commits, fetches others' and serves misses; state in ``status()``."""
 
-    def __init__(self, store: Store, options: SyncSettings,
-                 worker: WorkerClient | None = None) -> None:
+    def __init__(self, store: Store, options: SyncSettings, eraser: Eraser,
+                 guard: asyncio.Lock, worker: WorkerClient | None = None) -> None:
+        """``eraser`` announces the store's erasures (hooked to it by the
+        wiring); ``guard`` is the store's: held by every fetch, push, erasure
+        and pack roll-up, one network or history operation at a time, each
+        seeing a consistent head and remote head."""
         self.store = store
         self.options = options
         self.worker = worker or WorkerClient(store.path, options)
@@ -212,10 +216,8 @@ class Syncer:
         self.restored: list[str] = []
         self._backoff = Backoff()
         self._wake = asyncio.Event()
-        # Held by every fetch, push and erasure: one network or history
-        # operation at a time, each seeing a consistent head and remote head.
-        self._sync_lock = asyncio.Lock()
-        self.eraser = Eraser(store)
+        self._sync_lock = guard
+        self.eraser = eraser
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -255,31 +257,11 @@ class Syncer:
             self._note_success()
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
-        self._guard_erase()
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
         self._task = loop.create_task(self._run(), name="pasteur-sync")
         self._wake.set()
-
-    def _guard_erase(self) -> None:
-        """Wrap the store's erasure and pack maintenance with the sync lock (a repack
-        during a fetch could delete the pack being written); see ``Eraser``."""
-        self.eraser.store_erase = self.store.erase
-
-        async def erase_guarded() -> int:
-            async with self._sync_lock:
-                return await self.eraser.erase()
-
-        self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
-
-        maintain: Callable[[], Awaitable[None]] = self.store.maintain
-
-        async def maintain_guarded() -> None:  # a repack never runs beside a fetch
-            async with self._sync_lock:
-                await maintain()
-
-        self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
 
     async def _first_sync(self) -> None:
         await self.fetch_and_integrate()
@@ -291,11 +273,15 @@ class Syncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        head = self.store.head
-        if head is not None and head != self.remote_head:
-            with contextlib.suppress(TimeoutError, SyncFailure):
-                await asyncio.wait_for(self._push(head), flush_timeout)
+        with contextlib.suppress(TimeoutError, SyncFailure):
+            await asyncio.wait_for(self._last_push(), flush_timeout)
         await self.worker.close()
+
+    async def _last_push(self) -> None:
+        async with self._sync_lock:  # never beside an erasure's prune
+            head = self.store.head
+            if head is not None and head != self.remote_head:
+                await self._push(head)
 
     # -- push loop ------------------------------------------------------------
 
@@ -370,13 +356,18 @@ class Syncer:
 
     async def _push(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
         args = {"lease": str(lease)} if lease is not None else {}
-        reply = await self.worker.call("push", oid=str(head), **args)
+        reply = await self.worker.call("push", oid=str(head), reopens=self._reopens(), **args)
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "push failed"))
         self.remote_head = head
         self.last_push = time.time()
         self.pushes += 1
         self.last_error = None
+
+    def _reopens(self) -> int:
+        """The store's handle renewals: the worker renews its own when this
+        changed (a repack or prune deleted packs its handle may still list)."""
+        return self.store.repository.reopens
 
     async def _check_push_access(self) -> None:
         reply = await self.worker.call("check")
@@ -427,7 +418,7 @@ class Syncer:
         return result
 
     async def _fetch(self) -> pygit2.Oid | None:
-        reply = await self.worker.call("fetch")
+        reply = await self.worker.call("fetch", reopens=self._reopens())
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "fetch failed"))
         self.last_fetch = time.time()
@@ -527,13 +518,3 @@ def _iso(t: float | None) -> str | None:
     if t is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-async def start_syncer(settings: SyncSettings | None, store: Store) -> Syncer | None:
-    """The syncer for ``--remote``, started (first fetch done), or None without a remote."""
-    if settings is None:
-        return None
-    syncer = Syncer(store, settings)
-    await syncer.start()
-    return syncer
-
