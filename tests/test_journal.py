@@ -118,7 +118,7 @@ def test_a_full_ring_waits_for_a_checkpoint(tmp_path):
     item = ("same", None, None, b"x" * 100)
     need = _REC.size + len(_payload(*item))
     last = 0
-    while j._place(need) is not None:
+    while j.fits(need):
         last = j.append([item])[-1]
     done: list[list[int]] = []
     t = threading.Thread(target=lambda: done.append(j.append([("id7", None, None, b"x" * 100)])))
@@ -447,25 +447,20 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
             items = [(f"s{step}n{k}", None, None, b"." * rng.randrange(10, 700))
                      for k in range(rng.randrange(1, 4))]
             need = sum(_REC.size + len(_payload(*it)) for it in items)
-            if j._place(need) is None:
+            if not j.fits(need):
                 continue  # full: it would wait for a checkpoint
             seqs = j.append(items)
             acked += seqs
             names.update({s: it[0] for s, it in zip(seqs, items, strict=True)})
         elif in_flight and rng.random() < 0.5:  # a checkpoint's fdatasync returns
             disk.sync(j.fd)
-            j._synced(*in_flight)
+            j.end_checkpoint(*in_flight)
             in_flight = None
         else:
             upto = rng.choice(acked[-6:])  # the writer lags a little
             if upto > j.committed and in_flight is None:
                 # checkpoint() up to its fdatasync, which is still in flight
-                with j._lock:
-                    j.committed = upto
-                    while j._offsets and j._offsets[0][0] <= upto:
-                        j._offsets.popleft()
-                    j.base, j.start = j._offsets[0] if j._offsets else (j.next_seq, j.tail)
-                    in_flight = (j._write_header(), j.start)
+                in_flight = j.begin_checkpoint(upto)
         check(step)
 
 

@@ -37,7 +37,7 @@ class SyncStatus:
 
     def success(self) -> None:
         """The push loop (or the first sync) went through."""
-        self.failures, self.failing_since = 0, None
+        self.failures, self.failing_since, self.retry_at = 0, None, None
 
     def backing_off(self, delay: float) -> None:
         """The push loop failed again; it retries in ``delay`` seconds."""
