@@ -21,7 +21,7 @@ from pasteur.storage.objects import shard_path
 from pasteur.storage.store import Store
 
 if TYPE_CHECKING:
-    from .fixtures_faults import Faults
+    from tests.fixtures_faults import Faults
 
 pytest_plugins = ["tests.fixtures_faults"]
 
@@ -498,7 +498,7 @@ def test_a_full_journal_answers_503_with_retry_after_and_recovers(server_factory
     ring; then a create waits a moment for room and gets 503 with
     Retry-After, nothing stored. Once the committer runs again, creates go
     through by themselves and every acknowledged paste is committed."""
-    from .test_health import committer_pid
+    from tests.web.test_health import committer_pid
 
     server = server_factory("--rate-limit", "off")
     _paste_id(httpx.post(server.url + "/", content=b"first"))
