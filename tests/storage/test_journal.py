@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.storage.journal import _REC, HEADER, Journal, JournalError, _payload
+from pasteur.storage.journal import HEADER, Journal, JournalError, record_size
 from pasteur.storage.layout import JOURNAL_FILE
 from pasteur.storage.objects import shard_path
 from pasteur.storage.store import Store
@@ -116,7 +116,7 @@ def test_a_full_ring_waits_for_a_checkpoint(tmp_path):
 
     j = Journal(tmp_path / "j", size=HEADER + 2000)
     item = ("same", None, None, b"x" * 100)
-    need = _REC.size + len(_payload(*item))
+    need = record_size(*item)
     last = 0
     while j.fits(need):
         last = j.append([item])[-1]
@@ -446,7 +446,7 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
         if rng.random() < 0.6 or not acked:
             items = [(f"s{step}n{k}", None, None, b"." * rng.randrange(10, 700))
                      for k in range(rng.randrange(1, 4))]
-            need = sum(_REC.size + len(_payload(*it)) for it in items)
+            need = sum(record_size(*it) for it in items)
             if not j.fits(need):
                 continue  # full: it would wait for a checkpoint
             seqs = j.append(items)

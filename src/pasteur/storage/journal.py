@@ -91,6 +91,11 @@ def _payload(paste_id: str, author: str | None, message: str | None, data: bytes
     return _FIELDS.pack(len(i), len(a), len(m)) + i + a + m + data
 
 
+def record_size(paste_id: str, author: str | None, message: str | None, data: bytes) -> int:
+    """Bytes the record of a paste takes in the ring (see ``Journal.fits``)."""
+    return _REC.size + len(_payload(paste_id, author, message, data))
+
+
 def _record(seq: int, payload: bytes) -> bytes:
     crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", seq, len(payload))))
     return _REC.pack(REC_MAGIC, seq, len(payload), crc) + payload
