@@ -18,11 +18,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Server
-from .fixtures_acme import self_signed
-from .fixtures_git import bare_remote
-from .ports import free_port, wait_port
-from .processes import stop
+from tests.conftest import Server
+from tests.fixtures_acme import self_signed
+from tests.fixtures_git import bare_remote
+from tests.ports import free_port, wait_port
+from tests.processes import stop
 
 pytestmark = pytest.mark.timeout(120)
 
