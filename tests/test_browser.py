@@ -216,7 +216,7 @@ def test_encrypted_paste_round_trip(page, server, encrypted_link):
     before = code.locator(".line").first.evaluate("e => getComputedStyle(e, '::before').content")
     assert before == "counter(line)"
     assert page.locator("#paste-status").is_hidden()
-    assert page.locator("#paste-lang").inner_text() == "python"
+    assert page.locator("#paste-lang").inner_text() == "Python"  # the display name
     # Copy puts the exact text, without numbers, on the clipboard.
     page.get_by_role("button", name="Copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == PYTHON_CODE

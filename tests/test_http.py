@@ -210,17 +210,20 @@ def test_static_precompressed(client):
     )
     assert "?v=" in url
     for enc in ("br", "zstd", "gzip"):
-        r = client.get("/static/pygments.css", headers={"accept-encoding": enc})
+        r = client.get(url, headers={"accept-encoding": enc})
         assert r.headers["content-encoding"] == enc
         assert r.headers["vary"] == "Accept-Encoding"
         assert "immutable" in r.headers["cache-control"]
         etag = r.headers["etag"]
-        again = client.get("/static/pygments.css",
+        again = client.get(url,
                            headers={"accept-encoding": enc, "if-none-match": etag})
         assert again.status_code == 304
-    identity = client.get("/static/pygments.css", headers={"accept-encoding": "identity"})
+    identity = client.get(url, headers={"accept-encoding": "identity"})
     assert "content-encoding" not in identity.headers
-    assert b".highlight" in identity.content
+    assert b"prefers-color-scheme" in identity.content
+    # Without its hash (or with another) a URL is not cached as immutable.
+    unhashed = client.get(url.split("?", 1)[0])
+    assert unhashed.status_code == 200 and unhashed.headers["cache-control"] == "no-cache"
 
 
 def test_access_log_has_no_content(client, shared_server):
@@ -310,3 +313,11 @@ def test_a_clear_paste_with_a_password_is_refused(client, shared_server):
     r = client.post("/", files={"paste": (None, "clear"), "password": (None, ""),
                                 "form": (None, "html")})
     assert r.status_code == 201  # an empty password field is no password
+
+
+def test_language_badge_shows_its_display_name(client):
+    r = client.post("/", files={"paste": (None, "int main() {}\n"), "hl": (None, "cpp")},
+                    headers={"accept": "application/json"})
+    assert r.status_code == 201, r.text
+    page = client.get(f"/{r.json()['code']}").text
+    assert '<span class="lang">C++</span>' in page and ">cpp<" not in page

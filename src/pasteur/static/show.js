@@ -6,6 +6,7 @@
 import { formatBytes } from "./bytes.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
 import { escapeHtml, splitHighlighted } from "./lines.js";
+import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
 const status = document.getElementById("paste-status");
@@ -15,9 +16,6 @@ const passwordForm = document.getElementById("password-form");
 const burnForm = document.getElementById("burn-form");
 const filesSection = document.getElementById("paste-files");
 const filesList = document.getElementById("paste-files-list");
-// highlight.js core comes with its versioned URL; a language module gets the
-// same version query, so a refreshed highlight.js changes every URL.
-const hljsCore = new URL(article.dataset.hljs || "hljs/core.min.js", import.meta.url);
 
 const MESSAGES = {
   nokey: "This paste is encrypted; the link you opened has no key: ask its author for the full link.",
@@ -43,12 +41,10 @@ function say(message, isError = true) {
 }
 
 async function highlight(text, lang) {
-  if (!lang || lang === "plaintext" || !/^[a-z0-9-]+$/.test(lang)) return escapeHtml(text);
+  // highlight.js and its grammars come through languages.js, by hashed URLs.
+  if (!lang || lang === "plaintext" || !Object.hasOwn(GRAMMARS, lang)) return escapeHtml(text);
   try {
-    const [{ default: hljs }, { default: grammar }] = await Promise.all([
-      import(hljsCore.href),
-      import(new URL(`languages/${lang}.min.js${hljsCore.search}`, hljsCore).href),
-    ]);
+    const [{ default: hljs }, { default: grammar }] = await Promise.all([core(), GRAMMARS[lang]()]);
     hljs.registerLanguage(lang, grammar);
     return hljs.highlight(text, { language: lang, ignoreIllegals: true }).value;
   } catch {
@@ -62,7 +58,10 @@ async function render(payload) {
   code.className = payload.lang ? `hljs language-${payload.lang}` : "hljs";
   article.classList.toggle("numbered", Boolean(payload.ln));
   article.style.setProperty("--ln-width", `${String(lines.length).length + 1}ch`);
-  if (payload.lang) document.getElementById("paste-lang").textContent = payload.lang;
+  if (payload.lang) {
+    const known = Object.hasOwn(LABELS, payload.lang);
+    document.getElementById("paste-lang").textContent = known ? LABELS[payload.lang] : payload.lang;
+  }
   setupActions(payload.text);
   const files = payload.files || [];
   showFiles(files);

@@ -48,6 +48,7 @@ def environment(static_url: Callable[[str], str]) -> Environment:  # an asset's 
         lstrip_blocks=True,
     )
     env.globals["static"] = static_url
+    env.globals["language_labels"] = dict(languages.choices())  # "cpp" -> "C++"
     return env
 
 
