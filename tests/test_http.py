@@ -79,7 +79,7 @@ def test_raw_body_options_in_query(client):
     r = client.post("/?hl=python&ln=true", content=b"x = 1\n")
     assert r.status_code == 201
     page = client.get(f"/{paste_id(r.text)}").text
-    assert '<span class="ln">1</span>' in page
+    assert '<pre class="gutter" aria-hidden="true">1</pre>' in page
 
 
 def test_json_api(client, shared_server):
@@ -106,10 +106,10 @@ def test_show_highlighted_and_escaped(client):
     assert page.status_code == 200
     assert "<script>alert(1)" not in page.text
     assert "&lt;" in page.text
-    assert '<span class="ln">2</span>' in page.text
-    assert 'class="nb"' in page.text  # Pygments token class for print
+    assert '<pre class="gutter" aria-hidden="true">1\n2</pre>' in page.text
+    assert '<span class="hljs-built_in">print</span>' in page.text  # highlight.js's class
     plain = client.get(f"/{pid}?hl=&ln=false")
-    assert 'class="ln"' not in plain.text and 'class="nb"' not in plain.text
+    assert 'class="gutter"' not in plain.text and "hljs-built_in" not in plain.text
     other = client.get(f"/{pid}?hl=rust")
     assert other.status_code == 200
     assert client.get(f"/{pid}?hl=klingon").status_code == 400

@@ -1,31 +1,15 @@
-// Line helpers for the encrypted show page.
+// Text helpers for the encrypted show page.
 
 export function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-// Splits highlight.js output (escaped text, `<span class="…">` and `</span>`
-// only) into one well-formed HTML string per line: spans still open at a line
-// break are closed at its end and opened again on the next line. A final
-// newline does not make an extra empty line.
-export function splitHighlighted(html) {
-  const lines = [];
-  const open = [];
-  let line = "";
-  for (const token of html.split(/(<span[^>]*>|<\/span>|\n)/)) {
-    if (token === "\n") {
-      lines.push(line + "</span>".repeat(open.length));
-      line = open.join("");
-    } else if (token.startsWith("<span")) {
-      open.push(token);
-      line += token;
-    } else if (token === "</span>") {
-      open.pop();
-      line += token;
-    } else {
-      line += token;
-    }
-  }
-  if (line.replace(/<[^>]*>/g, "") !== "" || lines.length === 0) lines.push(line);
-  return lines;
+// Line numbers as one text, "1\n2\n…", for the gutter beside the code (one
+// text node, not an element per line; the same as web/render.py's gutter). A
+// final newline ends the last line rather than starting one.
+export function lineNumbers(text) {
+  let n = 0;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
+  if (text && !text.endsWith("\n")) n++;
+  return Array.from({ length: n }, (_, i) => i + 1).join("\n");
 }

@@ -5,12 +5,13 @@
 // when the reader confirms. Every failure is said in plain words.
 import { formatBytes } from "./bytes.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
-import { escapeHtml, splitHighlighted } from "./lines.js";
+import { escapeHtml, lineNumbers } from "./lines.js";
 import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
 const status = document.getElementById("paste-status");
 const code = document.getElementById("paste-code");
+const gutter = document.getElementById("paste-gutter");
 const actions = document.getElementById("paste-actions");
 const passwordForm = document.getElementById("password-form");
 const burnForm = document.getElementById("burn-form");
@@ -52,22 +53,36 @@ async function highlight(text, lang) {
   }
 }
 
+// A large paste is shown as plain text first and coloured once highlight.js
+// is done with it: the text does not wait for the highlighter.
+const PLAIN_FIRST = 64 * 1024;
+const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
 async function render(payload) {
-  const lines = splitHighlighted(await highlight(payload.text, payload.lang));
-  code.innerHTML = lines.map((l) => `<span class="line">${l}\n</span>`).join("");
-  code.className = payload.lang ? `hljs language-${payload.lang}` : "hljs";
+  const { text, lang } = payload;
+  code.className = lang ? `hljs language-${lang}` : "hljs";
   article.classList.toggle("numbered", Boolean(payload.ln));
-  article.style.setProperty("--ln-width", `${String(lines.length).length + 1}ch`);
-  if (payload.lang) {
-    const known = Object.hasOwn(LABELS, payload.lang);
-    document.getElementById("paste-lang").textContent = known ? LABELS[payload.lang] : payload.lang;
+  gutter.hidden = !payload.ln;
+  gutter.textContent = payload.ln ? lineNumbers(text) : "";
+  if (lang) {
+    const known = Object.hasOwn(LABELS, lang);
+    document.getElementById("paste-lang").textContent = known ? LABELS[lang] : lang;
   }
-  setupActions(payload.text);
+  setupActions(text);
   const files = payload.files || [];
   showFiles(files);
   // A paste of attached files only has no text to show.
-  article.hidden = !payload.text && files.length > 0;
-  actions.hidden = article.hidden;
+  const reveal = () => {
+    article.hidden = !text && files.length > 0;
+    actions.hidden = article.hidden;
+  };
+  if (text.length > PLAIN_FIRST) {
+    code.textContent = text;
+    reveal();
+    await painted();
+  }
+  code.innerHTML = await highlight(text, lang);
+  reveal();
 }
 
 // Attachments: name, size, declared type and a download link to a Blob URL.

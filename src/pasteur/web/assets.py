@@ -30,7 +30,6 @@ from importlib.resources.abc import Traversable
 
 import brotli
 import zstandard
-from pygments.formatters import HtmlFormatter
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -66,14 +65,6 @@ MODULES = (".js", ".mjs")
 IMPORT = re.compile(r"""(\b(?:from|import)\s*\(?\s*)(["'])(\.\.?/[^"'\s?#]+)\2""")
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
-
-
-def pygments_css() -> bytes:
-    light = HtmlFormatter(style="default").get_style_defs(".highlight")
-    dark = HtmlFormatter(style="monokai").get_style_defs(".highlight")
-    return (
-        f"{light}\n@media (prefers-color-scheme: dark) {{\n{dark}\n}}\n".encode()
-    )
 
 
 def languages_module(grammars: set[str]) -> bytes:
@@ -117,7 +108,6 @@ class Bundle:
         grammars = {n.removeprefix("hljs/languages/").removesuffix(".min.js")
                     for n in self.files if n.startswith("hljs/languages/")}
         self.files["languages.js"] = languages_module(grammars)
-        self.files["pygments.css"] = pygments_css()
         for name in sorted(self.files):
             self._build(name, ())
 
