@@ -869,3 +869,109 @@ def test_plain_and_encrypted_pastes_look_the_same(browser, server, encrypted_lin
     # of their own; names used and the f-string's insides do not.
     assert len({plain[w] for w in ("def", "greet", "Say hello", "<b>not", "text")}) == 5, plain
     assert plain[" os"] == plain["name"] == plain["text"]
+
+
+# -- issue 16: accessibility (axe-core) on every kind of page ----------------
+
+# axe-core from the npm registry (scripts/vendor-axe), for the tests only.
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+}"""
+
+
+# Most token kinds, and a line too long for the page (a scrolling code block).
+RICH_CODE = PYTHON_CODE + (
+    "@cache\n"
+    "class Point(Base):\n"
+    "    n = len([1, 2.5, None, True, self])  # count\n"
+    "    print(f'{n!r}\\n', r'\\d+', b'x')\n"
+    f"    long = '{'long ' * 300}'\n"
+)
+
+
+def axe(pg) -> list[dict]:
+    """The page's axe-core violations (the script is evaluated through the
+    DevTools protocol: the page's CSP, which allows no inline script, stays on)."""
+    pg.evaluate(AXE.read_text("utf-8"))
+    return pg.evaluate(AXE_RUN)
+
+
+def page_kinds(pg, server, encrypted_link) -> dict[str, str]:
+    """Visits every kind of page; returns {kind: URL audited} with the page left on each."""
+    def post(**fields: str) -> str:
+        r = httpx.post(server.url + "/", files={k: (None, v) for k, v in fields.items()},
+                       headers={"accept": "application/json"})
+        assert r.status_code == 201, r.text
+        return r.json()["code"]
+
+    rich_key, rich_iv, rich_ct = crypto.encrypt(crypto.make_payload(RICH_CODE, "python", True))
+    key, iv, ct, salt, it = crypto.encrypt_with_password(
+        crypto.make_payload("behind a password\n", "", False), "sesame")
+    return {
+        "form": "/",
+        "plain": f"/{post(paste=RICH_CODE, hl='python', ln='true')}",
+        "encrypted": f"/{post(paste=rich_ct, iv=rich_iv, encrypted='true')}#{rich_key}",
+        "encrypted, wrong key": encrypted_link.removeprefix(server.url)[:-4] + "AAAA",
+        "password": f"/{post(paste=ct, iv=iv, encrypted='true', salt=salt, iter=str(it))}#{key}",
+        "burn, plain": f"/{post(paste='once', burn='true')}",
+        "burn, encrypted": f"/{post(paste=ct, iv=iv, encrypted='true', burn='true')}#{key}",
+        "delete": f"/{post(paste='to delete')}/delete",
+        "error 404": "/no-such-page-here",
+        "error 400": f"/{post(paste='x')}?hl=klingon",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_on_any_page(browser, server, encrypted_link, scheme):
+    context = browser.new_context(color_scheme=scheme)
+    found: dict[str, list[dict]] = {}
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(10_000)
+        for kind, path in page_kinds(pg, server, encrypted_link).items():
+            pg.goto(server.url + path)
+            pg.wait_for_load_state("networkidle")
+            if kind == "encrypted":
+                pg.locator("#paste-code .hljs-keyword").first.wait_for()
+            found[kind] = axe(pg)
+        # The creator's views (QR code, delete button), plain and encrypted.
+        for encrypted in (False, True):
+            fill_form(pg, server, PYTHON_CODE, lang="python", ln=True, encrypted=encrypted)
+            pg.get_by_role("button", name="Paste").click()
+            pg.locator("#paste-qr canvas").wait_for()
+            found[f"creator, {'encrypted' if encrypted else 'plain'}"] = axe(pg)
+    finally:
+        context.close()
+    print(f"axe violations ({scheme}):",
+          {kind: [f"{v['id']} ({v['impact']})" for v in vs] for kind, vs in found.items() if vs})
+    bad = {kind: [v for v in vs if v["impact"] in ("critical", "serious")]
+           for kind, vs in found.items()}
+    assert not any(bad.values()), bad
+    assert len(found) == 12
+    assert not [v for v in found["form"] if v["id"] == "page-has-heading-one"]
+
+
+def test_code_block_scrolls_with_the_keyboard(page, server):
+    """Tab reaches the code block (it has a name), and arrow keys scroll a long line."""
+    long_line = "x = '" + "long " * 300 + "'\n"
+    r = httpx.post(server.url + "/", files={"paste": (None, long_line), "hl": (None, "python")},
+                   headers={"accept": "application/json"})
+    key, iv, ct = crypto.encrypt(crypto.make_payload(long_line, "python", True))
+    for url in (f"{server.url}/{r.json()['code']}",
+                f"{server.url}/{post_encrypted(server, ct, iv)}#{key}"):
+        page.goto(url)
+        block = page.locator("#paste pre.code")
+        block.locator(".hljs-string").wait_for()
+        assert block.get_attribute("aria-label").startswith("Text of paste")
+        for _ in range(30):
+            if page.evaluate("document.activeElement.matches('#paste pre.code')"):
+                break
+            page.keyboard.press("Tab")
+        else:
+            pytest.fail(f"Tab never reached the code block of {url}")
+        assert block.evaluate("e => e.scrollLeft") == 0
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.querySelector('#paste pre.code').scrollLeft > 0")
