@@ -975,3 +975,43 @@ def test_code_block_scrolls_with_the_keyboard(page, server):
         assert block.evaluate("e => e.scrollLeft") == 0
         page.keyboard.press("ArrowRight")
         page.wait_for_function("() => document.querySelector('#paste pre.code').scrollLeft > 0")
+
+
+# -- issue 16: big pastes show at once, in blocks, coloured afterwards -------
+
+
+def big_python(size: int) -> str:
+    import sysconfig
+
+    text = ""
+    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        text += f.read_text("utf-8", "replace")
+        if len(text) > size:
+            break
+    return text[: text.rfind("\n", 0, size) + 1]
+
+
+BLOCKS = """() => {
+  const code = document.querySelector("#paste pre.code code");
+  return { text: code.textContent, blocks: code.querySelectorAll(":scope > .chunk").length,
+           stray: code.querySelectorAll(":scope > :not(.chunk)").length,
+           gutter: document.querySelector("#paste .gutter").textContent };
+}"""
+
+
+def test_big_pastes_come_in_blocks_and_are_coloured_later(page, server):
+    """Plain: the server sends the text in blocks of 200 lines and later.js
+    colours it; encrypted: show.js does the same. Timing: bench/big_page.py."""
+    text = big_python(300_000)
+    lines = text.count("\n")
+    numbers = "\n".join(map(str, range(1, lines + 1)))
+    r = httpx.post(server.url + "/", files={"paste": (None, text), "hl": (None, "python"),
+                                            "ln": (None, "true")},
+                   headers={"accept": "application/json"}, timeout=60)
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "python", True))
+    for url in (f"{server.url}/{r.json()['code']}",
+                f"{server.url}/{post_encrypted(server, ct, iv)}#{key}"):
+        page.goto(url)
+        page.locator("#paste .hljs-keyword").first.wait_for(timeout=60_000)
+        got = page.evaluate(BLOCKS)
+        assert got == {"text": text, "blocks": -(-lines // 200), "stray": 0, "gutter": numbers}

@@ -5,7 +5,7 @@
 // when the reader confirms. Every failure is said in plain words.
 import { formatBytes } from "./bytes.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
-import { escapeHtml, lineNumbers } from "./lines.js";
+import { chunked, escapeHtml, lineNumbers } from "./lines.js";
 import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
@@ -53,8 +53,9 @@ async function highlight(text, lang) {
   }
 }
 
-// A large paste is shown as plain text first and coloured once highlight.js
-// is done with it: the text does not wait for the highlighter.
+// A large paste is shown as plain text first, in blocks laid out only near
+// the screen, and coloured once highlight.js is done with it: the text does
+// not wait for the highlighter (the server's HIGHLIGHT_BUDGET, the same size).
 const PLAIN_FIRST = 64 * 1024;
 const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
 
@@ -63,7 +64,11 @@ async function render(payload) {
   code.className = lang ? `hljs language-${lang}` : "hljs";
   article.classList.toggle("numbered", Boolean(payload.ln));
   gutter.hidden = !payload.ln;
-  gutter.textContent = payload.ln ? lineNumbers(text) : "";
+  const numbers = payload.ln ? lineNumbers(text) : "";
+  const big = text.length > PLAIN_FIRST;
+  gutter.className = big ? `gutter d${String(numbers.length - numbers.lastIndexOf("\n") - 1)}` : "gutter";
+  if (big) gutter.innerHTML = chunked(numbers);
+  else gutter.textContent = numbers;
   if (lang) {
     const known = Object.hasOwn(LABELS, lang);
     document.getElementById("paste-lang").textContent = known ? LABELS[lang] : lang;
@@ -76,13 +81,14 @@ async function render(payload) {
     article.hidden = !text && files.length > 0;
     actions.hidden = article.hidden;
   };
-  if (text.length > PLAIN_FIRST) {
-    code.textContent = text;
-    reveal();
-    await painted();
+  if (!big) {
+    code.innerHTML = await highlight(text, lang);
+    return reveal();
   }
-  code.innerHTML = await highlight(text, lang);
+  code.innerHTML = chunked(escapeHtml(text));
   reveal();
+  await painted();
+  code.innerHTML = chunked(await highlight(text, lang));
 }
 
 // Attachments: name, size, declared type and a download link to a Blob URL.

@@ -17,7 +17,7 @@ from .caches import CachedPage, CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, cookie
 from .form import format_size
 from .pastes import LargeDocument, Pastes
-from .render import Renderer, gutter, highlight, wants
+from .render import HIGHLIGHT_BUDGET, Renderer, gutter, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
 
@@ -163,7 +163,8 @@ class ShowPage:
                 lang=lang,
                 ln=ln,
                 code_html=highlight(paste.text or "", lang),
-                gutter=gutter(paste.text or "") if ln else "",
+                later=lang if len(paste.text or "") > HIGHLIGHT_BUDGET else "",
+                gutter=gutter(paste.text or "") if ln else None,
                 raw_url=f"/{paste_id}?raw=true",
                 **meta,
             )
