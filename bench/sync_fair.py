@@ -51,7 +51,7 @@ class Node:
         return f"http://127.0.0.1:{self.port}"
 
 
-def wait_up(url: str, timeout: float = 30) -> None:
+def wait_up(url: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:

@@ -524,6 +524,8 @@ class Syncer:
             "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
             "reerased": self.eraser.reerased,
+            "miss_probes": self.misses.probes,
+            "miss_fetches": self.misses.fetches,
         }
 
 
