@@ -50,11 +50,13 @@ class MissProbe:
         self.fetches = 0
 
     async def miss(self) -> bool:
-        """A read missed: True if a fetch brought the remote's newer history."""
-        try:
-            return await asyncio.wait_for(self._after(time.monotonic()), self.wait)
-        except TimeoutError:
-            return False
+        """A read missed: True if the integrated remote head moved since (the
+        paste may be here now, whoever fetched it: this miss's probe, an
+        earlier one, or the push loop)."""
+        known = self.known()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._after(time.monotonic()), self.wait)
+        return self.known() != known
 
     async def _after(self, arrived: float) -> bool:
         """The result of the first probe that starts at or after ``arrived``."""
