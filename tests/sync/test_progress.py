@@ -1,4 +1,5 @@
-"""Several instances on one git daemon remote under load (issue 14 items 2, 6, 7):
+"""Several instances on one git daemon remote under load (issue 14 items 2, 6, 7;
+``sync/progress.py``, ``sync/misses.py``, and /healthz's sync figures):
 every instance's pushes make progress, a miss pulls a just-pushed paste at
 once while a flood of misses stays bounded, /healthz reports the backlog and
 failing commits. Real servers; bounds generous (a loaded 2-core CI):
@@ -21,8 +22,8 @@ pytest.register_assert_rewrite("tests.fixtures_git")
 from tests.fixtures_git import bare_remote, git, remote_ids, start_pasteur  # noqa: E402
 
 if TYPE_CHECKING:
-    from .fixtures_faults import Faults
-    from .fixtures_git import GitDaemon, Instance
+    from tests.fixtures_faults import Faults
+    from tests.fixtures_git import GitDaemon, Instance
 
 pytest_plugins = ["tests.fixtures_faults", "tests.fixtures_git"]
 pytestmark = pytest.mark.timeout(240)
