@@ -264,7 +264,7 @@ async def run(config: Config) -> int:
             log.error("%s", exc)
             return 1
     app = create_app(config, store, freeze=True,
-                     misses=syncer.fetch_for_miss if syncer else None,
+                     misses=syncer.misses.miss if syncer else None,
                      sync_status=syncer.status if syncer else None)
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
