@@ -155,6 +155,7 @@ class SyncSettings:
     ssh_insecure: bool = False
     interval: float = 60.0  # seconds between fetches; 0: only on a miss or a rejected push
     stuck_after: float = 60.0  # /healthz fails after failing again and again this long
+    max_lag: float = 30.0  # /healthz fails while a commit has waited this long for its push
     timeout_ms: int = 20_000  # libgit2: a read that stalls this long fails
     connect_timeout_ms: int = 5_000  # a host that does not answer delays the start this long
 

@@ -307,7 +307,7 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
             return 1
     counts = ResponseCounts() if metrics_bind is not None else None
     app = create_app(config, store, freeze=True,
-                     misses=syncer.fetch_for_miss if syncer else None,
+                     misses=syncer.misses.miss if syncer else None,
                      sync_status=syncer.status if syncer else None,
                      counts=counts)
     metrics: MetricsListener | None = None

@@ -32,6 +32,10 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--sync-stuck-after", type=float, default=60.0, metavar="SECONDS",
                    help="/healthz answers 503 once pushes or fetches have failed again and "
                         "again for this long (default 60)")
+    g.add_argument("--sync-max-lag", type=float, default=30.0, metavar="SECONDS",
+                   help="/healthz answers 503 while a local commit has waited this long for "
+                        "its push (pushes failing, or rejected again and again as other "
+                        "instances keep the remote busy) (default 30)")
 
 
 def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
@@ -47,6 +51,7 @@ def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
         ssh_insecure=bool(args.ssh_insecure),
         interval=args.sync_interval,
         stuck_after=args.sync_stuck_after,
+        max_lag=args.sync_max_lag,
     )
 
 

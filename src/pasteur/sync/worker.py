@@ -7,7 +7,7 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
-- then requests ``{"op": "fetch" | "push" | "check", ...}``, one at a time (a
+- then requests ``{"op": "fetch" | "push" | "check" | "head", ...}``, one at a time (a
   fetch or push names the server's handle renewals, ``reopens``: the worker
   renews its own to match), each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
@@ -26,6 +26,7 @@ compare-and-swap. Every other remote is pushed with libgit2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -50,6 +51,9 @@ from pasteur.sync.sshkeys import fingerprint_of_hash, key_from_seed, parse_finge
 TRACKING = "refs/remotes/origin/{branch}"
 FETCHED = "refs/pasteur/fetched/{branch}"
 MAX_AUTH_ATTEMPTS = 2
+# Waiting marks on the remote: refs/pasteur/wait/<instance>-<unix time>
+# (``progress.PushWatch``).
+MARKS = "refs/pasteur/wait/"
 
 # libgit2 1.9's git_cert_hostkey in full (pygit2 declares only its first
 # fields and hands Python ``None`` for an SSH host key): we read the SHA-256 of
@@ -261,20 +265,45 @@ class Worker:
             return {"ok": True, "head": None}
         return {"ok": True, "head": str(head.oid)}
 
+    def head(self) -> dict[str, Any]:
+        """The remote branch's head and the waiting marks, from the remote's
+        advertisement alone (an ``ls-remote``: nothing fetched or written here)."""
+        remote = self.remote()
+        cb = self.callbacks()
+        heads: list[pygit2.remotes.RemoteHead] = []
+        self._guard(lambda: heads.extend(remote.list_heads(callbacks=cb, connect=True)))
+        name = f"refs/heads/{self.settings.branch}"
+        found = [h for h in heads if h.name == name]
+        marks = [h.name for h in heads if h.name and h.name.startswith(MARKS)]
+        return {"ok": True, "head": str(found[0].oid) if found else None, "marks": marks}
+
     def _delete(self, name: str) -> None:
         ref = self.repo.references.get(name)
         if ref is not None:
             ref.delete()
 
-    def push(self, oid: str, lease: str | None = None) -> dict[str, Any]:
+    def push(self, oid: str, lease: str | None = None, mark: str | None = None,
+             unmark: str | None = None, done: str | None = None) -> dict[str, Any]:
         """Push a commit to the branch: a fast-forward, or with ``lease`` a forced
-        push that succeeds only if the remote branch is still at ``lease``."""
+        push that succeeds only if the remote branch is still at ``lease``.
+
+        Waiting marks (``progress.py``, network remotes): ``mark`` is set in the
+        same push (an instance whose pushes keep being rejected asks the others
+        to wait), ``unmark`` deleted with it; once the branch is pushed, ``mark``
+        and ``done`` are deleted. The answer names the marks the remote
+        advertised (``marks``)."""
+        marks: list[str] = []
         if self.local:
             self._push_with_git(oid, lease)
         else:
-            self._push_with_libgit2(oid, lease)
+            marks = self._push_with_libgit2(oid, lease, mark, unmark)
         self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
-        return {"ok": True}
+        gone = [m for m in (mark, done) if m]
+        if gone:
+            with contextlib.suppress(SyncFailure):  # a mark left behind goes stale
+                remote, cb = self.remote(), self.callbacks()
+                self._guard(lambda: remote.push([f":{m}" for m in gone], callbacks=cb))
+        return {"ok": True, "marks": [m for m in marks if m not in (mark, unmark, done)]}
 
     def _push_with_git(self, oid: str, lease: str | None) -> None:
         ref = f"refs/heads/{self.settings.branch}"
@@ -285,14 +314,35 @@ class Worker:
             kind = "rejected" if result.retryable else "config"
             raise SyncFailure(kind, "; ".join(result.refused))
 
-    def _push_with_libgit2(self, oid: str, lease: str | None) -> None:
+    def _push_with_libgit2(self, oid: str, lease: str | None, mark: str | None,
+                           unmark: str | None) -> list[str]:
+        """The push; the waiting marks the remote advertised to it."""
         remote = self.remote()
         cb = self.callbacks()
         cb.lease = lease
-        spec = f"{'+' if lease else ''}{oid}:refs/heads/{self.settings.branch}"
+        branch = f"refs/heads/{self.settings.branch}"
+        marking = [f"+{self._mark_commit()}:{mark}"] if mark else []
+        marking += [f":{unmark}"] if unmark else []
+        if marking:  # first, on its own: libgit2 refuses a whole push that is not
+            # a fast-forward before sending anything
+            with contextlib.suppress(SyncFailure):
+                self._guard(lambda: self.remote().push(marking, callbacks=self.callbacks()))
+        spec = f"{'+' if lease else ''}{oid}:{branch}"
         self._guard(lambda: remote.push([spec], callbacks=cb))
-        if cb.refused:
-            raise SyncFailure("rejected", "; ".join(cb.refused))
+        refused = [r for r in cb.refused if r.startswith(branch + ":")]
+        if refused:
+            raise SyncFailure("rejected", "; ".join(refused))
+        with contextlib.suppress(pygit2.GitError):
+            return [h.name for h in remote.list_heads(connect=False)
+                    if h.name and h.name.startswith(MARKS)]
+        return []
+
+    def _mark_commit(self) -> str:
+        """A commit with nothing in it, for a waiting mark (no paste's content)."""
+        sig = pygit2.Signature("pasteur", "pasteur@localhost", 0, 0)
+        tree = self.repo.TreeBuilder().write()
+        return str(self.repo.create_commit(None, sig, sig, "pasteur: waiting to push\n",
+                                           tree, []))
 
     def check(self) -> dict[str, Any]:
         """Connect for a push (checks write credentials) without pushing anything."""
@@ -357,9 +407,12 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
         if op == "fetch":
             return worker.fetch()
         if op == "push":
-            return worker.push(request["oid"], request.get("lease"))
+            return worker.push(request["oid"], request.get("lease"), request.get("mark"),
+                               request.get("unmark"), request.get("done"))
         if op == "check":
             return worker.check()
+        if op == "head":
+            return worker.head()
         raise SyncFailure("config", f"unknown operation {op!r}")
     except SyncFailure as exc:
         return {"ok": False, "kind": exc.kind, "error": str(exc)}
