@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -28,6 +29,7 @@ import pygit2
 from pasteur.config import SyncSettings
 from pasteur.procs import child_env
 from pasteur.storage.store import Store
+from pasteur.sync import branch
 from pasteur.sync.erase import Eraser
 from pasteur.sync.merge import (
     Integration,
@@ -67,8 +69,9 @@ def validate(settings: SyncSettings) -> None:
     if scheme not in ("", "git", "ssh", "http", "https", "file"):
         raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
     if is_ssh(url):
-        if not settings.seed:
-            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
+        if not (settings.seed or settings.ssh_key or settings.ssh_password):
+            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen'), "
+                            "--ssh-key ed25519:<base64> or --ssh-password")
         if settings.ssh_auth:
             try:
                 parse_fingerprints(settings.ssh_auth)
@@ -253,8 +256,8 @@ class Syncer:
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
         else:
             self._note_success()
-            log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
-                     self.remote_head)
+            log.info("synchronising with %s (branch %s, from %s; head %s)", url,
+                     self.options.branch, self.options.branch_source, self.remote_head)
         self._guard_erase()
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
@@ -504,6 +507,7 @@ class Syncer:
         return {
             "remote": redact(self.options.url),
             "branch": self.options.branch,
+            "branch_from": self.options.branch_source,
             "state": state,
             "pending": pending,
             "remote_head": str(self.remote_head) if self.remote_head else None,
@@ -533,7 +537,24 @@ async def start_syncer(settings: SyncSettings | None, store: Store) -> Syncer | 
     """The syncer for ``--remote``, started (first fetch done), or None without a remote."""
     if settings is None:
         return None
-    syncer = Syncer(store, settings)
+    validate(settings)
+    syncer = Syncer(store, await _resolve_branch(settings, store))
     await syncer.start()
     return syncer
+
+
+async def _resolve_branch(settings: SyncSettings, store: Store) -> SyncSettings:
+    """The settings with the branch to use (``pasteur.sync.branch``) and where it came from."""
+    if not settings.branch_from_head:
+        return settings
+    worker = WorkerClient(store.path, settings, timeout=START_TIMEOUT)
+    prefix = TRACKING.format(branch="")
+    remembered = sorted(name[len(prefix):] for name in store.reader.references
+                        if name.startswith(prefix))
+    try:
+        choice = await branch.resolve(settings, lambda: worker.call("head"), remembered)
+    finally:
+        await worker.close()
+    return dataclasses.replace(settings, branch=choice.branch, branch_from_head=False,
+                               branch_source=choice.source)
 
