@@ -119,7 +119,7 @@ def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
     if not args.remote:
         return None
     url, branch = split_remote(args.remote)
-    source = "URL#branch" if branch else "--remote-branch"
+    source = "URL#branch" if branch else "--remote-branch" if args.remote_branch else "default"
     branch = branch or args.remote_branch
     return SyncSettings(
         url=url,
