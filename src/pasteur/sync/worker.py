@@ -201,15 +201,6 @@ class Callbacks(pygit2.RemoteCallbacks):
         which = "--ssh-key" if self.settings.ssh_key else "--ssh-seed"
         return f"the SSH key from {which}: {key.public}"
 
-
-def ssh_key(settings: SyncSettings) -> SshKey | None:
-    """The SSH key of --ssh-key (ed25519:<base64>) or --ssh-seed, if either is given."""
-    if settings.ssh_key:
-        return key_from_ed25519(settings.ssh_key.partition(":")[2])
-    if settings.seed:
-        return key_from_seed(settings.seed)
-    return None
-
     def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
         # Force-with-lease: the remote's current value comes from this very
         # connection's advertisement, and receive-pack updates the ref only if
@@ -226,6 +217,15 @@ def ssh_key(settings: SyncSettings) -> SshKey | None:
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message:
             self.refused.append(f"{refname}: {message}")
+
+
+def ssh_key(settings: SyncSettings) -> SshKey | None:
+    """The SSH key of --ssh-key (ed25519:<base64>) or --ssh-seed, if either is given."""
+    if settings.ssh_key:
+        return key_from_ed25519(settings.ssh_key.partition(":")[2])
+    if settings.seed:
+        return key_from_seed(settings.seed)
+    return None
 
 
 class Worker:
