@@ -318,3 +318,34 @@ def test_ssh_key_ed25519_is_the_originals_key(sshd: Sshd, pasteurs: list[Instanc
     wait_pushed(a)
     assert pasted_on(bare, "main", pid)
     assert base64.b64encode(raw).decode() not in a.output()
+
+
+def test_unreachable_remote_keeps_the_branch_of_the_previous_run(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    """The remote's HEAD cannot be read while it is down: a data directory that synced
+    with master before keeps master; a fresh one says it falls back to main."""
+    bare = bare_remote(git_daemon.base / "m.git", first_commit=True)
+    git("-C", bare, "branch", "-m", "main", "master")
+    git("-C", bare, "symbolic-ref", "HEAD", "refs/heads/master")
+    url = git_daemon.url("m.git")
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0")
+    a.paste("first run")
+    assert wait_pushed(a)["sync"]["branch"] == "master"
+    stop(a.proc)
+    a.close()
+    git_daemon.stop()
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0")
+    fresh = start_pasteur(tmp_path / "fresh", "-r", url, "--sync-interval", "0")
+    pasteurs.extend([a, fresh])
+    assert a.health()["sync"]["branch"] == "master"
+    assert a.health()["sync"]["branch_from"] == "previous run"
+    assert fresh.health()["sync"]["branch"] == "main"
+    assert "could not read the remote's HEAD; using branch main" in fresh.output()
+    stop(fresh.proc)  # (it would create main beside master, as its warning says)
+    pid = a.paste("second run, remote down")
+    git_daemon.start()
+    a.get("Zzzz")  # a miss: fetch, then push
+    wait_pushed(a)
+    assert pasted_on(bare, "master", pid)
+    assert heads(bare) == ["refs/heads/master"]

@@ -538,7 +538,10 @@ async def start_syncer(settings: SyncSettings | None, store: Store) -> Syncer | 
     if settings is None:
         return None
     validate(settings)
-    syncer = Syncer(store, await _resolve_branch(settings, store))
+    settings = await _resolve_branch(settings, store)
+    log.info("remote %s: branch %s (from %s)", redact(settings.url), settings.branch,
+             settings.branch_source)
+    syncer = Syncer(store, settings)
     await syncer.start()
     return syncer
 
