@@ -5,6 +5,7 @@ whose only branch is ``master``) run with its own commands against a real git da
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import socket
 import subprocess
@@ -93,6 +94,18 @@ def test_remote_url_branch_and_ssh_flags():
     assert config.sync.ssh_auth == pin and config.sync.branch_from_head
 
 
+def test_the_originals_authenticator_forms_become_sha256_pins():
+    digest = bytes(range(32))
+    b64 = base64.b64encode(digest).decode().rstrip("=")
+    blob = b"\0\0\0\x0bssh-ed25519\0\0\0\x20" + bytes(32)
+    for given in (f"SHA256:{b64}", f"rsa:{b64}", f"ed25519:{b64}"):
+        _, config = parse("-r", "git@h:r", "--ssh-authenticator", given)
+        assert config.sync is not None and config.sync.ssh_auth == f"SHA256:{b64}"
+    _, config = parse("-r", "git@h:r", "--ssh-authenticator", base64.b64encode(blob).decode())
+    expected = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    assert config.sync is not None and config.sync.ssh_auth == f"SHA256:{expected}"
+
+
 def test_no_branch_means_the_remotes_head():
     _, config = parse("-r", "git://localhost/git-pasteur")
     assert config.sync is not None and config.sync.branch_from_head
@@ -115,6 +128,7 @@ def test_no_branch_means_the_remotes_head():
         (["--ssh-key", "ed25519:!!"], "base64"),
         (["--ssh-key", "dsa:x"], "ed25519:<base64> or rsa:<seed>"),
         (["--ssh-authenticator", "MD5:xx"], "SHA256:"),
+        (["--ssh-authenticator", "notbase64!"], "SHA256:"),
         (["--ssh-key", "ed25519:" + base64.b64encode(bytes(32)).decode(), "--ssh-seed", "s",
           "-r", "git@h:r"], "give one"),
         (["--certificate-key-type", "rsa"], "P-256"),

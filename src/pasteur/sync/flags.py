@@ -95,10 +95,33 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _check_fingerprints(value: str) -> str:
-    from pasteur.sync.sshkeys import parse_fingerprints
+    """``SHA256:<base64>`` pins, comma-separated; the original's (awa's) authenticator
+    forms are taken too: ``rsa:<base64 fingerprint>``, ``ed25519:<base64 fingerprint>``
+    (the SHA-256 of the host key, as ``SHA256:``), or the host key itself in base64
+    (pinned by its SHA-256)."""
+    import base64
+    import binascii
 
-    parse_fingerprints(value)
-    return value
+    from pasteur.sync.sshkeys import fingerprint, parse_fingerprints
+
+    pins = []
+    for item in (v for v in value.replace(",", " ").split() if v):
+        kind, sep, rest = item.partition(":")
+        if sep and kind.lower() in ("rsa", "ed25519"):
+            item = f"SHA256:{rest}"
+        elif not sep:
+            try:
+                blob = base64.b64decode(item + "=" * (-len(item) % 4), validate=True)
+            except binascii.Error:
+                blob = b""
+            if not blob.startswith(b"\0\0\0"):
+                raise ValueError(f"expected SHA256:<base64> as printed by ssh-keygen -l -E "
+                                 f"sha256, got {item!r}")
+            item = fingerprint(blob)
+        pins.append(item)
+    normal = ",".join(pins)
+    parse_fingerprints(normal)
+    return normal
 
 
 def check_sync_arguments(args: argparse.Namespace) -> str | None:
