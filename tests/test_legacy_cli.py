@@ -251,13 +251,20 @@ DAEMON = ("git daemon --base-path=. --export-all --reuseaddr --informative-error
           "--enable=receive-pack")
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+def _port_free(port: int, timeout: float = 20.0) -> bool:
+    """Whether git daemon (which binds with SO_REUSEADDR, as here) can listen on `port`;
+    waits for a daemon of a test just before to let go of it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+                return True
+            except OSError:
+                if time.monotonic() > deadline:
+                    return False
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize("default_branch", [None, "main"])
