@@ -149,8 +149,14 @@ class SyncSettings:
 
     url: str
     branch: str = "main"
+    # No URL#branch nor --remote-branch: the branch is the one the remote's HEAD
+    # names (``sync.syncer.resolve_branch``); ``branch`` is then only the fallback.
+    branch_from_head: bool = False
+    branch_source: str = "URL#branch"  # how the branch was chosen (sync.branch.Choice.source)
     token: str | None = field(default=None, repr=False)
     seed: str | None = field(default=None, repr=False)
+    ssh_key: str | None = field(default=None, repr=False)  # --ssh-key ed25519:<base64>
+    ssh_password: str | None = field(default=None, repr=False)
     ssh_auth: str | None = None  # SHA256:... host key pins, comma-separated
     ssh_insecure: bool = False
     interval: float = 60.0  # seconds between fetches; 0: only on a miss or a rejected push

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -28,6 +29,7 @@ import pygit2
 from pasteur.config import SyncSettings
 from pasteur.procs import child_env
 from pasteur.storage.store import Store
+from pasteur.sync import branch
 from pasteur.sync.erase import Eraser
 from pasteur.sync.merge import (
     Integration,
@@ -67,8 +69,9 @@ def validate(settings: SyncSettings) -> None:
     if scheme not in ("", "git", "ssh", "http", "https", "file"):
         raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
     if is_ssh(url):
-        if not settings.seed:
-            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
+        if not (settings.seed or settings.ssh_key or settings.ssh_password):
+            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen'), "
+                            "--ssh-key ed25519:<base64> or --ssh-password")
         if settings.ssh_auth:
             try:
                 parse_fingerprints(settings.ssh_auth)
@@ -252,8 +255,8 @@ class Syncer:
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
         else:
             self.figures.success()
-            log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
-                     self.remote_head)
+            log.info("synchronising with %s (branch %s, from %s; head %s)", url,
+                     self.options.branch, self.options.branch_source, self.remote_head)
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
@@ -473,6 +476,7 @@ class Syncer:
         return {
             "remote": redact(self.options.url),
             "branch": self.options.branch,
+            "branch_from": self.options.branch_source,
             "remote_head": str(self.remote_head) if self.remote_head else None,
             **self.figures.report(pending, self.options.stuck_after, self.store.commit_error),
             "oldest_unpushed_s": round(age, 1),
@@ -500,3 +504,23 @@ def miss_probe(syncer: Syncer) -> MissProbe:
         return str(syncer.remote_head) if syncer.remote_head is not None else None
 
     return MissProbe(probe, known, syncer.miss_fetch, worker.close)
+
+
+async def resolve_branch(settings: SyncSettings, store: Store) -> SyncSettings:
+    """The settings with the branch to use (``pasteur.sync.branch``) and where it came
+    from, logged; SyncError for settings no connection could fix."""
+    validate(settings)
+    if settings.branch_from_head:
+        worker = WorkerClient(store.path, settings, timeout=START_TIMEOUT)
+        prefix = TRACKING.format(branch="")
+        remembered = sorted(name[len(prefix):] for name in store.reader.references
+                            if name.startswith(prefix))
+        try:
+            choice = await branch.resolve(settings, lambda: worker.call("advertised"), remembered)
+        finally:
+            await worker.close()
+        settings = dataclasses.replace(settings, branch=choice.branch, branch_from_head=False,
+                                       branch_source=choice.source)
+    log.info("remote %s: branch %s (from %s)", redact(settings.url), settings.branch,
+             settings.branch_source)
+    return settings

@@ -7,7 +7,8 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
-- then requests ``{"op": "fetch" | "push" | "check" | "head", ...}``, one at a time (a
+- then requests ``{"op": "fetch" | "push" | "check" | "head" | "advertised", ...}``,
+  one at a time (a
   fetch or push names the server's handle renewals, ``reopens``: the worker
   renews its own to match), each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
@@ -42,7 +43,13 @@ from pygit2.ffi import C
 
 from pasteur.config import SyncSettings
 from pasteur.sync import local as synclocal
-from pasteur.sync.sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
+from pasteur.sync.sshkeys import (
+    SshKey,
+    fingerprint_of_hash,
+    key_from_ed25519,
+    key_from_seed,
+    parse_fingerprints,
+)
 
 # The remote head this instance has integrated or pushed (written by the server
 # after integrating, by the worker after a push), and the fetched head not yet
@@ -174,11 +181,16 @@ class Callbacks(pygit2.RemoteCallbacks):
         if self.attempts > MAX_AUTH_ATTEMPTS:
             raise SyncFailure("auth", f"the remote refused our credentials ({self._which()})")
         user = username_from_url or self.user or "git"
-        if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
-            if not self.settings.seed:
-                raise SyncFailure("config", "the SSH remote needs --ssh-seed")
-            key = key_from_seed(self.settings.seed)
+        key = ssh_key(self.settings)
+        if key is not None and (allowed_types & CredentialType.SSH_MEMORY
+                                or allowed_types & CredentialType.SSH_KEY):
             return pygit2.KeypairFromMemory(user, key.public, key.private_pem, "")
+        if self.settings.ssh_password and allowed_types & CredentialType.USERPASS_PLAINTEXT \
+                and is_ssh(self.settings.url):
+            return pygit2.UserPass(user, self.settings.ssh_password)
+        if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
+            raise SyncFailure("config", "the SSH remote needs --ssh-seed, --ssh-key or "
+                                        "--ssh-password")
         if allowed_types & CredentialType.USERPASS_PLAINTEXT:
             if not self.token:
                 raise SyncFailure("auth", "the remote asks for a password: give --remote-token")
@@ -188,7 +200,13 @@ class Callbacks(pygit2.RemoteCallbacks):
         raise SyncFailure("auth", f"the remote asks for credentials we lack ({allowed_types!r})")
 
     def _which(self) -> str:
-        return "the SSH key from --ssh-seed" if is_ssh(self.settings.url) else "the token"
+        if not is_ssh(self.settings.url):
+            return "the token"
+        key = ssh_key(self.settings)
+        if key is None:
+            return "the password from --ssh-password"
+        which = "--ssh-key" if self.settings.ssh_key else "--ssh-seed"
+        return f"the SSH key from {which}: {key.public}"
 
     def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
         # Force-with-lease: the remote's current value comes from this very
@@ -206,6 +224,15 @@ class Callbacks(pygit2.RemoteCallbacks):
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message:
             self.refused.append(f"{refname}: {message}")
+
+
+def ssh_key(settings: SyncSettings) -> SshKey | None:
+    """The SSH key of --ssh-key (ed25519:<base64>) or --ssh-seed, if either is given."""
+    if settings.ssh_key:
+        return key_from_ed25519(settings.ssh_key.partition(":")[2])
+    if settings.seed:
+        return key_from_seed(settings.seed)
+    return None
 
 
 class Worker:
@@ -276,6 +303,20 @@ class Worker:
         found = [h for h in heads if h.name == name]
         marks = [h.name for h in heads if h.name and h.name.startswith(MARKS)]
         return {"ok": True, "head": str(found[0].oid) if found else None, "marks": marks}
+
+    def advertised(self) -> dict[str, Any]:
+        """The branch the remote's HEAD names (None if it advertises no HEAD) and
+        the remote's branches, without fetching anything."""
+        remote = self.remote()
+        cb = self.callbacks()
+        heads: list[Any] = []
+        self._guard(lambda: heads.extend(remote.list_heads(callbacks=cb)))
+        target = next((h.symref_target for h in heads
+                       if h.name == "HEAD" and h.symref_target), None)
+        prefix = "refs/heads/"
+        branches = sorted(h.name[len(prefix):] for h in heads if h.name.startswith(prefix))
+        head = target[len(prefix):] if target and target.startswith(prefix) else None
+        return {"ok": True, "head": head, "branches": branches}
 
     def _delete(self, name: str) -> None:
         ref = self.repo.references.get(name)
@@ -413,6 +454,8 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
             return worker.check()
         if op == "head":
             return worker.head()
+        if op == "advertised":
+            return worker.advertised()
         raise SyncFailure("config", f"unknown operation {op!r}")
     except SyncFailure as exc:
         return {"ok": False, "kind": exc.kind, "error": str(exc)}
