@@ -114,7 +114,7 @@ class Bench:
         with self.pasteur("pasteur") as srv:
             if "create" in scenarios:
                 for c in self.conns:
-                    for kind in ("plain", "enc"):
+                    for kind in ("plain", "enc", "file"):
                         ours[f"create-{kind}-c{c}"] = self.load(
                             srv, "create.lua", [kind, str(size)], c, key=f"pasteur-{kind}-c{c}")
             if "read" in scenarios:
@@ -142,7 +142,8 @@ class Bench:
             return peer.get(key)
 
         for c in sorted(self.conns, reverse=True):
-            for kind, label in (("plain", "unencrypted"), ("enc", "encrypted")):
+            for kind, label in (("plain", "unencrypted"), ("enc", "encrypted"),
+                                ("file", "unencrypted file part")):
                 r = ours.get(f"create-{kind}-c{c}")
                 if r is None:
                     continue
@@ -159,7 +160,7 @@ class Bench:
                     peer_fig = f"p50 {fmt_ms(q.latency_us['p50'])}" if q else ""
                 self.row(f"create 1 KiB {label}, {c} conn", r, peer_fig, rat, target, ok,
                          "pinnwand: unencrypted (it has no encryption)" if kind == "enc" and q
-                         else "")
+                         else "pinnwand: a field" if kind == "file" and q else "")
         for view, label in (("raw", "raw"), ("html", "HTML page")):
             r = ours.get(f"read-{view}")
             if r is None:

@@ -1,4 +1,5 @@
-"""Profile Pasteur under one load: ``python -m bench.profile {create,create-enc,read,html}``.
+"""Profile Pasteur under one load:
+``python -m bench.profile {create,create-enc,create-file,read,html}``.
 
 Starts a server pinned to CPU 0, runs wrk on CPU 1 while py-spy samples the
 server, and prints where each busy thread spends its time (self and inclusive
@@ -23,6 +24,7 @@ from .__main__ import Bench, parse_args
 LOADS = {
     "create": ("create.lua", ["plain", "1024"]),
     "create-enc": ("create.lua", ["enc", "1024"]),
+    "create-file": ("create.lua", ["file", "1024"]),
     "read": ("read.lua", ["raw"]),
     "html": ("read.lua", ["html"]),
 }

@@ -33,12 +33,12 @@ def test_bench_smoke(tmp_path, capsys) -> None:
     assert code == 0
     doc = json.loads(report.read_text())
     runs = {k: v for k, v in doc["raw"].items() if k.startswith("pasteur-") and "rps" in v}
-    assert set(runs) == {"pasteur-plain-c2", "pasteur-enc-c2", "pasteur-read-raw",
-                         "pasteur-read-html"}
+    assert set(runs) == {"pasteur-plain-c2", "pasteur-enc-c2", "pasteur-file-c2",
+                         "pasteur-read-raw", "pasteur-read-html"}
     for name, run in runs.items():
         assert run["rps"] > 0, name
         assert run["latency_us"]["p50"] > 0, name
         assert sum(run["errors"].values()) == 0, (name, run["errors"])
-    assert len(doc["rows"]) == 4
+    assert len(doc["rows"]) == 5
     table = capsys.readouterr().out
     assert "| create 1 KiB unencrypted, 2 conn" in table and "| read raw, 2 conn" in table

@@ -2,6 +2,7 @@
 -- counter in the first 16 characters, so Git never deduplicates two pastes).
 -- Arguments after "--": KIND SIZE, KIND one of
 --   plain     Pasteur, field paste (SIZE bytes of text)
+--   file      Pasteur, the same as a file part (`curl -F paste=@notes.txt`)
 --   enc       Pasteur, fields paste (base64url of SIZE+16 bytes), iv, encrypted=true
 --   pinnwand  pinnwand's /curl endpoint, fields raw (SIZE bytes), lexer, expiry
 package.path = debug.getinfo(1, "S").source:match("@?(.*/)") .. "?.lua;" .. package.path
@@ -40,6 +41,11 @@ function init(args)
   if kind == "plain" then
     filler = random_text(size - 16, "abcdefghijklmnopqrstuvwxyz     \n")
     head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"paste\"\r\n\r\n"
+    tail = "\r\n--" .. boundary .. "--\r\n"
+  elseif kind == "file" then
+    filler = random_text(size - 16, "abcdefghijklmnopqrstuvwxyz     \n")
+    head = "--" .. boundary .. "\r\nContent-Disposition: form-data; name=\"paste\"; " ..
+      "filename=\"notes.txt\"\r\nContent-Type: text/plain\r\n\r\n"
     tail = "\r\n--" .. boundary .. "--\r\n"
   elseif kind == "enc" then
     -- base64url of SIZE bytes of plaintext + the 16-byte GCM tag, unpadded

@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_DATA,
     Config,
     parse_auth,
+    parse_bind,
     parse_duration,
     parse_port,
     parse_rate,
@@ -148,6 +149,11 @@ def add_serve_arguments(p: argparse.ArgumentParser) -> None:
                    help="link from a paste to its commit, e.g. "
                         "https://git.example.org/me/pastes/commit/{commit} (default: derived "
                         "from --remote on GitHub, GitLab, Codeberg or Bitbucket)")
+    p.add_argument("--metrics", type=_typed(parse_bind, "metrics"), default=None,
+                   metavar="[HOST:]PORT",
+                   help="serve Prometheus metrics at /metrics on a listener of their own, "
+                        "e.g. 127.0.0.1:9100 (a bare port is on 127.0.0.1; default: no "
+                        "metrics). Never on the public port; no --auth there")
     p.add_argument("--log-level", default="info",
                    choices=["debug", "info", "warning", "error"], help="log verbosity")
 
@@ -220,7 +226,7 @@ def serve(args: argparse.Namespace) -> int:
     # uvicorn's loop="uvloop" only applies to Server.run(); we drive serve() ourselves.
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(run(config))
+            return runner.run(run(config, metrics_bind=args.metrics))
     except KeyboardInterrupt:
         return 0
 

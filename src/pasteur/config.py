@@ -88,6 +88,18 @@ def parse_duration(value: str) -> int | None:
     return seconds
 
 
+def parse_bind(value: str) -> tuple[str, int]:
+    """'127.0.0.1:9100', '[::1]:9100', '9100' (on 127.0.0.1) -> (host, port)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep:
+        host = "127.0.0.1"
+    elif host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif not host or ":" in host:
+        raise ValueError(f"not an address: {value!r} (try 127.0.0.1:9100, [::1]:9100 or 9100)")
+    return host, parse_port(port)
+
+
 def parse_auth(value: str) -> tuple[str, str]:
     user, sep, password = value.partition(":")
     if not sep or not user or not password:

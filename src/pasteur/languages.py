@@ -10,8 +10,9 @@ from __future__ import annotations
 from functools import cache
 
 from pygments.lexer import Lexer
-from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
-from pygments.util import ClassNotFound
+from pygments.lexers import get_lexer_by_name
+
+from .filenames import lexer_class_for_filename
 
 # (highlight.js name, label, Pygments alias)
 LANGUAGES: tuple[tuple[str, str, str], ...] = (
@@ -70,9 +71,8 @@ def lexer(name: str) -> Lexer | None:
 
 def guess_from_filename(filename: str) -> str:
     """The language name for an uploaded file's name, or "" if none fits."""
-    try:
-        found = get_lexer_for_filename(filename)
-    except ClassNotFound:
+    found = lexer_class_for_filename(filename)  # remembered: see filenames.py
+    if found is None:
         return ""
     for alias in found.aliases:
         if alias in _FROM_PYGMENTS:

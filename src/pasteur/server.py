@@ -16,7 +16,9 @@ Limits against slow and idle clients:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 
 import httptools
 import uvicorn
@@ -32,6 +34,8 @@ from .storage.repository import lock_repository
 from .storage.store import Store
 from .tls import listener as https
 from .web.app import ASGIApp, create_app
+from .web.frontdoor import ResponseCounts
+from .web.metrics import PasteurCollector, metrics_app, registry_for
 
 log = logging.getLogger("pasteur")
 
@@ -242,7 +246,45 @@ def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
     )
 
 
-async def run(config: Config) -> int:
+class MetricsListener:
+    """``--metrics HOST:PORT``: a plain-HTTP uvicorn of its own serving only
+    /metrics (``web/metrics.py``), beside the public listener, in the same loop."""
+
+    def __init__(self, app: ASGIApp, bind: tuple[str, int]) -> None:
+        self.bind = bind
+        self.server = uvicorn.Server(uvicorn.Config(
+            app, loop="none", http=GuardedProtocol, lifespan="off", access_log=False,
+            log_config=None, server_header=False, timeout_keep_alive=KEEPALIVE_TIMEOUT,
+            limit_concurrency=16))
+        self.sock: socket.socket | None = None
+
+    async def start(self) -> bool:
+        host, port = self.bind
+        try:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            self.sock = socket.create_server((host, port), family=family)
+        except OSError as exc:
+            log.error("cannot serve the metrics on %s:%d: %s", host, port, exc.strerror or exc)
+            return False
+        config = self.server.config
+        config.load()
+        self.server.lifespan = config.lifespan_class(config)  # as Server.serve does
+        await self.server.startup(sockets=[self.sock])
+        host, port = self.sock.getsockname()[:2]
+        log.info("metrics on http://%s:%d/metrics", f"[{host}]" if ":" in host else host, port)
+        return True
+
+    async def stop(self) -> None:
+        if self.sock is not None:
+            with contextlib.suppress(Exception):
+                await self.server.shutdown(sockets=[self.sock])
+            self.sock = None
+
+
+async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> int:
+    """Serve until stopped; the exit status. ``metrics_bind``: --metrics's
+    address (its own listener), None for no /metrics (it stays out of
+    `Config`, at its 20 fields: scripts/structure.py)."""
     tune_malloc()
     tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
     history = asyncio.Lock()  # one fetch, push, pack roll-up or erasure at a time
@@ -265,10 +307,20 @@ async def run(config: Config) -> int:
         except SyncError as exc:
             log.error("%s", exc)
             return 1
+    counts = ResponseCounts() if metrics_bind is not None else None
     app = create_app(config, store, freeze=True,
                      misses=syncer.misses.miss if syncer else None,
-                     sync_status=syncer.status if syncer else None)
+                     sync_status=syncer.status if syncer else None,
+                     counts=counts)
+    metrics: MetricsListener | None = None
+    if metrics_bind is not None and counts is not None:
+        collector = PasteurCollector(counts, store,
+                                     sync_status=syncer.status if syncer else None,
+                                     days_left=tls.tls.days_left if tls else None)
+        metrics = MetricsListener(metrics_app(registry_for(collector)), metrics_bind)
     try:
+        if metrics is not None and not await metrics.start():
+            return 1  # the store was never started (the app's lifespan starts it)
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
             await https.serve(app, config, tls)
             return 0
@@ -280,3 +332,5 @@ async def run(config: Config) -> int:
     finally:
         if syncer is not None:
             await syncer.stop()
+        if metrics is not None:
+            await metrics.stop()

@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import math
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -48,7 +50,7 @@ from .objects import shard_path
 from .quarantine import Quarantine
 from .repository import Change, Repository, remove_stale_locks
 from .treecache import TreeCache
-from .writer import Writer
+from .writer import COMMIT_BUCKETS, Writer
 
 log = logging.getLogger("pasteur.store")
 T = TypeVar("T")  # what a function run in the writer thread returns
@@ -305,6 +307,15 @@ class Store:
     def commit_seconds(self) -> float:
         """Time spent in them (wall, fsyncs included)."""
         return self.writer.figures.commit_seconds
+
+    def commit_times(self) -> tuple[list[tuple[float, int]], float]:
+        """The commit-time histogram of those batches: (upper bound in
+        seconds, batches that took at most that), cumulative and ending with
+        infinity; and their total time."""
+        figures = self.writer.figures
+        counts, total = list(figures.commit_counts), figures.commit_seconds
+        return list(zip((*COMMIT_BUCKETS, math.inf), itertools.accumulate(counts),
+                        strict=True)), total
 
     @property
     def erased(self) -> int:

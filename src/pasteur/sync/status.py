@@ -25,6 +25,7 @@ class SyncStatus:
     # The push loop's failures in a row, and when the first of them was.
     failures: int = 0
     failing_since: float | None = None
+    push_failures: int = 0  # the push loop's failures since the start (/metrics)
     pushes: int = 0
     fetches: int = 0
     renamed: list[tuple[str, str]] = field(default_factory=list)
@@ -42,6 +43,7 @@ class SyncStatus:
     def backing_off(self, delay: float) -> None:
         """The push loop failed again; it retries in ``delay`` seconds."""
         self.failures += 1
+        self.push_failures += 1
         self.failing_since = self.failing_since or time.monotonic()
         self.retry_at = time.time() + delay
 
@@ -83,6 +85,7 @@ class SyncStatus:
             "last_error_at": _iso(self.last_error_at),
             "next_retry": _iso(self.retry_at),
             "failures": self.failures,
+            "push_failures": self.push_failures,
             "failing_s": round(failing, 1),
             "stuck": self.failures >= 2 and failing > stuck_after,
             "pushes": self.pushes,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import hashlib
 import logging
 import os
@@ -186,6 +187,7 @@ class LiveTLS:
         ctx.set_alpn_protocols(["h2", "http/1.1"])
         self.context = ctx
         self.fingerprint: str | None = None
+        self.not_after: dt.datetime | None = None  # the certificate in use's end (UTC)
 
     def load_files(self, cert: str | Path, key: str | Path) -> None:
         """Load (or swap in) a chain and key from files; checked on a scratch context first,
@@ -199,6 +201,9 @@ class LiveTLS:
         except OSError as e:
             raise fail(f"cannot read {e.filename or cert}: {e.strerror}") from None
         self.fingerprint = fingerprint(cert_pem)
+        from cryptography import x509
+
+        self.not_after = x509.load_pem_x509_certificate(cert_pem).not_valid_after_utc
 
     def load(self, issued: Issued) -> None:
         """Swap in a new chain and key: new handshakes get it, open connections are kept."""
@@ -210,8 +215,15 @@ class LiveTLS:
         finally:
             os.unlink(path)
         self.fingerprint = fingerprint(issued.fullchain_pem)
+        self.not_after = issued.not_after
         log.info("TLS certificate in use: sha256 %s, expires %s", self.fingerprint,
                  issued.not_after)
+
+    def days_left(self) -> float | None:
+        """Days until the certificate in use expires (None: none loaded yet)."""
+        if self.not_after is None:
+            return None
+        return (self.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
 
 
 def _tls_config(tls: LiveTLS) -> HypercornConfig:

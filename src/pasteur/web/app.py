@@ -22,7 +22,7 @@ from .assets import Bundle, StaticFiles
 from .caches import BaseUrls, CommitLinks, PageCache
 from .create import CreatePage
 from .delete import DeletePage
-from .frontdoor import ASGIApp, FastPath, Frontdoor
+from .frontdoor import ASGIApp, FastPath, Frontdoor, ResponseCounts
 from .health import Health, SyncStatus
 from .pastes import Pastes
 from .render import Renderer, environment
@@ -41,6 +41,7 @@ def create_app(
     *,
     misses: Callable[[], Awaitable[bool]] | None = None,
     sync_status: SyncStatus | None = None,
+    counts: ResponseCounts | None = None,  # answers counted for /metrics (metrics.py); None: off
 ) -> ASGIApp:
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
@@ -108,4 +109,4 @@ def create_app(
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     fast = FastPath(app, create.create, show.show, crashed)
-    return Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies), fast)
+    return Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies), fast, counts)

@@ -43,6 +43,38 @@ SECURITY_HEADERS = [
     (b"cross-origin-opener-policy", b"same-origin"),
 ]
 PASTE_PATH = re.compile(r"/([A-Za-z0-9]{2,64})")
+PASTE_ACTION = re.compile(r"/[A-Za-z0-9]{2,64}(/read|/delete)?")
+
+
+def request_kind(method: str, path: str) -> str:
+    """What a request asks for, as /metrics counts it: ``create`` (POST /),
+    ``read`` (a paste, or a burn paste's reading), ``delete``, or ``other``
+    (the form, static files, /healthz, a delete page's confirmation)."""
+    if path == "/":
+        return "create" if method == "POST" else "other"
+    m = PASTE_ACTION.fullmatch(path)
+    if m is None or path == "/healthz":
+        return "other"
+    action = m[1]
+    if action is None:
+        if method in ("GET", "HEAD"):
+            return "read"
+        return "delete" if method == "DELETE" else "other"
+    if method != "POST":
+        return "other"
+    return "read" if action == "/read" else "delete"
+
+
+class ResponseCounts:
+    """Answers by kind (``request_kind``) and status, for /metrics: one dict
+    update per request on the event loop, no lock; a bounded set of keys."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+
+    def count(self, method: str, path: str, status: int) -> None:
+        key = (request_kind(method, path), status)
+        self.counts[key] = self.counts.get(key, 0) + 1
 
 
 class AccessLog:
@@ -96,8 +128,10 @@ class Frontdoor:
     """
 
     def __init__(self, app: ASGIApp, auth: tuple[str, str] | None,
-                 proxies: TrustedProxies | None = None, fast: FastPath | None = None) -> None:
+                 proxies: TrustedProxies | None = None, fast: FastPath | None = None,
+                 counts: ResponseCounts | None = None) -> None:
         self.app = app
+        self.counts = counts  # None: /metrics is off
         # The real client and scheme behind a --trusted-proxy (see proxy.py).
         self.proxies = proxies or TrustedProxies()
         # The hot routes, served without Starlette's middleware and routing
@@ -141,6 +175,8 @@ class Frontdoor:
                 if self.fast is None or not await self.fast(scope, receive, send_out):
                     await self.app(scope, receive, send_out)
         finally:
+            if self.counts is not None and status:
+                self.counts.count(scope["method"], scope["path"], status)
             if self.access_log.enabled:
                 client = scope.get("client") or ("-", 0)
                 ms = (time.perf_counter() - start) * 1000
