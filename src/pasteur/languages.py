@@ -78,3 +78,43 @@ def guess_from_filename(filename: str) -> str:
         if alias in _FROM_PYGMENTS:
             return _FROM_PYGMENTS[alias]
     return ""
+
+
+# The original OCaml Pasteur's 85 ``hl`` values (UPSTREAM.md §4, in its form's
+# order), each mapped to the closest language here ("": shown as plain text,
+# when nothing here is close). Old links keep them: ``resolve`` reads both.
+ORIGINAL_HL: dict[str, str] = {
+    "bash": "bash", "armasm": "", "ebnf": "", "wasm": "", "vhdl": "", "diff": "diff",
+    "swift": "swift", "lua": "lua", "xml": "xml", "twig": "xml", "ceylon": "java",
+    "scilab": "", "prolog": "", "mathematica": "", "ruby": "ruby", "yaml": "yaml",
+    "awk": "bash", "go": "go", "python": "python", "elm": "haskell",
+    "coffeescript": "javascript", "smalltalk": "", "haskell": "haskell",
+    "markdown": "markdown", "sml": "ocaml", "cmake": "makefile", "json": "json",
+    "scheme": "", "rust": "rust", "sql": "sql", "x86asm": "", "bnf": "",
+    "javascript": "javascript", "node-repl": "javascript", "objectivec": "c",
+    "fsharp": "ocaml", "haxe": "javascript", "css": "css", "scala": "scala", "cpp": "cpp",
+    "ada": "", "plaintext": "", "r": "r", "dns": "", "nim": "python", "kotlin": "kotlin",
+    "delphi": "", "vim": "", "java": "java", "ini": "ini", "ocaml": "ocaml", "dart": "java",
+    "verilog": "", "crystal": "ruby", "haml": "xml", "php": "php", "coq": "ocaml",
+    "python-repl": "python", "dockerfile": "dockerfile", "reasonml": "ocaml", "scss": "scss",
+    "c": "c", "powershell": "powershell", "shell": "shell", "q": "", "graphql": "",
+    "fortran": "", "makefile": "makefile", "vbnet": "", "typescript": "typescript",
+    "lisp": "", "perl": "perl", "d": "cpp", "php-template": "php", "julia": "python",
+    "latex": "", "less": "css", "llvm": "", "julia-repl": "python", "erlang": "",
+    "http": "", "nix": "", "erlang-repl": "", "csharp": "csharp", "basic": "",
+}
+# The original's form sent this for "No highlighting".
+ORIGINAL_NONE = "__no_highlighting__"
+
+
+def resolve(hl: str | None) -> str | None:
+    """The language named by a link's ``hl``: a name here, or the closest to
+    one of the original Pasteur's ("" for none); None when ``hl`` is unknown
+    (a link's unknown ``hl`` is ignored, as the original ignored it)."""
+    if hl is None:
+        return None
+    if hl in NAMES or hl == "":
+        return hl
+    if hl == ORIGINAL_NONE:
+        return ""
+    return ORIGINAL_HL.get(hl)
