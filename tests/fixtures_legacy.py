@@ -19,6 +19,7 @@ Chromium's WebCrypto (``ORIGINAL_ENCRYPT``), plus the original page's POST
 from __future__ import annotations
 
 import subprocess
+import tempfile
 from pathlib import Path
 
 from .fixtures_git import GIT_ENV, git
@@ -136,8 +137,14 @@ def commit_original(repo: Path, entries: dict[str, bytes], when: int,
         parent = None
     lines = _git_in(repo, "ls-tree", parent).splitlines() if parent else []
     names = {line.split("\t", 1)[1]: line for line in lines}
-    for name, document in entries.items():
-        blob = _git_in(repo, "hash-object", "-w", "--stdin", data=document)
+    with tempfile.TemporaryDirectory() as tmp:  # one hash-object for all the blobs
+        paths = []
+        for n, document in enumerate(entries.values()):
+            paths.append(Path(tmp) / str(n))
+            paths[-1].write_bytes(document)
+        blobs = _git_in(repo, "hash-object", "-w", "--stdin-paths",
+                        data="\n".join(map(str, paths)).encode()).split()
+    for name, blob in zip(entries, blobs, strict=True):
         names[name] = f"100644 blob {blob}\t{name}"
     tree = _git_in(repo, "mktree", data=("\n".join(names.values()) + "\n").encode())
     head = f"tree {tree}\n" + (f"parent {parent}\n" if parent else "")
