@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from pasteur import crypto, languages
 from pasteur.ids import ALPHABET
+from pasteur.paste import InvalidPaste, Paste
 
 from .conftest import Server, make_server
 from .fixtures_git import GitDaemon, start_pasteur, stop
@@ -348,3 +349,31 @@ def test_decrypt_legacy_vector() -> None:
                              .encode()).decode()
     with pytest.raises(crypto.DecryptError):
         crypto.decrypt_legacy(other, ct)
+
+
+def test_documents_of_the_original() -> None:
+    plain = Paste.from_json(ocaml_json("a\nb"))
+    assert plain.text == "a\nb" and not plain.encrypted and plain.created == ""
+    sealed_doc = Paste.from_json(ocaml_json("00" * 16, encrypted=True))
+    assert sealed_doc.legacy and sealed_doc.ct == "00" * 16 and sealed_doc.iv is None
+    for bad in (b'{"contents": "x", "hl": "python"}',  # no other field, as its reader
+                b'{"contents": {"invalid_utf8_string": [255]}}',
+                b'{"contents": "x", "encrypted": "yes"}', b'{"contents": "\\ud800"}',
+                b'"just a string"', b"not json"):
+        with pytest.raises(InvalidPaste):
+            Paste.from_json(bad)
+    # what a POST from the original's page stores: v1, its hex ciphertext, no iv
+    stored = Paste(created="2026-12-02T00:00:00Z", size=16, ct="ab" * 16, enc=crypto.LEGACY_ENC)
+    doc = json.loads(stored.to_json())
+    assert doc["enc"] == "aes-128-cbc" and "iv" not in doc and list(doc)[-1] == "ct"
+    assert Paste.from_json(stored.to_json()) == stored
+    with pytest.raises(InvalidPaste):
+        Paste.from_json(json.dumps({**doc, "enc": "rot13"}).encode())
+
+
+def test_original_hl_resolves() -> None:
+    assert languages.resolve("coq") == "ocaml" and languages.resolve("python") == "python"
+    assert languages.resolve("nginx") == "nginx"  # ours, which the original lacked
+    assert languages.resolve("__no_highlighting__") == "" and languages.resolve("") == ""
+    assert languages.resolve("klingon") is None and languages.resolve(None) is None
+    assert all(v == "" or v in languages.NAMES for v in languages.ORIGINAL_HL.values())
