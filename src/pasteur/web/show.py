@@ -4,6 +4,7 @@ large, cached when it cannot change; burn-after-reading served once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -29,8 +30,8 @@ def raw_asked(query: str) -> bool:
     asked = False
     for part in query.split("&"):
         name, eq, value = part.partition("=")
-        if name == "raw":
-            asked = not eq or value.lower() in TRUE
+        if unquote_plus(name) == "raw":
+            asked = not eq or unquote_plus(value).lower() in TRUE
     return asked
 
 
