@@ -166,6 +166,7 @@ def test_every_original_hl_is_accepted(local: Server) -> None:
             mapped = languages.resolve(hl) or ""
             if mapped:
                 assert f'<span class="lang">{mapped}</span>' in r.text, hl
+                assert '<span class="' in r.text.split('<pre class="highlight">')[1], hl
         # an old link with ln and an unknown language: shown, numbered
         r = client.get("/abc?ln=true&hl=klingon")
         assert r.status_code == 200 and 'class="numbered"' in r.text
@@ -372,8 +373,12 @@ def test_documents_of_the_original() -> None:
 
 
 def test_original_hl_resolves() -> None:
-    assert languages.resolve("coq") == "ocaml" and languages.resolve("python") == "python"
+    assert languages.resolve("coq") == "coq" and languages.resolve("python") == "python"
+    assert languages.resolve("plaintext") == "" and languages.resolve("armasm") == ""
+    assert "coq" not in languages.NAMES  # read in links, not offered by the form
     assert languages.resolve("nginx") == "nginx"  # ours, which the original lacked
     assert languages.resolve("__no_highlighting__") == "" and languages.resolve("") == ""
     assert languages.resolve("klingon") is None and languages.resolve(None) is None
-    assert all(v == "" or v in languages.NAMES for v in languages.ORIGINAL_HL.values())
+    known = languages.NAMES | languages.LINK_NAMES
+    assert all(v == "" or v in known for v in languages.ORIGINAL_HL.values())
+    assert all(languages.lexer(v) is not None for v in languages.ORIGINAL_HL.values() if v)

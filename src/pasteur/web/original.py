@@ -53,7 +53,9 @@ def translated(fields: dict[str, str]) -> tuple[dict[str, str], str | None, bool
     lang = languages.resolve(hl)
     kept = hl if hl and hl != languages.ORIGINAL_NONE and lang is not None else None
     ours = {
-        "hl": lang or "",
+        # Stored when the form here offers it; a link-only language (coq)
+        # comes back in the link the original's script builds (?hl=coq).
+        "hl": lang if lang in languages.NAMES else "",
         # Present means true, whatever the value (an unchecked box is not sent).
         "ln": "true" if "ln" in fields else "",
         "raw": "true" if "raw" in fields else "",
