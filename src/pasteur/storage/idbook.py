@@ -31,8 +31,7 @@ class IdBook:
         self._lock = threading.Lock()
 
     def new_id(self) -> str:
-        """A random id free in the current tree (in either layout: an id of the
-        original Pasteur's root-level pastes is taken too)."""
+        """A random id free in the current tree."""
         length = self.id_length
         for attempt in range(64):
             paste_id = random_id(length)
