@@ -112,7 +112,9 @@ def test_show_highlighted_and_escaped(client):
     assert 'class="gutter"' not in plain.text and "hljs-built_in" not in plain.text
     other = client.get(f"/{pid}?hl=rust")
     assert other.status_code == 200
-    assert client.get(f"/{pid}?hl=klingon").status_code == 400
+    # an unknown hl in a link is ignored (as the original Pasteur did): the paste's own
+    unknown = client.get(f"/{pid}?hl=klingon")
+    assert unknown.status_code == 200 and "hljs-built_in" in unknown.text
 
 
 def test_encrypted_paste_stored_as_ciphertext(client, shared_server):

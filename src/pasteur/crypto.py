@@ -37,6 +37,8 @@ import re
 from collections.abc import Iterable
 
 from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 VERSION = 1
@@ -49,6 +51,7 @@ MAX_KDF_ITERATIONS = 10_000_000  # the most the server stores and a reader deriv
 SALT_BYTES = 16
 
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})*")
 
 
 class DecryptError(ValueError):
@@ -217,3 +220,58 @@ def _check_payload(payload: object) -> None:
             and len(f["data"]) % 4 != 1
         ):
             raise ValueError("each attached file needs a name, a type and base64url data")
+
+
+# -- the original OCaml Pasteur's scheme: read only --------------------------
+#
+# Its page (js/pasteur_js.ml at c2bf170) encrypts with AES-128-CBC under a
+# FIXED IV (below), PKCS#7 padding, stores the ciphertext as lowercase hex and
+# puts the key in the fragment as base64 (with padding) of the JWK JSON
+# WebCrypto exports. Weak: with a fixed IV, two pastes under one key that
+# start alike give the same first ciphertext blocks, and CBC is malleable (no
+# authentication): an altered ciphertext decrypts to altered text without
+# an error. It is read here so that old links keep working; nothing is ever
+# encrypted with it.
+
+LEGACY_ENC = "aes-128-cbc"  # its name in a stored document (paste.py)
+LEGACY_IV = bytes.fromhex("483b2ec4440d2cb046f4d576a194260d")
+
+
+def legacy_key(fragment: str) -> bytes | None:
+    """The AES key of an original Pasteur link's fragment (base64 of a JWK
+    JSON, ``{"kty":"oct","k":…}``), or None when the fragment has another
+    shape (a v1 key is base64url of 32 bytes: not a JSON object)."""
+    try:
+        jwk = json.loads(base64.b64decode(fragment + "=" * (-len(fragment) % 4), validate=True))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(jwk, dict) or jwk.get("kty") != "oct" or not isinstance(jwk.get("k"), str):
+        return None
+    try:
+        key = b64url_decode(jwk["k"])
+    except ValueError:
+        return None
+    return key if len(key) in (16, 24, 32) else None
+
+
+def decrypt_legacy(fragment: str, ct_hex: str) -> str:
+    """The text of an original Pasteur paste: its hex ciphertext decrypted
+    with the key of the link's fragment (``legacy_key``) and the fixed IV;
+    the padding and the UTF-8 are checked strictly (as the original's page
+    decodes with ``fatal``). Raises DecryptError."""
+    key = legacy_key(fragment)
+    if key is None:
+        raise DecryptError("the link's key is not the original Pasteur's (base64 of a JWK)")
+    if not _HEX.fullmatch(ct_hex):
+        raise DecryptError("the stored ciphertext is not hex")
+    ct = bytes.fromhex(ct_hex)
+    if not ct or len(ct) % 16:
+        raise DecryptError("the stored ciphertext is not whole AES blocks")
+    decryptor = Cipher(algorithms.AES(key), modes.CBC(LEGACY_IV)).decryptor()
+    padded = decryptor.update(ct) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+        return plain.decode("utf-8")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DecryptError("wrong key, or the paste was altered") from exc

@@ -78,3 +78,67 @@ def guess_from_filename(filename: str) -> str:
         if alias in _FROM_PYGMENTS:
             return _FROM_PYGMENTS[alias]
     return ""
+
+
+# Languages a link may name that the form does not offer: the original OCaml
+# Pasteur's ``hl`` values that no offered language covers (its values are
+# highlight.js names). The server highlights them with Pygments; the browser
+# (an encrypted paste of the original) with highlight.js when its grammar is
+# vendored, else as plain text. (highlight.js name, label, Pygments alias)
+LINK_ONLY: tuple[tuple[str, str, str], ...] = (
+    ("ebnf", "EBNF", "ebnf"), ("wasm", "WebAssembly", "wast"), ("vhdl", "VHDL", "vhdl"),
+    ("twig", "Twig", "twig"), ("ceylon", "Ceylon", "ceylon"), ("scilab", "Scilab", "scilab"),
+    ("prolog", "Prolog", "prolog"), ("mathematica", "Mathematica", "mathematica"),
+    ("awk", "Awk", "awk"), ("elm", "Elm", "elm"), ("coffeescript", "CoffeeScript", "coffeescript"),
+    ("smalltalk", "Smalltalk", "smalltalk"), ("sml", "Standard ML", "sml"),
+    ("cmake", "CMake", "cmake"), ("scheme", "Scheme", "scheme"),
+    ("x86asm", "x86 assembly", "nasm"), ("bnf", "BNF", "bnf"),
+    ("node-repl", "Node.js REPL", "nodejsrepl"), ("objectivec", "Objective-C", "objective-c"),
+    ("fsharp", "F#", "fsharp"), ("haxe", "Haxe", "haxe"), ("ada", "Ada", "ada"),
+    ("dns", "DNS zone", "zone"), ("nim", "Nim", "nim"), ("delphi", "Delphi", "delphi"),
+    ("vim", "Vim script", "vim"), ("dart", "Dart", "dart"), ("verilog", "Verilog", "verilog"),
+    ("crystal", "Crystal", "crystal"), ("haml", "Haml", "haml"), ("coq", "Coq", "coq"),
+    ("python-repl", "Python REPL", "pycon"), ("reasonml", "ReasonML", "reasonml"),
+    ("q", "Q", "q"), ("graphql", "GraphQL", "graphql"), ("fortran", "Fortran", "fortran"),
+    ("vbnet", "VB.NET", "vbnet"), ("lisp", "Lisp", "common-lisp"), ("d", "D", "d"),
+    ("php-template", "PHP template", "html+php"), ("julia", "Julia", "julia"),
+    ("latex", "LaTeX", "latex"), ("less", "Less", "less"), ("llvm", "LLVM IR", "llvm"),
+    ("julia-repl", "Julia REPL", "jlcon"), ("erlang", "Erlang", "erlang"),
+    ("http", "HTTP", "http"), ("nix", "Nix", "nix"), ("erlang-repl", "Erlang REPL", "erl"),
+    ("basic", "BASIC", "qbasic"),
+)
+LINK_NAMES = frozenset(name for name, _, _ in LINK_ONLY)
+_PYGMENTS.update((name, alias) for name, _, alias in LINK_ONLY)
+
+# The original's 85 ``hl`` values (UPSTREAM.md §4, in its form's order), each
+# mapped to the closest language here: itself (offered, or link-only), or ""
+# (plain text) for ``plaintext`` and ``armasm`` (no ARM assembly lexer).
+_ORIGINAL_ORDER = (
+    "bash", "armasm", "ebnf", "wasm", "vhdl", "diff", "swift", "lua", "xml", "twig", "ceylon",
+    "scilab", "prolog", "mathematica", "ruby", "yaml", "awk", "go", "python", "elm",
+    "coffeescript", "smalltalk", "haskell", "markdown", "sml", "cmake", "json", "scheme", "rust",
+    "sql", "x86asm", "bnf", "javascript", "node-repl", "objectivec", "fsharp", "haxe", "css",
+    "scala", "cpp", "ada", "plaintext", "r", "dns", "nim", "kotlin", "delphi", "vim", "java",
+    "ini", "ocaml", "dart", "verilog", "crystal", "haml", "php", "coq", "python-repl",
+    "dockerfile", "reasonml", "scss", "c", "powershell", "shell", "q", "graphql", "fortran",
+    "makefile", "vbnet", "typescript", "lisp", "perl", "d", "php-template", "julia", "latex",
+    "less", "llvm", "julia-repl", "erlang", "http", "nix", "erlang-repl", "csharp", "basic",
+)
+ORIGINAL_HL: dict[str, str] = {
+    hl: hl if hl in NAMES or hl in LINK_NAMES else "" for hl in _ORIGINAL_ORDER
+}
+# The original's form sent this for "No highlighting".
+ORIGINAL_NONE = "__no_highlighting__"
+
+
+def resolve(hl: str | None) -> str | None:
+    """The language named by a link's ``hl``: a name here, or the closest to
+    one of the original Pasteur's ("" for none); None when ``hl`` is unknown
+    (a link's unknown ``hl`` is ignored, as the original ignored it)."""
+    if hl is None:
+        return None
+    if hl in NAMES or hl in LINK_NAMES or hl == "":
+        return hl
+    if hl == ORIGINAL_NONE:
+        return ""
+    return ORIGINAL_HL.get(hl)

@@ -11,6 +11,15 @@ inside it, see ``pasteur.crypto``)::
     {"v": 1, "created": "...", "size": 44, "enc": "aes-256-gcm",
      "iv": "<base64url>", "ct": "<base64url>"}
 
+A paste sent by the original OCaml Pasteur's page (encrypted there with its
+scheme, see ``crypto.decrypt_legacy``) is stored as v1 with
+``"enc": "aes-128-cbc"`` and its hex ciphertext in ``ct`` (no ``iv``: the
+scheme's IV is fixed).
+
+The original's own documents, blobs at the root of the tree, are read too
+(never written): ``{"contents": str, "encrypted": true?}``, pretty-printed
+by OCaml, parsed as JSON (``legacy_document``).
+
 Optional plaintext metadata, only what the server needs: ``expires`` (ISO 8601
 UTC), ``burn`` (true: deleted by its first reading), ``del`` (SHA-256 hex of
 the delete token; the token itself is never stored) and, for a password
@@ -35,7 +44,7 @@ from typing import IO, Any
 from . import entropy
 from .crypto import KDF as KDF_ALG
 from .crypto import KDF_ITERATIONS as MIN_KDF_ITERATIONS
-from .crypto import MAX_KDF_ITERATIONS
+from .crypto import LEGACY_ENC, MAX_KDF_ITERATIONS
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
@@ -95,10 +104,16 @@ class Paste:
     burn: bool = False
     del_hash: str | None = None
     kdf: dict[str, Any] | None = None
+    enc: str = ENC_ALG  # of an encrypted paste: ENC_ALG, or LEGACY_ENC (hex ``ct``, no iv)
 
     @property
     def encrypted(self) -> bool:
         return self.ct is not None
+
+    @property
+    def legacy(self) -> bool:
+        """Encrypted by the original Pasteur's page (AES-128-CBC, fixed IV)."""
+        return self.ct is not None and self.enc == LEGACY_ENC
 
     def expired(self, now: float | None = None) -> bool:
         if self.expires is None:
@@ -130,7 +145,10 @@ class Paste:
         if self.encrypted:
             if self.kdf:
                 doc["kdf"] = self.kdf
-            doc.update(enc=ENC_ALG, iv=self.iv, ct=self.ct)
+            doc["enc"] = self.enc
+            if self.iv is not None:
+                doc["iv"] = self.iv
+            doc["ct"] = self.ct
         else:
             doc.update(lang=self.lang, ln=self.ln, text=self.text)
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -141,8 +159,11 @@ class Paste:
             doc = json.loads(data)
         except (UnicodeDecodeError, ValueError) as exc:
             raise InvalidPaste("stored paste is not JSON") from exc
+        if isinstance(doc, dict) and "v" not in doc and "contents" in doc:
+            return legacy_document(doc)
         if not isinstance(doc, dict) or doc.get("v") != VERSION:
-            raise InvalidPaste(f"unsupported paste format {doc.get('v')!r}")
+            found = doc.get("v") if isinstance(doc, dict) else type(doc).__name__
+            raise InvalidPaste(f"unsupported paste format {found!r}")
         common = {
             "created": doc["created"],
             "size": doc["size"],
@@ -151,6 +172,11 @@ class Paste:
             "del_hash": doc.get("del"),
         }
         if "ct" in doc:
+            enc = doc.get("enc", ENC_ALG)
+            if enc == LEGACY_ENC:
+                return cls(ct=doc["ct"], enc=LEGACY_ENC, **common)
+            if enc != ENC_ALG:
+                raise InvalidPaste(f"unknown encryption {enc!r}")
             return cls(iv=doc["iv"], ct=doc["ct"], kdf=doc.get("kdf"), **common)
         return cls(text=doc["text"], lang=doc.get("lang", ""), ln=bool(doc.get("ln", False)),
                    **common)
@@ -169,6 +195,25 @@ class Paste:
         if len(raw_ct) < 16:
             raise InvalidPaste("the ciphertext is shorter than its authentication tag")
         return cls(created=now_iso(), size=len(raw_ct), ct=ct, iv=iv)
+
+
+def legacy_document(doc: dict[str, Any]) -> Paste:
+    """A paste of the original OCaml Pasteur: ``{"contents": str}`` (clear)
+    or ``{"contents": "<hex>", "encrypted": true}`` and no other field, as its
+    data-encoding reader demands (UPSTREAM.md §1). Its creation time is not
+    stored (``created`` is empty)."""
+    contents, encrypted = doc.get("contents"), doc.get("encrypted", False)
+    if set(doc) - {"contents", "encrypted"} or not isinstance(encrypted, bool):
+        raise InvalidPaste("a document of the original Pasteur holds contents and encrypted only")
+    if not isinstance(contents, str):
+        raise InvalidPaste("the original Pasteur's contents is not a string (not UTF-8 text?)")
+    try:
+        size = len(contents.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate escaped in the JSON
+        raise InvalidPaste("the original Pasteur's contents is not UTF-8 text") from exc
+    if encrypted:
+        return Paste(created="", size=size, ct=contents, enc=LEGACY_ENC)
+    return Paste(created="", size=size, text=contents)
 
 
 def kdf_params(salt: str, iterations: str) -> dict[str, Any]:

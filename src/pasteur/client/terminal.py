@@ -13,7 +13,7 @@ import mimetypes
 import os
 import sys
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import httpx
 
@@ -195,6 +195,13 @@ def get(args: argparse.Namespace) -> int:
     doc = r.json()
     if not key:
         raise ClientError("this paste is encrypted and the URL has no #key")
+    legacy = legacy_ciphertext(doc)
+    if legacy is not None:
+        try:
+            sys.stdout.write(crypto.decrypt_legacy(unquote(key), legacy))
+        except crypto.DecryptError as exc:
+            raise ClientError(f"cannot decrypt: {exc}; check the key") from exc
+        return 0
     kdf = doc.get("kdf")
     password = None
     if kdf:
@@ -220,6 +227,19 @@ def get(args: argparse.Namespace) -> int:
               "add --save-files DIR to save them", file=sys.stderr)
     sys.stdout.write(payload["text"])
     return 0
+
+
+def legacy_ciphertext(doc: object) -> str | None:
+    """The hex ciphertext of a paste encrypted by the original Pasteur's page
+    (told by its stored document: the original's ``{"contents", "encrypted":
+    true}``, or v1 with ``"enc": "aes-128-cbc"``), or None for another."""
+    if not isinstance(doc, dict):
+        return None
+    if "v" not in doc and doc.get("encrypted") is True and isinstance(doc.get("contents"), str):
+        return doc["contents"]
+    if doc.get("enc") == crypto.LEGACY_ENC and isinstance(doc.get("ct"), str):
+        return doc["ct"]
+    return None
 
 
 def safe_name(name: str, index: int) -> str:

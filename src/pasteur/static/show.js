@@ -3,6 +3,7 @@
 // highlights with the vendored highlight.js (only the language needed is
 // loaded) and offers copy, raw and download. A read-once paste is fetched only
 // when the reader confirms. Every failure is said in plain words.
+import { decryptLegacy, LEGACY_ENC } from "./legacy.js";
 import { formatBytes } from "./bytes.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
 import { chunked, escapeHtml, lineNumbers } from "./lines.js";
@@ -184,6 +185,18 @@ async function show() {
   if (!key) return say(burnForm && !article.dataset.ct ? MESSAGES.burnNokey : MESSAGES.nokey);
   if (!available()) return say(MESSAGES.nocrypto);
   if (burnForm && !article.dataset.ct) return say(""); // waits for the reader to confirm
+  if (article.dataset.enc === LEGACY_ENC) {
+    // The original Pasteur's paste: its link's key, its scheme (legacy.js).
+    try {
+      say("Decrypting…", false);
+      const ln = new URLSearchParams(location.search).get("ln") === "true";
+      await render({ text: await decryptLegacy(key, article.dataset.ct), lang: article.dataset.lang, ln });
+      say("");
+      return true;
+    } catch (error) {
+      return fail(error);
+    }
+  }
   if (!article.dataset.ct && article.dataset.src && !(await loadDocument())) return false;
   const { ct, iv, salt, iter } = article.dataset;
   if (!salt) {

@@ -64,8 +64,8 @@ class IdBook:
             paste_id = random_id(length)
             if paste_id not in self.erasure.erasing and self.try_reserve(paste_id):
                 tree = self.repository.tree
-                if tree is None or self.repository.tree_cache.paste_oid(
-                        tree.id.raw, paste_id.encode(), self.repository.reader.odb) is None:
+                if tree is None or not self.repository.tree_cache.has_paste(
+                        tree.id.raw, paste_id.encode(), self.repository.reader.odb):
                     return paste_id
                 self.release([paste_id])
             if attempt % 8 == 7:

@@ -108,8 +108,11 @@ class PackBuilder:
         return mem if mem is not None else self.cache.entries(tree, self.repo.odb)
 
     def has_paste(self, root: bytes | None, name: bytes) -> bool:
-        """Whether ``a/b/<name>`` is in the tree ``root``."""
-        return self.paste_oid(root, name) is not None
+        """Whether the id ``name`` is taken in the tree ``root`` (which may
+        have been built in this batch), in either layout: ``a/b/<name>`` or
+        the original Pasteur's root-level ``<name>``."""
+        return (self.paste_oid(root, name) is not None
+                or self.cache.legacy_oid(root, name, self.repo.odb, self._trees) is not None)
 
     def paste_oid(self, root: bytes | None, name: bytes) -> bytes | None:
         """The raw id of the blob at ``a/b/<name>`` in the tree ``root`` (which

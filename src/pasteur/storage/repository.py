@@ -154,15 +154,19 @@ class Repository:
 
     def blob(self, paste_id: str) -> pygit2.Blob | None:
         """The blob of a committed paste (a valid id), not read yet (pygit2
-        loads it lazily)."""
+        loads it lazily): at ``a/b/<id>``, or else at the root of the tree,
+        where the original OCaml Pasteur wrote its pastes (UPSTREAM.md §1)."""
         tree = self.tree
         if tree is None:
             return None
-        try:
-            obj = tree[shard_path(paste_id)]
-        except KeyError:
-            return None
-        return obj if isinstance(obj, pygit2.Blob) else None
+        for path in (shard_path(paste_id), paste_id):  # the original's at the root
+            try:
+                obj = tree[path]
+            except KeyError:
+                continue
+            if isinstance(obj, pygit2.Blob):
+                return obj
+        return None
 
     def apply(
         self,

@@ -65,8 +65,24 @@ class TreeCache:
                 self.strides.pop(gone, None)
 
     def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
-        """Whether ``a/b/<name>`` is in the tree ``root``."""
-        return self.paste_oid(root, name, odb) is not None
+        """Whether the id ``name`` is taken in the tree ``root``, in either
+        layout: ``a/b/<name>`` or the original Pasteur's root-level ``<name>``."""
+        return (self.paste_oid(root, name, odb) is not None
+                or self.legacy_oid(root, name, odb) is not None)
+
+    def legacy_oid(
+        self, root: bytes | None, name: bytes, odb: pygit2.Odb,
+        built: dict[bytes, Entries] | None = None,
+    ) -> bytes | None:
+        """The raw id of the blob ``<name>`` at the root of the tree ``root``
+        (where the original OCaml Pasteur left its pastes), if any."""
+        if root is None:
+            return None
+        entries = (built or {}).get(root)
+        entry = (entries if entries is not None else self.entries(root, odb)).get(name)
+        if entry is None or not entry.startswith((b"100644 ", b"100755 ")):
+            return None
+        return entry[-20:]
 
     def paste_oid(
         self, root: bytes | None, name: bytes, odb: pygit2.Odb,

@@ -15,6 +15,7 @@ from ..config import Config, parse_duration
 from ..paste import new_token
 from ..storage.errors import StoreBusy, StoreError
 from ..storage.store import Store
+from . import original
 from .assets import Asset, Bundle, choose_encoding
 from .caches import BaseUrls, RateLimiter
 from .cookies import CREATOR_COOKIE
@@ -72,6 +73,15 @@ class CreatePage:
         return ""
 
     async def create(self, request: Request) -> Response:
+        if original.from_original_page(request.headers):
+            # The original Pasteur's page, still open in a browser (original.py).
+            response = await self._create(request, legacy=True)
+            if response.status_code >= 400:
+                response.status_code = original.status_for(response.status_code)
+            return response
+        return await self._create(request, legacy=False)
+
+    async def _create(self, request: Request, legacy: bool) -> Response:
         if self.limiter is not None:
             wait = self.limiter.take(request.client.host if request.client else "-")
             if wait > 0:
@@ -103,12 +113,18 @@ class CreatePage:
             # A raw body (curl --data-binary): options come in the query string.
             upload.fields = {k: v for k, v in request.query_params.items()
                              if k in ("hl", "ln", "raw")}
+        encrypted_there, answer_hl = False, None
+        if legacy:
+            upload.fields, answer_hl, encrypted_there = original.translated(upload.fields)
         token, token_hash = new_token()
         document: bytes | Path = b""
         try:
             config = self.config
             rec = record.checked(upload.fields, config.default_expiry, config.max_expiry)
-            paste, big = paste_of(upload, rec, config.max_size)
+            if encrypted_there:
+                paste, big = original.sealed(upload, config.max_size), False
+            else:
+                paste, big = paste_of(upload, rec, config.max_size)
             paste = with_options(paste, rec, token_hash)
             if big:
                 document = await asyncio.to_thread(spool_document, paste, upload, self.spool_dir)
@@ -146,6 +162,8 @@ class CreatePage:
         if base.startswith("https:"):
             cookie += "; Secure"
         headers = {"x-delete-token": token, "x-delete-url": delete_url, "set-cookie": cookie}
+        if legacy:
+            return original.answer(paste_id, rec.ln, rec.raw, answer_hl, headers)
         if kind == "json":
             body = {"code": paste_id, "url": url, "delete_url": delete_url,
                     "delete_token": token, "expires": paste.expires, "burn": paste.burn}

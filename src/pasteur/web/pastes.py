@@ -25,6 +25,8 @@ log = logging.getLogger("pasteur.access")
 # uploads this large are spooled to disk (measured: a 96 MiB paste's raw view
 # read whole peaked ~400 MiB higher; streamed, a few MiB).
 STREAM_ABOVE = SPOOL_THRESHOLD
+# A stored document in no format this server reads: it stays as it is in Git.
+UNREADABLE = 422
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,14 @@ class Pastes:
             else:
                 paste, data = Paste.from_json(found), found
         except (InvalidPaste, KeyError, TypeError) as exc:
+            # Not a server fault that a retry could mend: the document is in
+            # the repository as it is (UNREADABLE: 422, said in plain words).
             log.error("paste %s is unreadable: %s", paste_id, exc)
-            return self.pages.error(request, 500,
-                                    f"paste {paste_id} is stored in an unknown format")
+            return self.pages.error(
+                request, UNREADABLE,
+                f"paste {paste_id} is stored in a format this server cannot read: neither "
+                f"Pasteur's (v1) nor the original OCaml Pasteur's {{contents, encrypted}} "
+                f"({exc})")
         except StoreError as exc:
             return self.pages.error(request, 503, f"paste {paste_id} could not be read ({exc})")
         if paste.expired():

@@ -4,6 +4,7 @@ large, cached when it cannot change; burn-after-reading served once."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import unquote_plus
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -20,6 +21,26 @@ from .pastes import LargeDocument, Pastes
 from .render import HIGHLIGHT_BUDGET, Renderer, gutter, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
+
+
+def raw_asked(query: str) -> bool:
+    """Whether a query string asks for the raw view: ``raw=true`` (or 1, on,
+    yes), or a bare ``raw`` as the original Pasteur's links may say (``raw=``
+    is the page, there as here). The last ``raw`` decides."""
+    asked = False
+    for part in query.split("&"):
+        name, eq, value = part.partition("=")
+        if unquote_plus(name) == "raw":
+            asked = not eq or unquote_plus(value).lower() in TRUE
+    return asked
+
+
+def link_language(hl: str | None, own: str) -> str:
+    """The language to show a paste in: a link's ``hl`` when it names one
+    (ours, or the original Pasteur's mapped to the closest), else the paste's
+    own (an unknown ``hl`` is ignored, as the original did)."""
+    lang = languages.resolve(hl)
+    return own if lang is None else lang
 
 
 async def _nothing() -> AsyncIterator[bytes]:
@@ -52,8 +73,7 @@ class ShowPage:
         if isinstance(found, Response):
             return found
         paste, data = found
-        query = request.query_params
-        raw = query.get("raw", "").lower() in TRUE
+        raw = raw_asked(request.url.query)
         creator = self.is_creator(request, paste)
         api = raw or wants(request) == "json"
         if paste.burn and not creator:
@@ -143,9 +163,14 @@ class ShowPage:
         if isinstance(data, LargeDocument):
             return self._present_large(request, paste, data, raw, meta)
         if paste.encrypted:
-            if raw or wants(request) == "json":
+            if wants(request) == "json" or (raw and not paste.legacy):
                 return Response(data, media_type="application/json",
                                 headers={"cache-control": "no-store"})
+            if raw:  # the original's raw view: its hex ciphertext, as text
+                return Response((paste.ct or "").encode(), media_type="text/plain; charset=utf-8",
+                                headers={"cache-control": "no-store"})
+            if paste.legacy:  # the language comes from the link, as the original's did
+                meta["legacy_lang"] = link_language(query.get("hl"), "")
             return self.pages.render("encrypted.html", ct=paste.ct, iv=paste.iv, kdf=paste.kdf,
                                      **meta)
         # Responses that stay true until the paste is removed are cached under
@@ -154,9 +179,7 @@ class ShowPage:
         if raw:
             body, ctype = (paste.text or "").encode(), "text/plain; charset=utf-8"
         else:
-            lang = query.get("hl", paste.lang)
-            if lang and lang not in languages.NAMES:
-                return self.pages.error(request, 400, f"unknown language {lang!r}")
+            lang = link_language(query.get("hl"), paste.lang)
             ln_param = query.get("ln")
             ln = paste.ln if ln_param is None else ln_param.lower() in TRUE
             html = self.pages.templates.get_template("show.html").render(
@@ -181,7 +204,7 @@ class ShowPage:
         if isinstance(found, Response):
             return found
         paste, data = found
-        raw = request.query_params.get("raw", "").lower() in TRUE
+        raw = raw_asked(request.url.query)
         if not paste.burn:
             return self.present(request, paste_id, paste, data, raw, False)
         return await self.burn(request, paste_id, paste, data, raw=raw)
