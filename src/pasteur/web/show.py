@@ -16,7 +16,7 @@ from . import compress
 from .caches import CachedPage, CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, cookie
 from .form import format_size
-from .pastes import LargeDocument, Pastes
+from .pastes import LargeDocument, Pastes, gone_message
 from .render import Renderer, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
@@ -115,7 +115,7 @@ class ShowPage:
     ) -> Response:
         """Serve a burn-after-reading paste once, then delete it."""
         if paste_id in self.burning:
-            return self.pages.error(request, 410, f"paste {paste_id} was burned after reading")
+            return self.pages.error(request, 410, gone_message(paste_id, "Burn"))
         self.burning.add(paste_id)
         try:
             await self.pastes.delete(paste_id, "Burn")
