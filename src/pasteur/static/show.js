@@ -4,6 +4,7 @@
 // loaded) and offers copy, raw and download. A read-once paste is fetched only
 // when the reader confirms. Every failure is said in plain words.
 import { formatBytes } from "./bytes.js";
+import { copyText } from "./copy.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
 import { escapeHtml, splitHighlighted } from "./lines.js";
 
@@ -63,7 +64,7 @@ async function render(payload) {
   article.classList.toggle("numbered", Boolean(payload.ln));
   article.style.setProperty("--ln-width", `${String(lines.length).length + 1}ch`);
   if (payload.lang) document.getElementById("paste-lang").textContent = payload.lang;
-  setupActions(payload.text);
+  setupActions(payload.text, payload.lang);
   const files = payload.files || [];
   showFiles(files);
   // A paste of attached files only has no text to show.
@@ -95,22 +96,24 @@ function showFiles(files) {
   filesSection.hidden = files.length === 0;
 }
 
-function setupActions(text) {
+function setupActions(text, lang) {
   if (blobUrl) URL.revokeObjectURL(blobUrl);
   blobUrl = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
   document.getElementById("paste-raw").href = blobUrl;
   const download = document.getElementById("paste-download");
   download.href = blobUrl;
-  download.download = `${article.dataset.id || "paste"}.txt`;
-  document.getElementById("paste-copy").onclick = async () => {
-    try {
-      await navigator.clipboard.writeText(text);
-      say("Copied.", false);
-    } catch {
-      getSelection().selectAllChildren(code);
-      say("Copying is not allowed here: the text is selected, copy it with your keyboard.", false);
-    }
-  };
+  download.download = `${article.dataset.id || "paste"}.${extension(lang)}`;
+  const copy = document.getElementById("paste-copy");
+  copy.onclick = () => copyText(text, code, document.getElementById(copy.dataset.status));
+}
+
+// A download's extension by language ("py"), from the page (languages.py).
+function extension(lang) {
+  try {
+    return JSON.parse(article.dataset.exts || "{}")[lang] || "txt";
+  } catch {
+    return "txt";
+  }
 }
 
 // The password of a password paste, asked in the page's own form.
