@@ -98,6 +98,11 @@ def paste(page, server, text: str, lang: str = "", encrypted: bool = True, **che
     return (LINK if encrypted else PLAIN).fullmatch(page.url).group(1)
 
 
+def wait_text(page) -> None:
+    """Until an encrypted paste's text is decrypted and shown."""
+    page.locator("#paste-code").filter(has_text="greet").wait_for()
+
+
 def status_of(server, path: str) -> int:
     return httpx.get(f"{server.url}{path}", headers={"accept": "text/html"}).status_code
 
@@ -130,14 +135,14 @@ def test_first_view_of_an_encrypted_paste(visitor, server):
     commit = page.get_by_role("link", name="the commit that added it").get_attribute("href")
     assert re.fullmatch(r"https://git\.example\.test/pastes/commit/[0-9a-f]{40}", commit)
     assert page.locator(".paste-meta .commit").get_attribute("href") == commit
-    page.locator("#paste-code .line").first.wait_for()
+    wait_text(page)
     shot(page, "after-first-view-encrypted")
     # The key was never sent: not in any URL or body the page requested.
     for url, body in page.requests:
         assert key not in url.split("#")[0] and key.encode() not in body
     # Once: a reload has no link box and no delete link; delete stays offered.
     page.reload()
-    page.locator("#paste-code .line").first.wait_for()
+    wait_text(page)
     assert page.locator("#paste-link").count() == 0
     assert page.locator("#delete-link").count() == 0
     assert delete_link not in page.content()
@@ -203,7 +208,7 @@ def test_encrypted_download_named_by_language_and_status_clears(visitor, server)
     pid = paste(page, server, CODE, lang="python")
     reader = visitor()
     reader.goto(page.url)
-    reader.locator("#paste-code .line").first.wait_for()
+    wait_text(reader)
     assert reader.get_by_role("link", name="Download").get_attribute("download") == f"{pid}.py"
     before = reader.locator("#paste").bounding_box()
     reader.get_by_role("button", name="Copy", exact=True).click()
@@ -232,13 +237,13 @@ def test_every_view_fits_390px(visitor, server):
     page.get_by_role("button", name="Paste", exact=True).scroll_into_view_if_needed()
     shot(page, "after-form-390")
     pid = paste(page, server, CODE, lang="python")
-    page.locator("#paste-code .line").first.wait_for()
+    wait_text(page)
     no_overflow(page)
     shot(page, "after-first-view-encrypted-390")
     page.get_by_role("button", name="Copy link").click()
     assert page.locator("#paste-link-status").inner_text() == "Copied."
     page.reload()
-    page.locator("#paste-code .line").first.wait_for()
+    wait_text(page)
     no_overflow(page)
     page.get_by_role("link", name="Delete this paste").click()
     page.get_by_role("button", name="Delete it for everyone").wait_for()

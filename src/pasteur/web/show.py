@@ -20,7 +20,7 @@ from .caches import BaseUrls, CachedPage, CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, FRESH_COOKIE, cookie
 from .form import format_size
 from .pastes import LargeDocument, Pastes, gone_message
-from .render import Renderer, highlight, wants
+from .render import HIGHLIGHT_BUDGET, Renderer, gutter, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
 # For the encrypted page: a download's extension by language (show.js).
@@ -191,7 +191,9 @@ class ShowPage:
                 lang=lang,
                 ext=languages.extension(lang),
                 ln=ln,
-                code_html=highlight(paste.text or "", lang, ln),
+                code_html=highlight(paste.text or "", lang),
+                later=lang if len(paste.text or "") > HIGHLIGHT_BUDGET else "",
+                gutter=gutter(paste.text or "") if ln else None,
                 raw_url=f"/{paste_id}?raw=true",
                 **meta,
             )
