@@ -45,7 +45,7 @@ def create_app(
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
-    pastes (sync's ``fetch_for_miss``); ``sync_status``: sync's figures for
+    pastes (sync's ``MissProbe.miss``); ``sync_status``: sync's figures for
     ``/healthz``. Both None when the server does not sync.
 
     ``freeze`` (the server's own process): once started, the objects alive
