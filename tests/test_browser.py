@@ -221,7 +221,7 @@ def test_encrypted_paste_round_trip(page, server, encrypted_link):
     assert page.locator("#paste-status").is_hidden()
     assert page.locator("#paste-lang").inner_text() == "Python"  # the display name
     # Copy puts the exact text, without numbers, on the clipboard.
-    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copy", exact=True).click()
     assert page.evaluate("navigator.clipboard.readText()") == PYTHON_CODE
     # Raw opens a Blob URL with the text in a new tab.
     raw_link = page.get_by_role("link", name="Raw")
@@ -232,7 +232,7 @@ def test_encrypted_paste_round_trip(page, server, encrypted_link):
     popup.wait_for_load_state()
     assert popup.locator("body").inner_text() == PYTHON_CODE
     popup.close()
-    assert page.get_by_role("link", name="Download").get_attribute("download") == f"{paste_id}.txt"
+    assert page.get_by_role("link", name="Download").get_attribute("download") == f"{paste_id}.py"
 
     # The server holds neither the text nor the key: not in Git, not in its log.
     blob = stored_blob(server, paste_id)
@@ -400,6 +400,7 @@ def test_no_webcrypto_on_plain_http(page, server):
     page.goto(insecure + "/")
     assert page.evaluate("window.isSecureContext") is False
     page.get_by_label("Your text").fill("text\n")
+    page.get_by_label("Encrypted").check()  # unchecked there by default: asked for anyway
     before = commit_count(server)
     page.get_by_role("button", name="Paste").click()
     alert = page.get_by_role("alert")
@@ -651,7 +652,7 @@ def test_read_once_encrypted_paste(page, reader, server):
     rp.goto(link)
     rp.reload()
     assert rp.locator("#paste").is_hidden()
-    assert rp.get_by_role("button", name="Delete this paste").count() == 0
+    assert rp.get_by_role("link", name="Delete this paste").count() == 0
     rp.get_by_role("button", name="Read it now").click()
     rp.locator("#paste-code").wait_for()
     assert rp.locator("#paste-code").inner_text() == f"read me once {SECRET}\n"
@@ -688,7 +689,7 @@ def test_creator_page_qr_code_and_delete(page, reader, server, tmp_path):
     link = page.url
     paste_id, _ = split_link(link)
     assert page.locator("#paste").get_attribute("data-creator") == "true"
-    delete = page.get_by_role("button", name="Delete this paste")
+    delete = page.get_by_role("link", name="Delete this paste")
     assert delete.is_visible()
     # The QR code holds the whole link, key included (computed in the page).
     assert read_qr(page, tmp_path) == link
@@ -699,7 +700,7 @@ def test_creator_page_qr_code_and_delete(page, reader, server, tmp_path):
     rp = reader()
     rp.goto(link)
     rp.locator("#paste-code").wait_for()
-    assert rp.get_by_role("button", name="Delete this paste").count() == 0
+    assert rp.get_by_role("link", name="Delete this paste").count() == 0
     assert rp.locator("#paste-qr").count() == 0
     assert rp.locator("#paste").get_attribute("data-creator") is None
     assert not [u for u in rp.requested if "qrcode" in u or "creator.js" in u]
@@ -713,7 +714,8 @@ def test_creator_page_qr_code_and_delete(page, reader, server, tmp_path):
 
     # The creator deletes the encrypted one; it is gone for everyone.
     page.goto(link)
-    page.get_by_role("button", name="Delete this paste").click()
+    page.get_by_role("link", name="Delete this paste").click()
+    page.get_by_role("button", name="Delete it for everyone").click()  # the confirmation
     page.get_by_role("heading", name="Deleted").wait_for()
     assert httpx.get(f"{server.url}/{paste_id}").status_code == 404
     assert rp.reload().status == 404

@@ -302,7 +302,7 @@ def test_get_and_head_never_burn_and_head_is_get_without_a_body(client, shared_s
     assert anon.post(f"/{clear}/read?raw=true").text == "once\n"
     doc = anon.post(f"/{sealed}/read", headers={"accept": "application/json"}).json()
     assert doc["ct"] == ct and doc["iv"] == iv
-    assert anon.head(f"/{clear}?raw=true").status_code == 404
+    assert anon.head(f"/{clear}?raw=true").status_code == 410  # read and deleted
 
 
 def test_a_clear_paste_with_a_password_is_refused(client, shared_server):

@@ -97,7 +97,7 @@ def test_burn_after_reading(server_factory):
         r = reader.post(f"/{pid}/read", headers={"accept": "text/html"})
         assert r.status_code == 200 and "read me once" in r.text
         assert r.headers["cache-control"] == "no-store"
-        assert reader.get(f"/{pid}?raw=true").status_code == 404
+        assert reader.get(f"/{pid}?raw=true").status_code == 410  # read and deleted
         assert not in_tree(srv, pid)
         assert "Burn paste" in srv.git("log", "-1", "--format=%s")
         # the API reads with a POST (a GET is told so, and burns nothing)
@@ -106,7 +106,7 @@ def test_burn_after_reading(server_factory):
         assert r.status_code == 409 and f"POST /{other}/read?raw=true" in r.text
         r = reader.post(f"/{other}/read?raw=true")
         assert r.text == "api burn" and r.headers["content-type"].startswith("text/plain")
-        assert reader.post(f"/{other}/read?raw=true").status_code == 404
+        assert reader.post(f"/{other}/read?raw=true").status_code == 410
 
 
 def test_delete_token(server_factory):

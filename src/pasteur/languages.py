@@ -7,6 +7,7 @@ know it. Values are highlight.js names.
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from pygments.lexer import Lexer
@@ -67,6 +68,28 @@ def lexer(name: str) -> Lexer | None:
     if alias is None:
         return None
     return get_lexer_by_name(alias, stripnl=False, ensurenl=False)
+
+
+# Where Pygments' first file name pattern is not the usual extension.
+_EXTENSIONS = {"r": "r", "nginx": "conf"}
+
+
+@cache
+def extension(name: str) -> str:
+    """A downloaded paste's file extension ("py" for python; "txt" if none fits)."""
+    if name in _EXTENSIONS:
+        return _EXTENSIONS[name]
+    found = lexer(name) if name else None
+    for pattern in found.filenames if found is not None else ():
+        m = re.fullmatch(r"\*\.([A-Za-z0-9]+)", pattern)
+        if m:
+            return m.group(1)
+    return "txt"
+
+
+def extensions() -> dict[str, str]:
+    """``extension`` of every language, for the page that names encrypted downloads."""
+    return {name: extension(name) for name in sorted(NAMES)}
 
 
 def guess_from_filename(filename: str) -> str:

@@ -44,5 +44,18 @@ function failed(error) {
   figure.querySelector("figcaption").textContent = `The QR code could not be drawn: ${error.message}`;
 }
 
-if (encrypted) window.addEventListener("hashchange", () => draw().catch(failed));
+// The link box of the first view: an encrypted paste's link takes its key
+// from this page's address (the server never had it).
+const linkBox = document.getElementById("paste-link");
+function fillLinkBox() {
+  if (linkBox && encrypted) linkBox.value = linkBox.dataset.link + location.hash;
+}
+
+if (encrypted) {
+  window.addEventListener("hashchange", () => {
+    fillLinkBox();
+    draw().catch(failed);
+  });
+}
+fillLinkBox();
 draw().catch(failed);

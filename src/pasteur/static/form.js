@@ -135,8 +135,10 @@ form.addEventListener("submit", async (event) => {
 });
 
 // Files go with encrypted pastes only; with files the text may be empty.
+// The encryption note shows while "encrypted" is checked.
 function updateAttach() {
   const encrypted = form.elements.encrypted.checked;
+  cryptoNote.hidden = !encrypted;
   attach.hidden = !encrypted || !available();
   textarea.required = !(encrypted && filesInput.files.length);
   showSize();
@@ -148,10 +150,19 @@ filesInput.addEventListener("change", updateAttach);
 textarea.addEventListener("keydown", (event) => {
   if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) form.requestSubmit();
 });
-// Encrypted by default: the page leaves it unchecked for when JavaScript is off.
-form.elements.encrypted.defaultChecked = true;
-if (!available()) {
-  document.getElementById("crypto-note").textContent =
-    "This page came over plain http, so the browser cannot encrypt here: use https, or uncheck “encrypted”.";
+const cryptoNote = document.getElementById("crypto-note");
+// Encrypted by default where the browser can encrypt: the page leaves it
+// unchecked for when JavaScript is off. Where it cannot (plain http, not
+// localhost), a banner at the top says why, and pastes go in clear.
+if (available()) {
+  form.elements.encrypted.defaultChecked = true;
+} else {
+  const banner = document.getElementById("insecure-banner");
+  banner.textContent =
+    `This page cannot encrypt: it came over plain http (${location.origin}), and browsers ` +
+    "only encrypt on secure pages (https, or http on localhost). Pastes made here are " +
+    "stored in clear, readable by anyone with the link. Open the site over https to encrypt.";
+  banner.hidden = false;
+  form.elements.encrypted.checked = false;
 }
 updateAttach();

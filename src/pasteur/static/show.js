@@ -5,6 +5,7 @@
 // when the reader confirms. Every failure is said in plain words.
 import { decryptLegacy, LEGACY_ENC } from "./legacy.js";
 import { formatBytes } from "./bytes.js";
+import { copyText } from "./copy.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
 import { chunked, escapeHtml, lineNumbers } from "./lines.js";
 import { core, GRAMMARS, LABELS } from "./languages.js";
@@ -74,7 +75,7 @@ async function render(payload) {
     const known = Object.hasOwn(LABELS, lang);
     document.getElementById("paste-lang").textContent = known ? LABELS[lang] : lang;
   }
-  setupActions(text);
+  setupActions(text, lang);
   const files = payload.files || [];
   showFiles(files);
   // A paste of attached files only has no text to show.
@@ -116,22 +117,24 @@ function showFiles(files) {
   filesSection.hidden = files.length === 0;
 }
 
-function setupActions(text) {
+function setupActions(text, lang) {
   if (blobUrl) URL.revokeObjectURL(blobUrl);
   blobUrl = URL.createObjectURL(new Blob([text], { type: "text/plain;charset=utf-8" }));
   document.getElementById("paste-raw").href = blobUrl;
   const download = document.getElementById("paste-download");
   download.href = blobUrl;
-  download.download = `${article.dataset.id || "paste"}.txt`;
-  document.getElementById("paste-copy").onclick = async () => {
-    try {
-      await navigator.clipboard.writeText(text);
-      say("Copied.", false);
-    } catch {
-      getSelection().selectAllChildren(code);
-      say("Copying is not allowed here: the text is selected, copy it with your keyboard.", false);
-    }
-  };
+  download.download = `${article.dataset.id || "paste"}.${extension(lang)}`;
+  const copy = document.getElementById("paste-copy");
+  copy.onclick = () => copyText(text, code, document.getElementById(copy.dataset.status));
+}
+
+// A download's extension by language ("py"), from the page (languages.py).
+function extension(lang) {
+  try {
+    return JSON.parse(article.dataset.exts || "{}")[lang] || "txt";
+  } catch {
+    return "txt";
+  }
 }
 
 // The password of a password paste, asked in the page's own form.

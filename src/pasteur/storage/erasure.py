@@ -20,6 +20,7 @@ from .maintenance import repack_and_prune
 from .objects import tree_has
 from .packs import PackBuilder
 from .repository import Change, Repository
+from .tombstones import Tombstones
 
 log = logging.getLogger("pasteur.store")
 
@@ -38,6 +39,8 @@ class Erasure:
         self.erasing: set[str] = self.pending()
         self.erased = 0
         self.announce: Callable[[set[str]], None] | None = None
+        # Why each removed id is gone: kept after the erasure (410, not 404).
+        self.tombstones = Tombstones(repository.layout.gone)
 
     def pending(self) -> set[str]:
         try:
@@ -45,9 +48,9 @@ class Erasure:
         except FileNotFoundError:
             return set()
 
-    def remove(self, ids: Sequence[str], message: str) -> None:
+    def remove(self, ids: Sequence[str], message: str, reason: str = "") -> None:
         """Remove pastes from the served tree (one commit) and add them to
-        the erase list, durably."""
+        the erase list, durably; with a ``reason``, remember why they are gone."""
         present = [i for i in ids if self.repository.has(i)]
         if present:
             self.repository.apply([Change([], present, None, message)])
@@ -56,6 +59,8 @@ class Erasure:
             f.write("".join(f"{i}\n" for i in ids))
             f.flush()
             os.fsync(f.fileno())
+        if reason:
+            self.tombstones.add(ids, reason)
 
     def erase(self) -> int:
         """Erase the listed pastes from history and the object store; how many."""

@@ -16,6 +16,7 @@ JOURNAL_FILE = "pasteur-journal"
 PID_FILE = "pasteur.pid"
 ERASE_FILE = "pasteur-erase"
 ERASE_MARKER_FILE = "pasteur-erase-marker"
+GONE_FILE = "pasteur-gone"
 QUARANTINE_FILE = "quarantine.jsonl"  # in the data directory
 TMP_PACK_PREFIX = "tmp_pasteur-"
 
@@ -39,6 +40,11 @@ class Layout:
     def erase_list(self) -> Path:
         """Ids removed and not yet erased from history, one a line."""
         return self.path / ERASE_FILE
+
+    @property
+    def gone(self) -> Path:
+        """Ids removed (burned, expired, deleted) and why, kept after erasure."""
+        return self.path / GONE_FILE
 
     @property
     def erase_marker(self) -> Path:

@@ -426,7 +426,11 @@ class Store:
             return
         await self.flush()  # a journaled paste is committed before it is removed
         message = f"{reason} paste {ids[0]}" if len(ids) == 1 else f"{reason} {len(ids)} pastes"
-        await self.run_in_writer(lambda: self.erasure.remove(ids, message))
+        await self.run_in_writer(lambda: self.erasure.remove(ids, message, reason))
+
+    def gone(self, paste_id: str) -> str | None:
+        """Why a removed paste is gone ("Burn", "Expire", "Delete"), or None."""
+        return self.erasure.tombstones.reason(paste_id)
 
     def pending_erasure(self) -> set[str]:
         return self.erasure.pending()

@@ -18,6 +18,10 @@ from typing import Protocol
 # to the paste's path: its page then offers "delete", and a burn paste is not
 # burned by it.
 CREATOR_COOKIE = "pasteur_creator"
+# Set with it, for a few minutes: the creator's first view of the paste shows
+# its link and delete link once (show.py), and expires it.
+FRESH_COOKIE = "pasteur_new"
+FRESH_SECONDS = 600
 
 _ESCAPE = re.compile(r"\\(?:([0-3][0-7][0-7])|(.))", re.DOTALL)
 

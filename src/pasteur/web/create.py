@@ -18,7 +18,7 @@ from ..storage.store import Store
 from . import original
 from .assets import Asset, Bundle, choose_encoding
 from .caches import BaseUrls, RateLimiter
-from .cookies import CREATOR_COOKIE
+from .cookies import CREATOR_COOKIE, FRESH_COOKIE, FRESH_SECONDS
 from .form import FormError, format_size, read_upload
 from .render import Renderer, wants
 from .uploads import paste_of, spool_document, with_options
@@ -159,17 +159,24 @@ class CreatePage:
         # set_cookie, through http.cookies, cost ~5% of a create.)
         cookie = (f"{CREATOR_COOKIE}={token}; HttpOnly; Max-Age={rec.expiry or 365 * 86400}; "
                   f"Path=/{paste_id}; SameSite=strict")
+        # And, for the first view only: "show the link and the delete link".
+        fresh = (f"{FRESH_COOKIE}=1; HttpOnly; Max-Age={FRESH_SECONDS}; Path=/{paste_id}; "
+                 "SameSite=strict")
         if base.startswith("https:"):
             cookie += "; Secure"
+            fresh += "; Secure"
         headers = {"x-delete-token": token, "x-delete-url": delete_url, "set-cookie": cookie}
         if legacy:
             return original.answer(paste_id, rec.ln, rec.raw, answer_hl, headers)
         if kind == "json":
             body = {"code": paste_id, "url": url, "delete_url": delete_url,
                     "delete_token": token, "expires": paste.expires, "burn": paste.burn}
-            return JSONResponse(body, 201, headers=headers)
-        if kind == "html":
-            return RedirectResponse(f"/{paste_id}" + ("?raw=true" if raw else ""), 303,
-                                    headers=headers)
-        headers["location"] = url
-        return PlainTextResponse(url + "\n", 201, headers=headers)
+            response = JSONResponse(body, 201, headers=headers)
+        elif kind == "html":
+            response = RedirectResponse(f"/{paste_id}" + ("?raw=true" if raw else ""), 303,
+                                        headers=headers)
+        else:
+            headers["location"] = url
+            return PlainTextResponse(url + "\n", 201, headers=headers)
+        response.headers.append("set-cookie", fresh)  # a browser's: the form's
+        return response

@@ -29,6 +29,18 @@ STREAM_ABOVE = SPOOL_THRESHOLD
 UNREADABLE = 422
 
 
+# Why a paste is gone (410), by the reason it was removed for. A paste its
+# author deleted is not listed: it answers 404, as if it had never been made.
+GONE = {
+    "Burn": "was read and deleted: it was made to be read once",
+    "Expire": "has expired and was deleted",
+}
+
+
+def gone_message(paste_id: str, reason: str) -> str:
+    return f"paste {paste_id} {GONE[reason]}"
+
+
 @dataclass(frozen=True)
 class LargeDocument:
     """A large paste's stored document: its blob, and where its text or
@@ -67,6 +79,9 @@ class Pastes:
         if found is None and self.misses is not None and await self.misses():
             found = self.store.get_bounded(paste_id, STREAM_ABOVE)  # pushed by another instance?
         if found is None:
+            reason = self.store.gone(paste_id)
+            if reason in GONE:
+                return self.pages.error(request, 410, gone_message(paste_id, reason))
             return self.pages.error(request, 404, f"no paste {paste_id}")
         data: bytes | LargeDocument
         try:
@@ -87,7 +102,7 @@ class Pastes:
             return self.pages.error(request, 503, f"paste {paste_id} could not be read ({exc})")
         if paste.expired():
             self.watch(paste_id, paste.expires or iso(0))
-            return self.pages.error(request, 410, f"paste {paste_id} has expired")
+            return self.pages.error(request, 410, gone_message(paste_id, "Expire"))
         return paste, data
 
     async def _large(self, blob: LargeBlob) -> tuple[Paste, LargeDocument]:

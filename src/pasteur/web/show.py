@@ -3,6 +3,9 @@ large, cached when it cannot change; burn-after-reading served once."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from urllib.parse import unquote_plus
 
@@ -14,13 +17,15 @@ from ..ids import valid_id
 from ..paste import Paste
 from ..storage.errors import StoreError
 from . import compress
-from .caches import CachedPage, CommitLinks, PageCache
-from .cookies import CREATOR_COOKIE, cookie
+from .caches import BaseUrls, CachedPage, CommitLinks, PageCache
+from .cookies import CREATOR_COOKIE, FRESH_COOKIE, cookie
 from .form import format_size
-from .pastes import LargeDocument, Pastes
+from .pastes import LargeDocument, Pastes, gone_message
 from .render import HIGHLIGHT_BUDGET, Renderer, gutter, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
+# For the encrypted page: a download's extension by language (show.js).
+EXTENSIONS = json.dumps(languages.extensions(), separators=(",", ":"))
 
 
 def raw_asked(query: str) -> bool:
@@ -52,11 +57,12 @@ class ShowPage:
     """``GET /<id>`` and ``POST /<id>/read`` (a burn paste, confirmed)."""
 
     def __init__(self, pastes: Pastes, pages: Renderer, cache: PageCache,
-                 commits: CommitLinks) -> None:
+                 commits: CommitLinks, base_urls: BaseUrls) -> None:
         self.pastes = pastes
         self.pages = pages
         self.cache = cache
         self.commits = commits
+        self.base_urls = base_urls
         self.burning: set[str] = set()  # burned, or being burned: served once
 
     async def show(self, request: Request) -> Response:
@@ -81,11 +87,30 @@ class ShowPage:
             # would): a person is asked first, a program is told to POST.
             if not api:
                 return self.pages.render("burn.html", id=paste_id, created=paste.created,
-                                   encrypted=paste.encrypted)
+                                   encrypted=paste.encrypted, exts=EXTENSIONS)
             read = f"/{paste_id}/read" + ("?raw=true" if raw else "")
             return self.pages.error(request, 409, f"paste {paste_id} is deleted once read: "
                                                   f"POST {read} reads it, and deletes it")
-        return self.present(request, paste_id, paste, data, raw, creator)
+        if not (creator and not api and cookie(request.headers, FRESH_COOKIE)):
+            return self.present(request, paste_id, paste, data, raw, creator)
+        response = self.present(request, paste_id, paste, data, raw, creator,
+                                first=await self.first_view(request, paste_id))
+        response.headers.append(
+            "set-cookie", f"{FRESH_COOKIE}=; Max-Age=0; Path=/{paste_id}; SameSite=strict")
+        return response
+
+    async def first_view(self, request: Request, paste_id: str) -> dict:
+        """What the creator's first view adds: the link (show.js adds the key
+        of an encrypted paste, from the page's address), the delete link
+        (shown this once), and the commit link, waited for (a create is
+        answered once journaled, before its commit)."""
+        url = f"{self.base_urls.of(request)}/{paste_id}"
+        token = cookie(request.headers, CREATOR_COOKIE)
+        if self.commits.template and self.commits.link(paste_id) is None:
+            with contextlib.suppress(StoreError, TimeoutError):
+                await asyncio.wait_for(self.pastes.store.flush(), 10)
+        return {"fresh": True, "link": url, "delete_url": f"{url}/delete?token={token}",
+                "commit_link": self.commits.link(paste_id)}
 
     async def cached(self, request: Request, key: tuple, page: CachedPage) -> Response:
         """A cached page in the content coding asked for, compressed once (the
@@ -123,6 +148,7 @@ class ShowPage:
             return self._streamed(request, self.pastes.text_of(document),
                                   "text/plain; charset=utf-8")
         return self.pages.render("show.html", lang=paste.lang, ln=False, code_html="",
+                           ext=languages.extension(paste.lang),
                            too_large=format_size(paste.size), raw_url=raw_url, **meta)
 
     def is_creator(self, request: Request, paste: Paste) -> bool:
@@ -135,7 +161,7 @@ class ShowPage:
     ) -> Response:
         """Serve a burn-after-reading paste once, then delete it."""
         if paste_id in self.burning:
-            return self.pages.error(request, 410, f"paste {paste_id} was burned after reading")
+            return self.pages.error(request, 410, gone_message(paste_id, "Burn"))
         self.burning.add(paste_id)
         try:
             await self.pastes.delete(paste_id, "Burn")
@@ -156,10 +182,12 @@ class ShowPage:
         raw: bool,
         creator: bool,
         cache: bool = True,
+        first: dict | None = None,
     ) -> Response:
         query = request.query_params
         meta = {"id": paste_id, "created": paste.created, "expires": paste.expires,
-                "burn": paste.burn, "creator": creator, "commit_link": self.commits.link(paste_id)}
+                "burn": paste.burn, "creator": creator, "commit_link": self.commits.link(paste_id),
+                "exts": EXTENSIONS, **(first or {})}
         if isinstance(data, LargeDocument):
             return self._present_large(request, paste, data, raw, meta)
         if paste.encrypted:
@@ -184,6 +212,7 @@ class ShowPage:
             ln = paste.ln if ln_param is None else ln_param.lower() in TRUE
             html = self.pages.templates.get_template("show.html").render(
                 lang=lang,
+                ext=languages.extension(lang),
                 ln=ln,
                 code_html=highlight(paste.text or "", lang),
                 later=lang if len(paste.text or "") > HIGHLIGHT_BUDGET else "",
