@@ -258,6 +258,7 @@ async def run(config: Config) -> int:
         return 1
     app = create_app(config, store, freeze=True,
                      misses=syncer.fetch_for_miss if syncer else None,
+                     claim=syncer.burns.claim if syncer else None,
                      sync_status=syncer.status if syncer else None)
     try:
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py

@@ -315,6 +315,11 @@ def _rename(paste_id: str, oid: pygit2.Oid, result: Integration, local: bool) ->
     return new_id
 
 
+def has_paste(repo: pygit2.Repository, commit: pygit2.Oid, paste_id: str) -> bool:
+    """Whether the tree of ``commit`` holds the paste ``paste_id``."""
+    return _entry(repo[commit].peel(pygit2.Tree), paste_id) is not None
+
+
 def _entry(tree: pygit2.Tree | None, paste_id: str) -> pygit2.Oid | None:
     if tree is None:
         return None

@@ -28,6 +28,7 @@ import pygit2
 from pasteur.config import SyncSettings
 from pasteur.procs import child_env
 from pasteur.storage.store import Store
+from pasteur.sync.claim import BurnClaims
 from pasteur.sync.erase import Eraser
 from pasteur.sync.merge import (
     Integration,
@@ -208,7 +209,6 @@ class Syncer:
         self.failing_since: float | None = None
         self.pushes = 0
         self.fetches = 0
-        self.renamed: list[tuple[str, str]] = []
         self.restored: list[str] = []
         self._backoff = Backoff()
         self._wake = asyncio.Event()
@@ -216,6 +216,7 @@ class Syncer:
         # operation at a time, each seeing a consistent head and remote head.
         self._sync_lock = asyncio.Lock()
         self.eraser = Eraser(store)
+        self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -294,7 +295,7 @@ class Syncer:
         head = self.store.head
         if head is not None and head != self.remote_head:
             with contextlib.suppress(TimeoutError, SyncFailure):
-                await asyncio.wait_for(self._push(head), flush_timeout)
+                await asyncio.wait_for(self.push_head(head), flush_timeout)
         await self.worker.close()
 
     # -- push loop ------------------------------------------------------------
@@ -350,7 +351,7 @@ class Syncer:
                     await self.eraser.erase()
                     continue
                 try:
-                    await self._push(head, lease=known if rewrite else None)
+                    await self.push_head(head, lease=known if rewrite else None)
                 except SyncFailure as exc:
                     if exc.kind != "rejected":
                         raise
@@ -368,7 +369,7 @@ class Syncer:
             await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** rejected)))
         raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
 
-    async def _push(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
+    async def push_head(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
         args = {"lease": str(lease)} if lease is not None else {}
         reply = await self.worker.call("push", oid=str(head), **args)
         if not reply.get("ok"):
@@ -435,7 +436,6 @@ class Syncer:
         return pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
 
     def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
-        self.renamed.extend(result.renamed)
         self.restored.extend(result.restored)
         if result.action != "none":
             log.info("sync: %s with %s (%d commits applied)", result.action, remote,
@@ -517,7 +517,6 @@ class Syncer:
             "stuck": stuck,
             "pushes": self.pushes,
             "fetches": self.fetches,
-            "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
             "reerased": self.eraser.reerased,
         }

@@ -40,13 +40,15 @@ def create_app(
     freeze: bool = False,
     *,
     misses: Callable[[], Awaitable[bool]] | None = None,
+    claim: Callable[[str], Awaitable[str]] | None = None,
     sync_status: SyncStatus | None = None,
 ) -> ASGIApp:
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
     pastes (sync's ``fetch_for_miss``); ``sync_status``: sync's figures for
-    ``/healthz``. Both None when the server does not sync.
+    ``/healthz``; ``claim``: claims a burn paste on the remote before it is
+    served (sync's ``BurnClaims.claim``). All None when the server does not sync.
 
     ``freeze`` (the server's own process): once started, the objects alive
     then (modules, classes, the templates, lexers) move out of the garbage
@@ -61,7 +63,7 @@ def create_app(
     cache = PageCache(store)
     commits = CommitLinks(config.commit_url, store)
     sweeper = Sweeper(store, cache, commits, config.erase_interval)
-    pastes = Pastes(store, pages, cache, sweeper.watch, misses)
+    pastes = Pastes(store, pages, cache, sweeper.watch, misses, claim)
     create = CreatePage(config, store, pages, BaseUrls(config.url), sweeper.watch)
     show = ShowPage(pastes, pages, cache, commits)
     delete = DeletePage(pastes, pages, config.body_timeout)
