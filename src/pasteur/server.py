@@ -22,6 +22,7 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from pasteur.sync.namespace import IdNamespace
 from pasteur.sync.syncer import SyncError, start_syncer
 
 from . import limits, record
@@ -256,6 +257,10 @@ async def run(config: Config) -> int:
     except SyncError as exc:
         log.error("%s", exc)
         return 1
+    # ids that cannot collide with other instances' (see sync/namespace.py)
+    namespace = IdNamespace(store, syncer.worker) if syncer is not None else None
+    if namespace is not None:
+        await namespace.start()
     app = create_app(config, store, freeze=True,
                      misses=syncer.fetch_for_miss if syncer else None,
                      claim=syncer.burns.claim if syncer else None,
@@ -270,5 +275,7 @@ async def run(config: Config) -> int:
         await server.serve()
         return 0 if server.started else 1
     finally:
+        if namespace is not None:
+            await namespace.stop()
         if syncer is not None:
             await syncer.stop()
