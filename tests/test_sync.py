@@ -350,6 +350,10 @@ def test_remote_down_then_back(
     git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
 ) -> None:
     bare = bare_remote(git_daemon.base / "d.git", first_commit=True)
+    # a first start claims the instance's id namespace on the remote
+    first = start_pasteur(tmp_path / "a", "-r", git_daemon.url("d.git"))
+    first.close()
+    stop(first.proc)
     git_daemon.stop()
     # unreachable at start: serve locally and retry
     a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("d.git"), "--sync-interval", "0")

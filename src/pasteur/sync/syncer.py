@@ -386,8 +386,8 @@ class Syncer:
 
     # -- fetch ----------------------------------------------------------------
 
-    async def fetch_and_integrate(self) -> Integration:
-        async with self._sync_lock:
+    async def fetch_and_integrate(self, locked: bool = False) -> Integration:
+        async with contextlib.nullcontext() if locked else self._sync_lock:  # locked: by caller
             remote = await self._fetch()
             known = self.remote_head
             result = await self._in_writer(lambda: self._integrate(remote, known))
