@@ -11,8 +11,8 @@ answer is "already read". If no fetch or push gets through, the read is
 refused rather than risk a second reader.
 
 Cost: one fetch and one push per burn read (``bench/burn_claim.py``, git
-daemon on the same loaded 2-core machine: median 372 ms against 44 ms without
-a remote); the other paths are untouched.
+daemon on the same 2-core machine at load ~7: median 184 ms against 26 ms
+without a remote); the other paths are untouched.
 """
 
 from __future__ import annotations
