@@ -46,18 +46,18 @@ SKIPPED = {
     "scripts/test": "runs the whole suite, this file included (.ci/run runs it)",
     "pasteur serve --bind 0.0.0.0 --https --hostname paste.example.org --email you@example.org "
     "--production": "needs a public name pointing here and Let's Encrypt reaching port 80; "
-    "tests/test_acme.py runs --https with HTTP-01 against pebble",
+    "tests/tls/test_acme.py runs --https with HTTP-01 against pebble",
     "pasteur serve --bind 0.0.0.0 --https --hostname paste.example.org --production "
     "--dns-key pasteur-update:hmac-sha256:SECRET --dns-addr 192.0.2.53 --dns-port 53":
-    "needs Let's Encrypt and a public zone; tests/test_acme.py runs DNS-01 against pebble "
+    "needs Let's Encrypt and a public zone; tests/tls/test_acme.py runs DNS-01 against pebble "
     "and knot",
     "PASTEUR_SSH_SEED='3q2+7w…=' pasteur serve -r git@github.com:me/pastes.git --ssh-auth "
     "SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM,"
     "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU":
-    "needs a GitHub repository with the seed's key as a deploy key; tests/test_sync.py runs "
+    "needs a GitHub repository with the seed's key as a deploy key; tests/sync/test_syncer.py runs "
     "ssh remotes with --ssh-auth against sshd",
     "PASTEUR_REMOTE_TOKEN=github_pat_… pasteur serve -r https://github.com/me/pastes.git":
-    "needs a GitHub token; tests/test_sync.py runs https remotes with --remote-token "
+    "needs a GitHub token; tests/sync/test_syncer.py runs https remotes with --remote-token "
     "against lighttpd",
 }
 # Commands run by a test of their own.

@@ -22,8 +22,13 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+<<<<<<< HEAD
 from pasteur.sync.namespace import IdNamespace
 from pasteur.sync.syncer import SyncError, start_syncer
+=======
+from pasteur.sync.erase import Eraser
+from pasteur.sync.syncer import Syncer, SyncError
+>>>>>>> main
 
 from . import limits, record
 from .config import Config
@@ -245,13 +250,15 @@ def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
 async def run(config: Config) -> int:
     tune_malloc()
     tls = https.prepare(config)  # None for plain HTTP; bad HTTPS options exit here
+    history = asyncio.Lock()  # one fetch, push, pack roll-up or erasure at a time
     try:
         lock = lock_repository(config.repo_path)  # held until the process ends
         store = Store(config.repo_path, config.length, lock_fd=lock,
-                      check_document=record.document_problem)
+                      check_document=record.document_problem, guard=history)
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
+<<<<<<< HEAD
     try:
         syncer = await start_syncer(config.sync, store)
     except SyncError as exc:
@@ -261,6 +268,18 @@ async def run(config: Config) -> int:
     namespace = IdNamespace(store, syncer.worker) if syncer is not None else None
     if namespace is not None:
         await namespace.start()
+=======
+    syncer: Syncer | None = None
+    if config.sync is not None:
+        eraser = Eraser(store)  # every erasure, the sweeper's too, is announced
+        store.on_erasure(announce=eraser.announce, after=eraser.commit_marker)
+        syncer = Syncer(store, config.sync, eraser, guard=history)
+        try:
+            await syncer.start()
+        except SyncError as exc:
+            log.error("%s", exc)
+            return 1
+>>>>>>> main
     app = create_app(config, store, freeze=True,
                      misses=syncer.fetch_for_miss if syncer else None,
                      claim=syncer.burns.claim if syncer else None,

@@ -91,6 +91,11 @@ def _payload(paste_id: str, author: str | None, message: str | None, data: bytes
     return _FIELDS.pack(len(i), len(a), len(m)) + i + a + m + data
 
 
+def record_size(paste_id: str, author: str | None, message: str | None, data: bytes) -> int:
+    """Bytes the record of a paste takes in the ring (see ``Journal.fits``)."""
+    return _REC.size + len(_payload(paste_id, author, message, data))
+
+
 def _record(seq: int, payload: bytes) -> bytes:
     crc = zlib.crc32(payload, zlib.crc32(struct.pack(">QI", seq, len(payload))))
     return _REC.pack(REC_MAGIC, seq, len(payload), crc) + payload
@@ -216,6 +221,12 @@ class Journal:
         sixteenth of it (larger ones are committed to Git directly)."""
         return data_size <= self.size // 16
 
+    def fits(self, need: int) -> bool:
+        """Whether ``need`` bytes of records would be appended now, without
+        waiting for a checkpoint."""
+        with self._lock:
+            return self._place(need) is not None
+
     def _place(self, need: int) -> tuple[int, str] | None:
         """Where ``need`` bytes go, and how: "" (at the tail), "wrap" (at the
         start, after a wrap marker at the tail) or "reset" (at the start, the
@@ -340,9 +351,19 @@ class Journal:
 
     def checkpoint(self, seq: int) -> None:
         """Every record up to ``seq`` is in a durable commit."""
+        written = self.begin_checkpoint(seq)
+        if written is None:
+            return
+        os.fdatasync(self.fd)
+        self.end_checkpoint(*written)
+
+    def begin_checkpoint(self, seq: int) -> tuple[int, int] | None:
+        """``checkpoint`` up to its fdatasync: the header moved past ``seq``,
+        written not synced; its (version, start) for ``end_checkpoint``, None
+        if ``seq`` was checkpointed already."""
         with self._lock:
             if seq <= self.committed:
-                return
+                return None
             self.committed = seq
             while self._offsets and self._offsets[0][0] <= seq:
                 self._offsets.popleft()
@@ -350,7 +371,11 @@ class Journal:
                 self.next_seq, self.tail)
             version, start = self._write_header(), self.start
             self.room.notify_all()
-        os.fdatasync(self.fd)
+        return version, start
+
+    def end_checkpoint(self, version: int, start: int) -> None:
+        """``checkpoint`` after its fdatasync: the header ``begin_checkpoint``
+        wrote is durable."""
         self._synced(version, start)
 
     def scrub(self) -> None:

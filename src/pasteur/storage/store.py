@@ -25,7 +25,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -72,13 +72,16 @@ class Store:
 
     def __init__(self, path: Path, id_length: int = 4, journal: bool = True,
                  lock_fd: int | None = None,
-                 check_document: Callable[[bytes], str | None] | None = None) -> None:
+                 check_document: Callable[[bytes], str | None] | None = None,
+                 guard: asyncio.Lock | None = None) -> None:
         """The server's store: what a crash left in the repository is cleared
         first. ``journal``: False to run without one (each create waits for
         its commit); ``lock_fd``: the descriptor holding the repository
         (``lock_repository``); ``check_document``: why a replayed document
         cannot be served (None: it can), the records it refuses are
-        quarantined."""
+        quarantined; ``guard``: held by every erasure and pack roll-up,
+        shared with whoever must not run beside them (the syncer's fetches
+        and pushes: a repack could delete the pack a fetch is writing)."""
         self.path = Path(path)
         if (self.path / "HEAD").exists():
             remove_stale_locks(Layout(self.path))
@@ -87,6 +90,9 @@ class Store:
         self.quarantine = Quarantine(self.layout.quarantine, check_document)
         # One repack at a time: the roll-up of packs or an erasure's.
         self._repacking = asyncio.Lock()
+        self.guard = guard if guard is not None else asyncio.Lock()
+        # Run after each erasure, the guard held (``on_erasure``).
+        self._after_erase: list[Callable[[], Awaitable[None]]] = []
         self.maintenance = Maintenance(self.repository, self.run_in_writer, self._repacking)
         self.erasure = Erasure(self.repository, self._scrub_journal)
         self.idbook = IdBook(self.repository, self.erasure, id_length)
@@ -97,8 +103,7 @@ class Store:
         self.writer = Writer(
             self.repository, self.idbook, self.quarantine, self.journal,
             Committer(self.path, lock_fd) if self.journal is not None else None,
-            # Looked up at each call: the syncer wraps ``maintain``.
-            self.maintenance, lambda: self.maintain())
+            self.maintenance, self.maintain)
         self._replay(records)
         # In front of the journal: ids picked, records written, in its thread.
         self.intake = (Intake(self.journal, self.repository, self.idbook, self.writer)
@@ -384,9 +389,10 @@ class Store:
     # -- maintenance --------------------------------------------------------
 
     async def maintain(self) -> None:
-        """Roll small packs up (``Maintenance.run``). The syncer wraps this, as
-        it wraps ``erase``, so that no fetch writes a pack meanwhile."""
-        await self.maintenance.run()
+        """Roll small packs up (``Maintenance.run``), the guard held: no
+        fetch writes a pack meanwhile."""
+        async with self.guard:
+            await self.maintenance.run()
 
     # -- deletion and erasure -----------------------------------------------
 
@@ -403,11 +409,29 @@ class Store:
     def pending_erasure(self) -> set[str]:
         return self.erasure.pending()
 
+    def on_erasure(self, announce: Callable[[set[str]], None],
+                   after: Callable[[], Awaitable[None]]) -> None:
+        """Hooks of every erasure, whoever starts it (the syncer's marker,
+        ``sync.erase``): ``announce`` is given the ids in the writer thread,
+        in the erasure's own step; ``after`` runs once it is done, the guard
+        still held."""
+        self.erasure.announce = announce
+        self._after_erase.append(after)
+
     async def erase(self) -> int:
         """Erase removed pastes from history and the object store
-        (``Erasure.erase``, in the writer thread)."""
+        (``Erasure.erase``, in the writer thread), the guard held."""
+        async with self.guard:
+            return await self.erase_guarded()
+
+    async def erase_guarded(self) -> int:
+        """``erase`` for a caller already holding the guard (the syncer,
+        inside a fetch or push); then the ``on_erasure`` hooks."""
         async with self._repacking:  # never beside a maintenance repack
-            return await self.run_in_writer(self.erasure.erase)
+            erased = await self.run_in_writer(self.erasure.erase)
+        for after in self._after_erase:
+            await after()
+        return erased
 
     def _scrub_journal(self) -> None:
         if self.journal is not None:

@@ -60,7 +60,7 @@ class Writer:
     """The writer thread and its queue of pastes to commit.
 
     ``maintain`` starts a roll-up of packs when ``maintenance`` says one is
-    due (called anew each time: the syncer wraps ``Store.maintain``)."""
+    due (``Store.maintain``: under the store's guard)."""
 
     def __init__(self, repository: Repository, idbook: IdBook, quarantine: Quarantine,
                  journal: Journal | None, committer: Committer | None,

@@ -3,8 +3,8 @@
 Before a burn paste is served, its removal must win on the remote: under the
 sync lock (no other push of this instance meanwhile), a round fetches and
 integrates, removes the paste locally (one commit) and pushes the head with a
-lease on the remote head just integrated, a compare-and-swap of the branch. Only the instance whose push
-lands serves the paste. A rejected push means another instance pushed
+lease on the remote head just integrated, a compare-and-swap of the branch.
+Only the instance whose push lands serves the paste. A rejected push means another instance pushed
 meanwhile: the next round integrates its history, and if a remote head that
 held the paste now lacks it, that instance burned (or deleted) it first: the
 answer is "already read". If no fetch or push gets through, the read is

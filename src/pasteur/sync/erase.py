@@ -11,7 +11,6 @@ marker is committed, so a crash in between loses no announcement.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable
 
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
@@ -19,18 +18,17 @@ from pasteur.sync.merge import Integration, erase_message
 
 
 class Eraser:
-    """Erases the store's queued ids and announces them (the caller holds the
-    sync lock: no fetch or push meanwhile)."""
+    """Announces the store's erasures, whoever starts them: ``announce``
+    writes the ids before each erasure and ``commit_marker`` commits the
+    marker after it (both registered by the wiring with
+    ``Store.on_erasure``)."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.marker_file = store.layout.erase_marker
-        # The store's own erase: the syncer wraps ``store.erase`` with its lock.
-        self.store_erase: Callable[[], Awaitable[int]] = store.erase
         self.reerased: list[str] = []  # ids erased elsewhere, found here and erased again
-        store.erasure.announce = self._announce
 
-    def _announce(self, ids: set[str]) -> None:
+    def announce(self, ids: set[str]) -> None:
         """Writer thread, just before the erasure: the ids it erases, added to
         what an earlier marker may still have to announce. Read from the
         erase list here and not before the erasure was queued: a removal
@@ -39,11 +37,10 @@ class Eraser:
         self._write(self._ids() | ids)
 
     async def erase(self) -> int:
-        """Erase the queued ids (announced by ``_announce``), then commit the
-        marker naming them."""
-        erased = await self.store_erase()
-        await self.commit_marker()
-        return erased
+        """Erase the queued ids (announced by ``announce``), then commit the
+        marker naming them; the caller holds the store's guard (no fetch or
+        push meanwhile)."""
+        return await self.store.erase_guarded()
 
     async def erase_leftovers(self, result: Integration) -> bool:
         """Erase at once what another instance erased and the integration found

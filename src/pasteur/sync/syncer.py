@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -40,6 +40,7 @@ from pasteur.sync.merge import (
     set_tracking,
 )
 from pasteur.sync.sshkeys import parse_fingerprints
+from pasteur.sync.status import SyncStatus
 from pasteur.sync.worker import FETCHED, TRACKING, SyncFailure, hello, is_ssh, split_credentials
 
 log = logging.getLogger("pasteur.sync.syncer")
@@ -131,11 +132,11 @@ class WorkerClient:
                 await proc.stdin.drain()
                 line = await asyncio.wait_for(proc.stdout.readline(), self.timeout)
             except (TimeoutError, ConnectionError) as exc:
-                await self._kill()
+                await self.kill()
                 what = "timed out" if isinstance(exc, TimeoutError) else f"failed: {exc}"
                 return {"ok": False, "kind": "network", "error": f"sync worker {what}"}
             if not line:
-                await self._kill()
+                await self.kill()
                 return {"ok": False, "kind": "network", "error": "the sync worker exited"}
             return json.loads(line)
 
@@ -151,7 +152,8 @@ class WorkerClient:
         await self._proc.stdin.drain()
         return self._proc
 
-    async def _kill(self) -> None:
+    async def kill(self) -> None:
+        """Kill the worker (hung, or as a crash would); the next call starts another."""
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -191,14 +193,19 @@ class Backoff:
 class Syncer:
     """Pushes local commits, fetches others' and serves misses; state in ``status()``."""
 
-    def __init__(self, store: Store, options: SyncSettings,
-                 worker: WorkerClient | None = None) -> None:
+    def __init__(self, store: Store, options: SyncSettings, eraser: Eraser,
+                 guard: asyncio.Lock, worker: WorkerClient | None = None) -> None:
+        """``eraser`` announces the store's erasures (hooked to it by the
+        wiring); ``guard`` is the store's: held by every fetch, push, erasure
+        and pack roll-up, one network or history operation at a time, each
+        seeing a consistent head and remote head."""
         self.store = store
         self.options = options
         self.worker = worker or WorkerClient(store.path, options)
         self._tracking = TRACKING.format(branch=options.branch)
         self._fetched = FETCHED.format(branch=options.branch)
         self.remote_head: pygit2.Oid | None = self._tracking_head()
+<<<<<<< HEAD
         self.last_push: float | None = None
         self.last_fetch: float | None = None
         self.last_error: str | None = None
@@ -217,6 +224,13 @@ class Syncer:
         self._sync_lock = asyncio.Lock()
         self.eraser = Eraser(store)
         self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
+=======
+        self.figures = SyncStatus()
+        self._backoff = Backoff()
+        self._wake = asyncio.Event()
+        self._sync_lock = guard
+        self.eraser = eraser
+>>>>>>> main
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -253,34 +267,14 @@ class Syncer:
             self._note_error(exc)
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
         else:
-            self._note_success()
+            self.figures.success()
             log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
                      self.remote_head)
-        self._guard_erase()
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
         self._task = loop.create_task(self._run(), name="pasteur-sync")
         self._wake.set()
-
-    def _guard_erase(self) -> None:
-        """Wrap the store's erasure and pack maintenance with the sync lock (a repack
-        during a fetch could delete the pack being written); see ``Eraser``."""
-        self.eraser.store_erase = self.store.erase
-
-        async def erase_guarded() -> int:
-            async with self._sync_lock:
-                return await self.eraser.erase()
-
-        self.store.erase = erase_guarded  # type: ignore[method-assign]  # wrapped on purpose
-
-        maintain: Callable[[], Awaitable[None]] = self.store.maintain
-
-        async def maintain_guarded() -> None:  # a repack never runs beside a fetch
-            async with self._sync_lock:
-                await maintain()
-
-        self.store.maintain = maintain_guarded  # type: ignore[method-assign]  # wrapped, as erase
 
     async def _first_sync(self) -> None:
         await self.fetch_and_integrate()
@@ -292,11 +286,22 @@ class Syncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+<<<<<<< HEAD
         head = self.store.head
         if head is not None and head != self.remote_head:
             with contextlib.suppress(TimeoutError, SyncFailure):
                 await asyncio.wait_for(self.push_head(head), flush_timeout)
+=======
+        with contextlib.suppress(TimeoutError, SyncFailure):
+            await asyncio.wait_for(self._last_push(), flush_timeout)
+>>>>>>> main
         await self.worker.close()
+
+    async def _last_push(self) -> None:
+        async with self._sync_lock:  # never beside an erasure's prune
+            head = self.store.head
+            if head is not None and head != self.remote_head:
+                await self._push(head)
 
     # -- push loop ------------------------------------------------------------
 
@@ -320,15 +325,12 @@ class Syncer:
                 await self._back_off(failure)
             else:
                 self._backoff.reset()
-                self.retry_at = None
-                self._note_success()
+                self.figures.success()
 
     async def _back_off(self, failure: SyncFailure) -> None:
         self._note_error(failure)
-        self.failures += 1
-        self.failing_since = self.failing_since or time.monotonic()
         delay = self._backoff.next()
-        self.retry_at = time.time() + delay
+        self.figures.backing_off(delay)
         log.warning("sync: %s (%s); retrying in %.1f s", failure, failure.kind, delay)
         await asyncio.sleep(delay)
         self._wake.set()
@@ -371,13 +373,16 @@ class Syncer:
 
     async def push_head(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
         args = {"lease": str(lease)} if lease is not None else {}
-        reply = await self.worker.call("push", oid=str(head), **args)
+        reply = await self.worker.call("push", oid=str(head), reopens=self._reopens(), **args)
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "push failed"))
         self.remote_head = head
-        self.last_push = time.time()
-        self.pushes += 1
-        self.last_error = None
+        self.figures.pushed()
+
+    def _reopens(self) -> int:
+        """The store's handle renewals: the worker renews its own when this
+        changed (a repack or prune deleted packs its handle may still list)."""
+        return self.store.repository.reopens
 
     async def _check_push_access(self) -> None:
         reply = await self.worker.call("check")
@@ -428,15 +433,19 @@ class Syncer:
         return result
 
     async def _fetch(self) -> pygit2.Oid | None:
-        reply = await self.worker.call("fetch")
+        reply = await self.worker.call("fetch", reopens=self._reopens())
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "fetch failed"))
-        self.last_fetch = time.time()
-        self.fetches += 1
+        self.figures.fetched()
         return pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
 
     def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
+<<<<<<< HEAD
         self.restored.extend(result.restored)
+=======
+        self.figures.renamed.extend(result.renamed)
+        self.figures.restored.extend(result.restored)
+>>>>>>> main
         if result.action != "none":
             log.info("sync: %s with %s (%d commits applied)", result.action, remote,
                      result.replayed)
@@ -479,34 +488,20 @@ class Syncer:
     # -- state ----------------------------------------------------------------
 
     def _note_error(self, failure: SyncFailure) -> None:
-        self.last_error = f"{failure.kind}: {failure}"
-        self.last_error_at = time.time()
-
-    def _note_success(self) -> None:
-        self.failures, self.failing_since = 0, None
+        self.figures.error(f"{failure.kind}: {failure}")
 
     def failing_for(self) -> float:
         """Seconds the push loop has failed in a row (0: it has not)."""
-        return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
+        return self.figures.failing_for()
 
     def status(self) -> dict[str, Any]:
-        """``stuck``: the push loop failed more than once in a row, for more
-        than ``stuck_after`` seconds (a remote down, refusing, or unreachable)."""
+        """/healthz's ``sync``: the remote, then ``SyncStatus.report``."""
         pending = count_ahead(self.store.reader, self.store.head, self.remote_head)
-        failing = self.failing_for()
-        stuck = self.failures >= 2 and failing > self.options.stuck_after
-        if self.last_error and pending:
-            state = "retrying"
-        elif pending:
-            state = "pushing"
-        else:
-            state = "synchronised"
         return {
             "remote": redact(self.options.url),
             "branch": self.options.branch,
-            "state": state,
-            "pending": pending,
             "remote_head": str(self.remote_head) if self.remote_head else None,
+<<<<<<< HEAD
             "last_push": _iso(self.last_push),
             "last_fetch": _iso(self.last_fetch),
             "last_error": self.last_error,
@@ -518,21 +513,8 @@ class Syncer:
             "pushes": self.pushes,
             "fetches": self.fetches,
             "restored": self.restored,
+=======
+            **self.figures.report(pending, self.options.stuck_after),
+>>>>>>> main
             "reerased": self.eraser.reerased,
         }
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
-
-async def start_syncer(settings: SyncSettings | None, store: Store) -> Syncer | None:
-    """The syncer for ``--remote``, started (first fetch done), or None without a remote."""
-    if settings is None:
-        return None
-    syncer = Syncer(store, settings)
-    await syncer.start()
-    return syncer
-

@@ -7,7 +7,13 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
+<<<<<<< HEAD
 - then requests ``{"op": "fetch" | "push" | "check" | "namespace", ...}``, one at a time, each
+=======
+- then requests ``{"op": "fetch" | "push" | "check", ...}``, one at a time (a
+  fetch or push names the server's handle renewals, ``reopens``: the worker
+  renews its own to match), each
+>>>>>>> main
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
   where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
   ``auth`` / ``hostkey`` / ``config`` (the remote refuses us: a user error) or
@@ -228,9 +234,19 @@ class Worker:
         pygit2.settings.enable_fsync_gitdir(True)
         pygit2.settings.server_connect_timeout = settings.connect_timeout_ms
         pygit2.settings.server_timeout = settings.timeout_ms
+        self.path = repo
         self.repo = pygit2.Repository(repo)
+        self.reopens = 0  # the server's handle renewals this handle follows
         self.tracking = TRACKING.format(branch=settings.branch)
         self.fetched = FETCHED.format(branch=settings.branch)
+
+    def follow(self, reopens: int | None) -> None:
+        """A new handle when the server renewed its own (``reopens``, sent
+        with each request): a repack or an erasure's prune deleted packs, and
+        this handle could still list them."""
+        if reopens is not None and reopens != self.reopens:
+            self.repo = pygit2.Repository(self.path)
+            self.reopens = reopens
 
     def callbacks(self) -> Callbacks:
         assert _PIN is not None
@@ -394,6 +410,7 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
             assert setup_error is not None
             raise setup_error
         op = request.get("op")
+        worker.follow(request.get("reopens"))
         if op == "fetch":
             return worker.fetch()
         if op == "push":

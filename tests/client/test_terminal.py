@@ -12,8 +12,7 @@ import pytest
 
 from pasteur import crypto
 from pasteur.storage.objects import shard_path
-
-from .fixtures_hostile import plant
+from tests.fixtures_hostile import plant
 
 
 def pasteur(*args: str, stdin: bytes = b"", env: dict | None = None):

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from pasteur.storage.journal import _REC, HEADER, Journal, JournalError, _payload
+from pasteur.storage.journal import HEADER, Journal, JournalError, record_size
 from pasteur.storage.layout import JOURNAL_FILE
 from pasteur.storage.objects import shard_path
 from pasteur.storage.store import Store
 
 if TYPE_CHECKING:
-    from .fixtures_faults import Faults
+    from tests.fixtures_faults import Faults
 
 pytest_plugins = ["tests.fixtures_faults"]
 
@@ -116,9 +116,9 @@ def test_a_full_ring_waits_for_a_checkpoint(tmp_path):
 
     j = Journal(tmp_path / "j", size=HEADER + 2000)
     item = ("same", None, None, b"x" * 100)
-    need = _REC.size + len(_payload(*item))
+    need = record_size(*item)
     last = 0
-    while j._place(need) is not None:
+    while j.fits(need):
         last = j.append([item])[-1]
     done: list[list[int]] = []
     t = threading.Thread(target=lambda: done.append(j.append([("id7", None, None, b"x" * 100)])))
@@ -446,26 +446,21 @@ def test_a_crash_at_any_point_keeps_every_acknowledged_record(tmp_path, monkeypa
         if rng.random() < 0.6 or not acked:
             items = [(f"s{step}n{k}", None, None, b"." * rng.randrange(10, 700))
                      for k in range(rng.randrange(1, 4))]
-            need = sum(_REC.size + len(_payload(*it)) for it in items)
-            if j._place(need) is None:
+            need = sum(record_size(*it) for it in items)
+            if not j.fits(need):
                 continue  # full: it would wait for a checkpoint
             seqs = j.append(items)
             acked += seqs
             names.update({s: it[0] for s, it in zip(seqs, items, strict=True)})
         elif in_flight and rng.random() < 0.5:  # a checkpoint's fdatasync returns
             disk.sync(j.fd)
-            j._synced(*in_flight)
+            j.end_checkpoint(*in_flight)
             in_flight = None
         else:
             upto = rng.choice(acked[-6:])  # the writer lags a little
             if upto > j.committed and in_flight is None:
                 # checkpoint() up to its fdatasync, which is still in flight
-                with j._lock:
-                    j.committed = upto
-                    while j._offsets and j._offsets[0][0] <= upto:
-                        j._offsets.popleft()
-                    j.base, j.start = j._offsets[0] if j._offsets else (j.next_seq, j.tail)
-                    in_flight = (j._write_header(), j.start)
+                in_flight = j.begin_checkpoint(upto)
         check(step)
 
 
@@ -503,7 +498,7 @@ def test_a_full_journal_answers_503_with_retry_after_and_recovers(server_factory
     ring; then a create waits a moment for room and gets 503 with
     Retry-After, nothing stored. Once the committer runs again, creates go
     through by themselves and every acknowledged paste is committed."""
-    from .test_health import committer_pid
+    from tests.web.test_health import committer_pid
 
     server = server_factory("--rate-limit", "off")
     _paste_id(httpx.post(server.url + "/", content=b"first"))

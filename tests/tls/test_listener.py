@@ -17,8 +17,7 @@ import httpx
 import pytest
 
 from pasteur.tls.listener import HttpsError, fingerprint
-
-from .fixtures_acme import free_port, running, self_signed, wait_port
+from tests.fixtures_acme import free_port, running, self_signed, wait_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -461,9 +461,7 @@ async def test_worker_is_restarted_after_a_crash(git_daemon: GitDaemon, tmp_path
     try:
         first = await worker.call("fetch")
         assert first == {"ok": True, "head": git("-C", bare, "rev-parse", "main").strip()}
-        assert worker._proc is not None
-        worker._proc.kill()
-        await worker._proc.wait()
+        await worker.kill()  # as a crash would
         assert await worker.call("fetch") == first
         bad = WorkerClient(store.path, SyncSettings(url=git_daemon.url("none.git")))
         reply = await bad.call("fetch")

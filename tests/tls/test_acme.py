@@ -25,8 +25,7 @@ from pasteur.tls.acme import (
     key_pem,
 )
 from pasteur.tls.listener import HttpsError, HttpsServer
-
-from .fixtures_acme import (  # noqa: F401 - fixtures
+from tests.fixtures_acme import (  # noqa: F401 - fixtures
     LOCKED_ZONE,
     ZONE,
     Knot,

@@ -232,6 +232,7 @@ async def test_a_removal_queued_as_the_erasure_starts_is_announced(tmp_path: Pat
     store.start()
     _commit(store, {"keep": b"k", "burn": b"secret"})
     eraser = Eraser(store)
+    store.on_erasure(announce=eraser.announce, after=eraser.commit_marker)
     gate = threading.Event()
     busy = asyncio.ensure_future(store.run_in_writer(gate.wait))
     await asyncio.sleep(0)
@@ -248,6 +249,32 @@ async def test_a_removal_queued_as_the_erasure_starts_is_announced(tmp_path: Pat
     assert named == {"burn"}
     added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
     assert added == {"keep"}
+    await store.stop()
+
+
+async def test_whoever_erases_or_repacks_waits_for_the_guard(tmp_path: Path) -> None:
+    """``Store.erase`` and ``Store.maintain``, whoever calls them (the
+    sweeper, the writer's roll-up), wait while the store's guard is held (by
+    a fetch or push), and the erasure's marker is committed by the hook the
+    wiring registered, with no method of the store replaced."""
+    guard = asyncio.Lock()
+    store = Store(tmp_path / "r.git", guard=guard)
+    store.start()
+    _commit(store, {"keep": b"k", "burn": b"secret"})
+    eraser = Eraser(store)
+    store.on_erasure(announce=eraser.announce, after=eraser.commit_marker)
+    await store.remove(["burn"], "Burn")
+    async with guard:
+        erasing = asyncio.ensure_future(store.erase())
+        maintaining = asyncio.ensure_future(store.maintain())
+        await asyncio.sleep(0.3)
+        assert not erasing.done() and not maintaining.done()
+        assert store.erased == 0 and store.pending_erasure() == {"burn"}
+    assert await erasing == 1
+    await maintaining
+    assert store.maintenance.runs == 1
+    named = {i for c in store.repo.walk(store.head) for i in marked(c.message)}
+    assert named == {"burn"}
     await store.stop()
 
 
