@@ -22,13 +22,9 @@ import httptools
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-<<<<<<< HEAD
-from pasteur.sync.namespace import IdNamespace
-from pasteur.sync.syncer import SyncError, start_syncer
-=======
 from pasteur.sync.erase import Eraser
+from pasteur.sync.namespace import IdNamespace
 from pasteur.sync.syncer import Syncer, SyncError
->>>>>>> main
 
 from . import limits, record
 from .config import Config
@@ -258,17 +254,6 @@ async def run(config: Config) -> int:
     except Exception as exc:  # noqa: BLE001 - report any start-up failure in one line
         log.error("cannot open the data repository %s: %s", config.repo_path, exc)
         return 1
-<<<<<<< HEAD
-    try:
-        syncer = await start_syncer(config.sync, store)
-    except SyncError as exc:
-        log.error("%s", exc)
-        return 1
-    # ids that cannot collide with other instances' (see sync/namespace.py)
-    namespace = IdNamespace(store, syncer.worker) if syncer is not None else None
-    if namespace is not None:
-        await namespace.start()
-=======
     syncer: Syncer | None = None
     if config.sync is not None:
         eraser = Eraser(store)  # every erasure, the sweeper's too, is announced
@@ -279,7 +264,10 @@ async def run(config: Config) -> int:
         except SyncError as exc:
             log.error("%s", exc)
             return 1
->>>>>>> main
+    # ids that cannot collide with other instances' (see sync/namespace.py)
+    namespace = IdNamespace(store, syncer.worker) if syncer is not None else None
+    if namespace is not None:
+        await namespace.start()
     app = create_app(config, store, freeze=True,
                      misses=syncer.fetch_for_miss if syncer else None,
                      claim=syncer.burns.claim if syncer else None,

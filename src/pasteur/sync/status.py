@@ -27,7 +27,6 @@ class SyncStatus:
     failing_since: float | None = None
     pushes: int = 0
     fetches: int = 0
-    renamed: list[tuple[str, str]] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
 
     def error(self, text: str) -> None:
@@ -82,7 +81,6 @@ class SyncStatus:
             "stuck": self.failures >= 2 and failing > stuck_after,
             "pushes": self.pushes,
             "fetches": self.fetches,
-            "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
         }
 

@@ -205,32 +205,12 @@ class Syncer:
         self._tracking = TRACKING.format(branch=options.branch)
         self._fetched = FETCHED.format(branch=options.branch)
         self.remote_head: pygit2.Oid | None = self._tracking_head()
-<<<<<<< HEAD
-        self.last_push: float | None = None
-        self.last_fetch: float | None = None
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self.retry_at: float | None = None
-        # The push loop's failures in a row, and when the first of them was.
-        self.failures = 0
-        self.failing_since: float | None = None
-        self.pushes = 0
-        self.fetches = 0
-        self.restored: list[str] = []
-        self._backoff = Backoff()
-        self._wake = asyncio.Event()
-        # Held by every fetch, push and erasure: one network or history
-        # operation at a time, each seeing a consistent head and remote head.
-        self._sync_lock = asyncio.Lock()
-        self.eraser = Eraser(store)
-        self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
-=======
         self.figures = SyncStatus()
         self._backoff = Backoff()
         self._wake = asyncio.Event()
         self._sync_lock = guard
         self.eraser = eraser
->>>>>>> main
+        self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
         self._task: asyncio.Task[None] | None = None
         self._miss: asyncio.Future[bool] | None = None
         self._last_miss = 0.0
@@ -286,22 +266,15 @@ class Syncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-<<<<<<< HEAD
-        head = self.store.head
-        if head is not None and head != self.remote_head:
-            with contextlib.suppress(TimeoutError, SyncFailure):
-                await asyncio.wait_for(self.push_head(head), flush_timeout)
-=======
         with contextlib.suppress(TimeoutError, SyncFailure):
             await asyncio.wait_for(self._last_push(), flush_timeout)
->>>>>>> main
         await self.worker.close()
 
     async def _last_push(self) -> None:
         async with self._sync_lock:  # never beside an erasure's prune
             head = self.store.head
             if head is not None and head != self.remote_head:
-                await self._push(head)
+                await self.push_head(head)
 
     # -- push loop ------------------------------------------------------------
 
@@ -440,12 +413,7 @@ class Syncer:
         return pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
 
     def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
-<<<<<<< HEAD
-        self.restored.extend(result.restored)
-=======
-        self.figures.renamed.extend(result.renamed)
         self.figures.restored.extend(result.restored)
->>>>>>> main
         if result.action != "none":
             log.info("sync: %s with %s (%d commits applied)", result.action, remote,
                      result.replayed)
@@ -501,20 +469,6 @@ class Syncer:
             "remote": redact(self.options.url),
             "branch": self.options.branch,
             "remote_head": str(self.remote_head) if self.remote_head else None,
-<<<<<<< HEAD
-            "last_push": _iso(self.last_push),
-            "last_fetch": _iso(self.last_fetch),
-            "last_error": self.last_error,
-            "last_error_at": _iso(self.last_error_at),
-            "next_retry": _iso(self.retry_at),
-            "failures": self.failures,
-            "failing_s": round(failing, 1),
-            "stuck": stuck,
-            "pushes": self.pushes,
-            "fetches": self.fetches,
-            "restored": self.restored,
-=======
             **self.figures.report(pending, self.options.stuck_after),
->>>>>>> main
             "reerased": self.eraser.reerased,
         }

@@ -7,13 +7,9 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
-<<<<<<< HEAD
-- then requests ``{"op": "fetch" | "push" | "check" | "namespace", ...}``, one at a time, each
-=======
-- then requests ``{"op": "fetch" | "push" | "check", ...}``, one at a time (a
-  fetch or push names the server's handle renewals, ``reopens``: the worker
-  renews its own to match), each
->>>>>>> main
+- then requests ``{"op": "fetch" | "push" | "check" | "namespace", ...}``, one at
+  a time (a fetch or push names the server's handle renewals, ``reopens``: the
+  worker renews its own to match), each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
   where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
   ``auth`` / ``hostkey`` / ``config`` (the remote refuses us: a user error) or
