@@ -212,11 +212,14 @@ def test_encrypted_paste_round_trip(page, server, encrypted_link):
     assert "&lt;b&gt;" in code.inner_html()  # escaped, not markup
     # Line numbers: one counted line per source line, drawn by CSS, not text.
     assert page.locator("#paste").get_attribute("class") == "numbered"
-    assert code.locator(".line").count() == PYTHON_CODE.count("\n")
-    before = code.locator(".line").first.evaluate("e => getComputedStyle(e, '::before').content")
-    assert before == "counter(line)"
+    # Line numbers: one text node beside the code, no element per line, not selectable.
+    gutter = page.locator("#paste-gutter")
+    assert gutter.inner_text() == "1\n2\n3\n4\n5"
+    assert gutter.evaluate("e => e.childNodes.length") == 1
+    assert gutter.evaluate("e => getComputedStyle(e).userSelect") == "none"
+    assert gutter.get_attribute("aria-hidden") == "true"
     assert page.locator("#paste-status").is_hidden()
-    assert page.locator("#paste-lang").inner_text() == "python"
+    assert page.locator("#paste-lang").inner_text() == "Python"  # the display name
     # Copy puts the exact text, without numbers, on the clipboard.
     page.get_by_role("button", name="Copy").click()
     assert page.evaluate("navigator.clipboard.readText()") == PYTHON_CODE
@@ -270,12 +273,11 @@ def test_unencrypted_paste_with_line_numbers_and_raw(page, server):
     page.get_by_role("button", name="Paste").click()
     page.wait_for_url(re.compile(r".*/[A-Za-z0-9_-]+$"))
     paste_id = page.url.rsplit("/", 1)[1]
-    numbers = page.locator("#paste .ln")
-    assert numbers.all_inner_texts() == ["1", "2", "3", "4"]
-    assert numbers.first.evaluate("e => getComputedStyle(e).userSelect") == "none"
-    line = page.locator("#paste .line").first  # numbered once, not by counters too
-    assert line.evaluate("e => getComputedStyle(e, '::before').content") == "none"
-    assert page.locator("#paste .highlight .k").count() > 0  # Pygments classes
+    numbers = page.locator("#paste .gutter")
+    assert numbers.inner_text() == "1\n2\n3\n4"
+    assert numbers.evaluate("e => getComputedStyle(e).userSelect") == "none"
+    assert page.locator("#paste pre.code").inner_text() == text
+    assert page.locator("#paste .hljs-keyword").count() > 0  # Pygments tokens, hljs classes
     assert "&lt;i&gt;" in page.locator("#paste").inner_html()
 
     raw = httpx.get(f"{server.url}/{paste_id}?raw=true")
@@ -492,8 +494,10 @@ def test_large_encrypted_paste_is_fetched_then_decrypted(page, server_factory):
     code = post_encrypted(big, ct, iv)
     response = page.goto(f"{big.url}/{code}#{key}")
     assert len(response.body()) < 20_000
-    page.locator("#paste-code .line").first.wait_for(timeout=60_000)
-    assert page.locator("#paste-code .line").count() == 5_000
+    page.locator("#paste-code").wait_for(timeout=60_000)
+    counts = page.locator("#paste-code").evaluate(
+        "e => [e.textContent.split('\\n').length - 1, e.querySelectorAll('*').length]")
+    assert counts == [5_000, 25]  # a block per 200 lines, nothing per line
 
 
 # -- 6: CSP on every kind of page ------------------------------------------
@@ -557,7 +561,7 @@ def test_password_paste(page, reader, server):
     assert page.locator("#paste").is_hidden()
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Decrypt").click()
-    page.locator("#paste-code .line").first.wait_for()
+    page.locator("#paste-code").wait_for()
     assert page.locator("#paste-code").inner_text() == f"behind a password: {SECRET}\n"
     # Another visitor with the full link is asked the password, may retry.
     rp = reader()
@@ -569,7 +573,7 @@ def test_password_paste(page, reader, server):
     assert rp.locator("#paste").is_hidden() and SECRET not in rp.content()
     rp.get_by_label("Password").fill(password)
     rp.get_by_role("button", name="Decrypt").click()
-    rp.locator("#paste-code .line").first.wait_for()
+    rp.locator("#paste-code").wait_for()
     assert rp.locator("#paste-code").inner_text() == f"behind a password: {SECRET}\n"
     wait_for_commit(server, before)
     blob = stored_blob(server, paste_id)
@@ -630,10 +634,10 @@ def test_read_once_encrypted_paste(page, reader, server):
     link = page.url
     paste_id, _ = split_link(link)
     # The creator sees it (redirect, then a reload) without burning it.
-    page.locator("#paste-code .line").first.wait_for()
+    page.locator("#paste-code").wait_for()
     assert "your own views do not burn it" in page.locator(".creator").inner_text()
     page.reload()
-    page.locator("#paste-code .line").first.wait_for()
+    page.locator("#paste-code").wait_for()
     wait_for_commit(server, before)
     assert "read me once" not in stored_blob(server, paste_id)  # still stored, encrypted
 
@@ -649,7 +653,7 @@ def test_read_once_encrypted_paste(page, reader, server):
     assert rp.locator("#paste").is_hidden()
     assert rp.get_by_role("button", name="Delete this paste").count() == 0
     rp.get_by_role("button", name="Read it now").click()
-    rp.locator("#paste-code .line").first.wait_for()
+    rp.locator("#paste-code").wait_for()
     assert rp.locator("#paste-code").inner_text() == f"read me once {SECRET}\n"
     assert "deleted from the server" in rp.locator("#paste-status").inner_text()
     gone = rp.reload()
@@ -694,7 +698,7 @@ def test_creator_page_qr_code_and_delete(page, reader, server, tmp_path):
     # and the encoder is not even loaded.
     rp = reader()
     rp.goto(link)
-    rp.locator("#paste-code .line").first.wait_for()
+    rp.locator("#paste-code").wait_for()
     assert rp.get_by_role("button", name="Delete this paste").count() == 0
     assert rp.locator("#paste-qr").count() == 0
     assert rp.locator("#paste").get_attribute("data-creator") is None
@@ -750,7 +754,7 @@ def test_attachments_through_the_form(page, reader, server, tmp_path):
 
     rp = reader()
     rp.goto(link)
-    rp.locator("#paste-code .line").first.wait_for()
+    rp.locator("#paste-code").wait_for()
     assert rp.locator("#paste-code").inner_text() == f"two files attached {SECRET}\n"
     items = rp.locator("#paste-files li")
     assert items.count() == 2
@@ -817,10 +821,197 @@ def test_terminal_paste_opens_in_browser_and_browser_paste_in_terminal(
     page.goto(made.stdout.decode().strip())
     page.locator("#paste-code .hljs-keyword").first.wait_for()  # rust, guessed from .rs
     assert page.locator("#paste-code").inner_text() == text
-    assert page.locator("#paste-code .line").count() == 3
+    assert page.locator("#paste-gutter").inner_text() == "1\n2\n3"
     assert "numbered" in page.locator("#paste").get_attribute("class")
 
     got = subprocess.run([sys.executable, "-m", "pasteur", "get", encrypted_link],
                          capture_output=True, timeout=60)
     assert got.returncode == 0, got.stderr
     assert got.stdout.decode() == PYTHON_CODE
+
+
+# -- issue 16: one look for both highlighters -------------------------------
+
+# The colour of the first text node holding each word, in the paste's code.
+COLOURS_OF = """(words) => {
+  const code = document.querySelector("#paste pre.code code");
+  const walker = document.createTreeWalker(code, NodeFilter.SHOW_TEXT);
+  const out = {};
+  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+    for (const w of words) {
+      if (!(w in out) && n.data.includes(w)) out[w] = getComputedStyle(n.parentElement).color;
+    }
+  }
+  out.text = getComputedStyle(code).color;
+  return out;
+}"""
+WORDS = ["import", " os", "def", "greet", "name", "Say hello", "return", "Hello, ", "<b>not"]
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_plain_and_encrypted_pastes_look_the_same(browser, server, encrypted_link, scheme):
+    """Pygments (server) and highlight.js (browser) colour a paste alike."""
+    r = httpx.post(server.url + "/", files={"paste": (None, PYTHON_CODE), "hl": (None, "python")},
+                   headers={"accept": "application/json"})
+    assert r.status_code == 201, r.text
+    context = browser.new_context(color_scheme=scheme)
+    try:
+        pg = context.new_page()
+        pg.goto(f"{server.url}/{r.json()['code']}")
+        plain = pg.evaluate(COLOURS_OF, WORDS)
+        pg.goto(encrypted_link)
+        pg.locator("#paste-code .hljs-keyword").first.wait_for()
+        encrypted = pg.evaluate(COLOURS_OF, WORDS)
+    finally:
+        context.close()
+    assert plain == encrypted
+    # Highlighted: keywords, names defined, strings and comments have colours
+    # of their own; names used and the f-string's insides do not.
+    assert len({plain[w] for w in ("def", "greet", "Say hello", "<b>not", "text")}) == 5, plain
+    assert plain[" os"] == plain["name"] == plain["text"]
+
+
+# -- issue 16: accessibility (axe-core) on every kind of page ----------------
+
+# axe-core from the npm registry (scripts/vendor-axe), for the tests only.
+AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
+AXE_RUN = """async () => {
+  const result = await axe.run(document, { resultTypes: ["violations"] });
+  return result.violations.map((v) => ({
+    id: v.id, impact: v.impact, nodes: v.nodes.slice(0, 3).map((n) => n.target.join(" ")) }));
+}"""
+
+
+# Most token kinds, and a line too long for the page (a scrolling code block).
+RICH_CODE = PYTHON_CODE + (
+    "@cache\n"
+    "class Point(Base):\n"
+    "    n = len([1, 2.5, None, True, self])  # count\n"
+    "    print(f'{n!r}\\n', r'\\d+', b'x')\n"
+    f"    long = '{'long ' * 300}'\n"
+)
+
+
+def axe(pg) -> list[dict]:
+    """The page's axe-core violations (the script is evaluated through the
+    DevTools protocol: the page's CSP, which allows no inline script, stays on)."""
+    pg.evaluate(AXE.read_text("utf-8"))
+    return pg.evaluate(AXE_RUN)
+
+
+def page_kinds(pg, server, encrypted_link) -> dict[str, str]:
+    """Visits every kind of page; returns {kind: URL audited} with the page left on each."""
+    def post(**fields: str) -> str:
+        r = httpx.post(server.url + "/", files={k: (None, v) for k, v in fields.items()},
+                       headers={"accept": "application/json"})
+        assert r.status_code == 201, r.text
+        return r.json()["code"]
+
+    rich_key, rich_iv, rich_ct = crypto.encrypt(crypto.make_payload(RICH_CODE, "python", True))
+    key, iv, ct, salt, it = crypto.encrypt_with_password(
+        crypto.make_payload("behind a password\n", "", False), "sesame")
+    return {
+        "form": "/",
+        "plain": f"/{post(paste=RICH_CODE, hl='python', ln='true')}",
+        "encrypted": f"/{post(paste=rich_ct, iv=rich_iv, encrypted='true')}#{rich_key}",
+        "encrypted, wrong key": encrypted_link.removeprefix(server.url)[:-4] + "AAAA",
+        "password": f"/{post(paste=ct, iv=iv, encrypted='true', salt=salt, iter=str(it))}#{key}",
+        "burn, plain": f"/{post(paste='once', burn='true')}",
+        "burn, encrypted": f"/{post(paste=ct, iv=iv, encrypted='true', burn='true')}#{key}",
+        "delete": f"/{post(paste='to delete')}/delete",
+        "error 404": "/no-such-page-here",
+        "error 400": f"/{post(paste='x')}?hl=klingon",
+    }
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_violation_on_any_page(browser, server, encrypted_link, scheme):
+    context = browser.new_context(color_scheme=scheme)
+    found: dict[str, list[dict]] = {}
+    try:
+        pg = context.new_page()
+        pg.set_default_timeout(10_000)
+        for kind, path in page_kinds(pg, server, encrypted_link).items():
+            pg.goto(server.url + path)
+            pg.wait_for_load_state("networkidle")
+            if kind == "encrypted":
+                pg.locator("#paste-code .hljs-keyword").first.wait_for()
+            found[kind] = axe(pg)
+        # The creator's views (QR code, delete button), plain and encrypted.
+        for encrypted in (False, True):
+            fill_form(pg, server, PYTHON_CODE, lang="python", ln=True, encrypted=encrypted)
+            pg.get_by_role("button", name="Paste").click()
+            pg.locator("#paste-qr canvas").wait_for()
+            found[f"creator, {'encrypted' if encrypted else 'plain'}"] = axe(pg)
+    finally:
+        context.close()
+    print(f"axe violations ({scheme}):",
+          {kind: [f"{v['id']} ({v['impact']})" for v in vs] for kind, vs in found.items() if vs})
+    bad = {kind: [v for v in vs if v["impact"] in ("critical", "serious")]
+           for kind, vs in found.items()}
+    assert not any(bad.values()), bad
+    assert len(found) == 12
+    assert not [v for v in found["form"] if v["id"] == "page-has-heading-one"]
+
+
+def test_code_block_scrolls_with_the_keyboard(page, server):
+    """Tab reaches the code block (it has a name), and arrow keys scroll a long line."""
+    long_line = "x = '" + "long " * 300 + "'\n"
+    r = httpx.post(server.url + "/", files={"paste": (None, long_line), "hl": (None, "python")},
+                   headers={"accept": "application/json"})
+    key, iv, ct = crypto.encrypt(crypto.make_payload(long_line, "python", True))
+    for url in (f"{server.url}/{r.json()['code']}",
+                f"{server.url}/{post_encrypted(server, ct, iv)}#{key}"):
+        page.goto(url)
+        block = page.locator("#paste pre.code")
+        block.locator(".hljs-string").wait_for()
+        assert block.get_attribute("aria-label").startswith("Text of paste")
+        for _ in range(30):
+            if page.evaluate("document.activeElement.matches('#paste pre.code')"):
+                break
+            page.keyboard.press("Tab")
+        else:
+            pytest.fail(f"Tab never reached the code block of {url}")
+        assert block.evaluate("e => e.scrollLeft") == 0
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("() => document.querySelector('#paste pre.code').scrollLeft > 0")
+
+
+# -- issue 16: big pastes show at once, in blocks, coloured afterwards -------
+
+
+def big_python(size: int) -> str:
+    import sysconfig
+
+    text = ""
+    for f in sorted(Path(sysconfig.get_paths()["stdlib"]).glob("*.py")):
+        text += f.read_text("utf-8", "replace")
+        if len(text) > size:
+            break
+    return text[: text.rfind("\n", 0, size) + 1]
+
+
+BLOCKS = """() => {
+  const code = document.querySelector("#paste pre.code code");
+  return { text: code.textContent, blocks: code.querySelectorAll(":scope > .chunk").length,
+           stray: code.querySelectorAll(":scope > :not(.chunk)").length,
+           gutter: document.querySelector("#paste .gutter").textContent };
+}"""
+
+
+def test_big_pastes_come_in_blocks_and_are_coloured_later(page, server):
+    """Plain: the server sends the text in blocks of 200 lines and later.js
+    colours it; encrypted: show.js does the same. Timing: bench/big_page.py."""
+    text = big_python(300_000)
+    lines = text.count("\n")
+    numbers = "\n".join(map(str, range(1, lines + 1)))
+    r = httpx.post(server.url + "/", files={"paste": (None, text), "hl": (None, "python"),
+                                            "ln": (None, "true")},
+                   headers={"accept": "application/json"}, timeout=60)
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "python", True))
+    for url in (f"{server.url}/{r.json()['code']}",
+                f"{server.url}/{post_encrypted(server, ct, iv)}#{key}"):
+        page.goto(url)
+        page.locator("#paste .hljs-keyword").first.wait_for(timeout=60_000)
+        got = page.evaluate(BLOCKS)
+        assert got == {"text": text, "blocks": -(-lines // 200), "stray": 0, "gutter": numbers}

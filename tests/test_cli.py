@@ -122,7 +122,8 @@ def test_flags_become_typed_settings_once():
     config = config_from(build_parser().parse_args([
         "serve", "--data", "/srv/p", "--remote", "git://h/r", "--sync-interval", "0",
         "--remote-token", "t", "--https", "--hostname", "a.test", "--https-port", "8443"]))
-    assert config.sync == SyncSettings(url="git://h/r", token="t", interval=0.0)
+    assert config.sync == SyncSettings(url="git://h/r", token="t", interval=0.0,
+                                       branch_from_head=True, branch_source="default")
     assert "'t'" not in repr(config.sync)  # secrets stay out of logs
     assert config.tls == TlsSettings(https=True, hostname="a.test", https_port=8443)
     assert config.paths.repo == Path("/srv/p/repo.git")

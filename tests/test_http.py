@@ -79,7 +79,7 @@ def test_raw_body_options_in_query(client):
     r = client.post("/?hl=python&ln=true", content=b"x = 1\n")
     assert r.status_code == 201
     page = client.get(f"/{paste_id(r.text)}").text
-    assert '<span class="ln">1</span>' in page
+    assert '<pre class="gutter" aria-hidden="true">1</pre>' in page
 
 
 def test_json_api(client, shared_server):
@@ -106,10 +106,10 @@ def test_show_highlighted_and_escaped(client):
     assert page.status_code == 200
     assert "<script>alert(1)" not in page.text
     assert "&lt;" in page.text
-    assert '<span class="ln">2</span>' in page.text
-    assert 'class="nb"' in page.text  # Pygments token class for print
+    assert '<pre class="gutter" aria-hidden="true">1\n2</pre>' in page.text
+    assert '<span class="hljs-built_in">print</span>' in page.text  # highlight.js's class
     plain = client.get(f"/{pid}?hl=&ln=false")
-    assert 'class="ln"' not in plain.text and 'class="nb"' not in plain.text
+    assert 'class="gutter"' not in plain.text and "hljs-built_in" not in plain.text
     other = client.get(f"/{pid}?hl=rust")
     assert other.status_code == 200
     assert client.get(f"/{pid}?hl=klingon").status_code == 400
@@ -210,17 +210,20 @@ def test_static_precompressed(client):
     )
     assert "?v=" in url
     for enc in ("br", "zstd", "gzip"):
-        r = client.get("/static/pygments.css", headers={"accept-encoding": enc})
+        r = client.get(url, headers={"accept-encoding": enc})
         assert r.headers["content-encoding"] == enc
         assert r.headers["vary"] == "Accept-Encoding"
         assert "immutable" in r.headers["cache-control"]
         etag = r.headers["etag"]
-        again = client.get("/static/pygments.css",
+        again = client.get(url,
                            headers={"accept-encoding": enc, "if-none-match": etag})
         assert again.status_code == 304
-    identity = client.get("/static/pygments.css", headers={"accept-encoding": "identity"})
+    identity = client.get(url, headers={"accept-encoding": "identity"})
     assert "content-encoding" not in identity.headers
-    assert b".highlight" in identity.content
+    assert b"prefers-color-scheme" in identity.content
+    # Without its hash (or with another) a URL is not cached as immutable.
+    unhashed = client.get(url.split("?", 1)[0])
+    assert unhashed.status_code == 200 and unhashed.headers["cache-control"] == "no-cache"
 
 
 def test_access_log_has_no_content(client, shared_server):
@@ -310,3 +313,11 @@ def test_a_clear_paste_with_a_password_is_refused(client, shared_server):
     r = client.post("/", files={"paste": (None, "clear"), "password": (None, ""),
                                 "form": (None, "html")})
     assert r.status_code == 201  # an empty password field is no password
+
+
+def test_language_badge_shows_its_display_name(client):
+    r = client.post("/", files={"paste": (None, "int main() {}\n"), "hl": (None, "cpp")},
+                    headers={"accept": "application/json"})
+    assert r.status_code == 201, r.text
+    page = client.get(f"/{r.json()['code']}").text
+    assert '<span class="lang">C++</span>' in page and ">cpp<" not in page

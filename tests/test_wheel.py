@@ -99,7 +99,7 @@ def test_wheel_serves_the_form_and_a_paste(tmp_path: Path) -> None:
             assert raw.status_code == 200 and raw.text == text
             page = client.get(f"/{code}")
             assert page.status_code == 200 and "from the wheel" in page.text
-            assert any("pygments" in a for a in assets_resolve(client, page.text))
+            assert any("theme.css" in a for a in assets_resolve(client, page.text))
 
             # The terminal client of the wheel: an encrypted paste, read back.
             secret = tmp_path / "secret.txt"

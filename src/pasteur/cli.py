@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pasteur.sync.flags import add_keygen_arguments, add_sync_arguments, keygen, sync_settings
+from pasteur.sync.flags import (
+    add_keygen_arguments,
+    add_sync_arguments,
+    check_sync_arguments,
+    keygen,
+    sync_settings,
+)
 
 from . import __version__, logsafe
 from .config import (
@@ -174,6 +180,7 @@ def config_from(args: argparse.Namespace) -> Config:
     """The server's settings from `pasteur serve`'s flags: built here, once."""
     from pasteur.tls.listener import tls_settings
 
+    sync = sync_settings(args)
     return Config(
         data=args.data,
         bind=args.bind,
@@ -192,8 +199,8 @@ def config_from(args: argparse.Namespace) -> Config:
         default_expiry=args.default_expiry,
         max_expiry=args.max_expiry,
         erase_interval=args.erase_interval,
-        commit_url=args.commit_url or web_commit_url(args.remote),
-        sync=sync_settings(args),
+        commit_url=args.commit_url or web_commit_url(sync.url if sync else None),
+        sync=sync,
         tls=tls_settings(args),
     )
 
@@ -233,6 +240,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.default_expiry is None or args.default_expiry > args.max_expiry
         ):
             parser.error("--default-expiry must not be longer than --max-expiry")
+        problem = check_sync_arguments(args)
+        if problem:
+            parser.error(problem)
         return serve(args)
     if args.command == "keygen":
         return keygen(args)

@@ -137,12 +137,19 @@ class SyncSettings:
 
     url: str
     branch: str = "main"
+    # No URL#branch nor --remote-branch: the branch is the one the remote's HEAD
+    # names (``sync.syncer.resolve_branch``); ``branch`` is then only the fallback.
+    branch_from_head: bool = False
+    branch_source: str = "URL#branch"  # how the branch was chosen (sync.branch.Choice.source)
     token: str | None = field(default=None, repr=False)
     seed: str | None = field(default=None, repr=False)
+    ssh_key: str | None = field(default=None, repr=False)  # --ssh-key ed25519:<base64>
+    ssh_password: str | None = field(default=None, repr=False)
     ssh_auth: str | None = None  # SHA256:... host key pins, comma-separated
     ssh_insecure: bool = False
     interval: float = 60.0  # seconds between fetches; 0: only on a miss or a rejected push
     stuck_after: float = 60.0  # /healthz fails after failing again and again this long
+    max_lag: float = 30.0  # /healthz fails while a commit has waited this long for its push
     timeout_ms: int = 20_000  # libgit2: a read that stalls this long fails
     connect_timeout_ms: int = 5_000  # a host that does not answer delays the start this long
 

@@ -24,7 +24,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pasteur.sync.erase import Eraser
 from pasteur.sync.namespace import IdNamespace
-from pasteur.sync.syncer import Syncer, SyncError
+from pasteur.sync.syncer import Syncer, SyncError, resolve_branch
 
 from . import limits, record
 from .config import Config
@@ -258,8 +258,10 @@ async def run(config: Config) -> int:
     if config.sync is not None:
         eraser = Eraser(store)  # every erasure, the sweeper's too, is announced
         store.on_erasure(announce=eraser.announce, after=eraser.commit_marker)
-        syncer = Syncer(store, config.sync, eraser, guard=history)
         try:
+            # the branch: URL#branch, else the remote's HEAD (sync/branch.py)
+            settings = await resolve_branch(config.sync, store)
+            syncer = Syncer(store, settings, eraser, guard=history)
             await syncer.start()
         except SyncError as exc:
             log.error("%s", exc)
@@ -269,7 +271,7 @@ async def run(config: Config) -> int:
     if namespace is not None:
         await namespace.start()
     app = create_app(config, store, freeze=True,
-                     misses=syncer.fetch_for_miss if syncer else None,
+                     misses=syncer.misses.miss if syncer else None,
                      claim=syncer.burns.claim if syncer else None,
                      sync_status=syncer.status if syncer else None)
     try:

@@ -15,7 +15,7 @@ function link() {
 }
 
 async function draw() {
-  const { default: qrcode } = await import(figure.dataset.qr);
+  const { default: qrcode } = await import("./qr/qrcode.mjs"); // hashed by the bundle
   const text = link();
   const qr = qrcode(0, "M"); // smallest version that holds it, 15% error correction
   qr.addData(text, "Byte"); // location.href is ASCII (percent-encoded)

@@ -1,31 +1,48 @@
-// Line helpers for the encrypted show page.
+// Text helpers for the encrypted show page and later.js.
 
 export function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
 
-// Splits highlight.js output (escaped text, `<span class="…">` and `</span>`
-// only) into one well-formed HTML string per line: spans still open at a line
-// break are closed at its end and opened again on the next line. A final
-// newline does not make an extra empty line.
-export function splitHighlighted(html) {
-  const lines = [];
+// Line numbers as one text, "1\n2\n…", for the gutter beside the code (one
+// text node, not an element per line; the same as web/render.py's gutter). A
+// final newline ends the last line rather than starting one.
+export function lineNumbers(text) {
+  let n = 0;
+  for (let i = text.indexOf("\n"); i !== -1; i = text.indexOf("\n", i + 1)) n++;
+  if (text && !text.endsWith("\n")) n++;
+  return Array.from({ length: n }, (_, i) => i + 1).join("\n");
+}
+
+// Lines in a block of a large paste (web/render.py's CHUNK_LINES; the CSS of
+// .chunk gives a block that height while it is off screen).
+const CHUNK_LINES = 200;
+
+// Escaped or highlighted HTML (escaped text, `<span class="…">` and `</span>`
+// only) in blocks of CHUNK_LINES lines, each well formed: spans still open at
+// a block's end are closed there and opened again in the next. The browser
+// lays out a block only when it nears the screen (content-visibility), so a
+// large paste shows at once. The blocks' text is the text, newlines included.
+export function chunked(html) {
+  const blocks = [];
   const open = [];
-  let line = "";
+  let block = "";
+  let lines = 0;
   for (const token of html.split(/(<span[^>]*>|<\/span>|\n)/)) {
-    if (token === "\n") {
-      lines.push(line + "</span>".repeat(open.length));
-      line = open.join("");
+    if (token === "\n" && ++lines === CHUNK_LINES) {
+      blocks.push(block + "\n" + "</span>".repeat(open.length));
+      block = open.join("");
+      lines = 0;
     } else if (token.startsWith("<span")) {
       open.push(token);
-      line += token;
+      block += token;
     } else if (token === "</span>") {
       open.pop();
-      line += token;
+      block += token;
     } else {
-      line += token;
+      block += token;
     }
   }
-  if (line.replace(/<[^>]*>/g, "") !== "" || lines.length === 0) lines.push(line);
-  return lines;
+  if (block.replace(/<[^>]*>/g, "") !== "") blocks.push(block);
+  return blocks.map((b) => `<span class="chunk">${b}</span>`).join("");
 }

@@ -5,19 +5,18 @@
 // when the reader confirms. Every failure is said in plain words.
 import { formatBytes } from "./bytes.js";
 import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
-import { escapeHtml, splitHighlighted } from "./lines.js";
+import { chunked, escapeHtml, lineNumbers } from "./lines.js";
+import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
 const status = document.getElementById("paste-status");
 const code = document.getElementById("paste-code");
+const gutter = document.getElementById("paste-gutter");
 const actions = document.getElementById("paste-actions");
 const passwordForm = document.getElementById("password-form");
 const burnForm = document.getElementById("burn-form");
 const filesSection = document.getElementById("paste-files");
 const filesList = document.getElementById("paste-files-list");
-// highlight.js core comes with its versioned URL; a language module gets the
-// same version query, so a refreshed highlight.js changes every URL.
-const hljsCore = new URL(article.dataset.hljs || "hljs/core.min.js", import.meta.url);
 
 const MESSAGES = {
   nokey: "This paste is encrypted; the link you opened has no key: ask its author for the full link.",
@@ -43,12 +42,10 @@ function say(message, isError = true) {
 }
 
 async function highlight(text, lang) {
-  if (!lang || lang === "plaintext" || !/^[a-z0-9-]+$/.test(lang)) return escapeHtml(text);
+  // highlight.js and its grammars come through languages.js, by hashed URLs.
+  if (!lang || lang === "plaintext" || !Object.hasOwn(GRAMMARS, lang)) return escapeHtml(text);
   try {
-    const [{ default: hljs }, { default: grammar }] = await Promise.all([
-      import(hljsCore.href),
-      import(new URL(`languages/${lang}.min.js${hljsCore.search}`, hljsCore).href),
-    ]);
+    const [{ default: hljs }, { default: grammar }] = await Promise.all([core(), GRAMMARS[lang]()]);
     hljs.registerLanguage(lang, grammar);
     return hljs.highlight(text, { language: lang, ignoreIllegals: true }).value;
   } catch {
@@ -56,19 +53,42 @@ async function highlight(text, lang) {
   }
 }
 
+// A large paste is shown as plain text first, in blocks laid out only near
+// the screen, and coloured once highlight.js is done with it: the text does
+// not wait for the highlighter (the server's HIGHLIGHT_BUDGET, the same size).
+const PLAIN_FIRST = 64 * 1024;
+const painted = () => new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+
 async function render(payload) {
-  const lines = splitHighlighted(await highlight(payload.text, payload.lang));
-  code.innerHTML = lines.map((l) => `<span class="line">${l}\n</span>`).join("");
-  code.className = payload.lang ? `hljs language-${payload.lang}` : "hljs";
+  const { text, lang } = payload;
+  code.className = lang ? `hljs language-${lang}` : "hljs";
   article.classList.toggle("numbered", Boolean(payload.ln));
-  article.style.setProperty("--ln-width", `${String(lines.length).length + 1}ch`);
-  if (payload.lang) document.getElementById("paste-lang").textContent = payload.lang;
-  setupActions(payload.text);
+  gutter.hidden = !payload.ln;
+  const numbers = payload.ln ? lineNumbers(text) : "";
+  const big = text.length > PLAIN_FIRST;
+  gutter.className = big ? `gutter d${String(numbers.length - numbers.lastIndexOf("\n") - 1)}` : "gutter";
+  if (big) gutter.innerHTML = chunked(numbers);
+  else gutter.textContent = numbers;
+  if (lang) {
+    const known = Object.hasOwn(LABELS, lang);
+    document.getElementById("paste-lang").textContent = known ? LABELS[lang] : lang;
+  }
+  setupActions(text);
   const files = payload.files || [];
   showFiles(files);
   // A paste of attached files only has no text to show.
-  article.hidden = !payload.text && files.length > 0;
-  actions.hidden = article.hidden;
+  const reveal = () => {
+    article.hidden = !text && files.length > 0;
+    actions.hidden = article.hidden;
+  };
+  if (!big) {
+    code.innerHTML = await highlight(text, lang);
+    return reveal();
+  }
+  code.innerHTML = chunked(escapeHtml(text));
+  reveal();
+  await painted();
+  code.innerHTML = chunked(await highlight(text, lang));
 }
 
 // Attachments: name, size, declared type and a download link to a Blob URL.

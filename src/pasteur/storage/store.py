@@ -314,6 +314,17 @@ class Store:
         """Seconds the oldest acknowledged, uncommitted paste has waited (0: none)."""
         return self.writer.backlog_age()
 
+    @property
+    def commit_error(self) -> str | None:
+        """Why commits fail now (None: the last one went through)."""
+        return str(self.writer.failure) if self.writer.failure is not None else None
+
+    @property
+    def last_commit_error(self) -> tuple[str, float] | None:
+        """The last commit failure, and when (epoch seconds), kept after a success."""
+        f = self.writer.figures
+        return (f.last_error, f.last_error_at) if f.last_error and f.last_error_at else None
+
     async def problems(self) -> list[str]:
         """What keeps the store from doing its work, one sentence each (for
         /healthz; empty when all is well). A journal that failed is probed

@@ -54,6 +54,8 @@ class Figures:
     batches: int = 0
     added: int = 0  # pastes they held
     commit_seconds: float = 0.0  # time spent in them (wall, fsyncs included)
+    last_error: str | None = None  # the last failed commit's error, kept after a success
+    last_error_at: float | None = None  # when (epoch seconds)
 
 
 class Writer:
@@ -225,6 +227,7 @@ class Writer:
                     err = exc if isinstance(exc, StoreError) else StoreError(str(exc))
                     self.failure = err
                     self.failing_since = self.failing_since or time.monotonic()
+                    self.figures.last_error, self.figures.last_error_at = str(err), time.time()
                     # Journaled pastes stay (durable, retried); the others fail.
                     self.pending[:len(batch)] = [p for p in batch if p.seq is not None]
                     self.idbook.release(p.paste_id for p in batch if p.seq is None)

@@ -35,7 +35,10 @@ def key_from_seed(seed: str, comment: str | None = None) -> SshKey:
     if not seed:
         raise ValueError("the SSH seed is empty")
     scalar = hashlib.sha256(_LABEL + seed.encode("utf-8")).digest()
-    key = Ed25519PrivateKey.from_private_bytes(scalar)
+    return _ssh_key(Ed25519PrivateKey.from_private_bytes(scalar), comment)
+
+
+def _ssh_key(key: Ed25519PrivateKey, comment: str | None) -> SshKey:
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode("ascii")
@@ -46,6 +49,18 @@ def key_from_seed(seed: str, comment: str | None = None) -> SshKey:
     ).decode("ascii")
     comment = comment if comment is not None else f"pasteur@{socket.gethostname()}"
     return SshKey(f"{public} {comment}".strip(), private)
+
+
+def key_from_ed25519(b64: str, comment: str | None = None) -> SshKey:
+    """The key of the original's ``--ssh-key ed25519:<base64>``: the base64 of the
+    32-byte Ed25519 private key (awa's ``Keys.of_string``), taken as is."""
+    try:
+        raw = base64.b64decode(b64.strip(), validate=True)
+    except ValueError:
+        raise ValueError("the ed25519 key is not valid base64") from None
+    if len(raw) != 32:
+        raise ValueError(f"an ed25519 private key has 32 bytes, this one has {len(raw)}")
+    return _ssh_key(Ed25519PrivateKey.from_private_bytes(raw), comment)
 
 
 def fingerprint(key_blob: bytes) -> str:

@@ -57,12 +57,17 @@ class SyncStatus:
         """Seconds the push loop has failed in a row (0: it has not)."""
         return 0.0 if self.failing_since is None else time.monotonic() - self.failing_since
 
-    def report(self, pending: int, stuck_after: float) -> dict[str, Any]:
+    def report(self, pending: int, stuck_after: float,
+               commit_error: str | None = None) -> dict[str, Any]:
         """``state``, the figures and times (ISO 8601) of /healthz's ``sync``;
         ``stuck``: the push loop failed more than once in a row, for more
-        than ``stuck_after`` seconds (a remote down, refusing, or unreachable)."""
+        than ``stuck_after`` seconds (a remote down, refusing, or unreachable);
+        ``commit_error``: why local commits fail, if they do (nothing new can
+        be pushed: the state says so, never ``synchronised``)."""
         failing = self.failing_for()
-        if self.last_error and pending:
+        if commit_error is not None:
+            state = "commits failing"
+        elif self.last_error and pending:
             state = "retrying"
         elif pending:
             state = "pushing"

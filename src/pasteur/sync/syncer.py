@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import random
@@ -28,17 +29,19 @@ import pygit2
 from pasteur.config import SyncSettings
 from pasteur.procs import child_env
 from pasteur.storage.store import Store
+from pasteur.sync import branch
 from pasteur.sync.claim import BurnClaims
 from pasteur.sync.erase import Eraser
 from pasteur.sync.merge import (
     Integration,
     absorb,
-    count_ahead,
     drop_unreachable,
     integrate,
     is_rewrite,
     set_tracking,
 )
+from pasteur.sync.misses import MissProbe
+from pasteur.sync.progress import PushWatch, backlog
 from pasteur.sync.sshkeys import parse_fingerprints
 from pasteur.sync.status import SyncStatus
 from pasteur.sync.worker import FETCHED, TRACKING, SyncFailure, hello, is_ssh, split_credentials
@@ -48,8 +51,6 @@ log = logging.getLogger("pasteur.sync.syncer")
 FATAL_KINDS = ("auth", "hostkey", "config")
 BACKOFF_FIRST = 0.5  # seconds
 BACKOFF_CAP = 30.0
-MISS_INTERVAL = 2.0  # minimum time between miss-triggered fetches
-MISS_WAIT = 10.0  # how long a request waits for a miss-triggered fetch
 PUSH_ROUNDS = 100  # rejected pushes in a row before backing off
 START_TIMEOUT = 10.0  # the first fetch may delay the start this long, then runs on
 WORKER_TIMEOUT = 120.0  # a worker request taking longer is killed
@@ -69,8 +70,9 @@ def validate(settings: SyncSettings) -> None:
     if scheme not in ("", "git", "ssh", "http", "https", "file"):
         raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
     if is_ssh(url):
-        if not settings.seed:
-            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen')")
+        if not (settings.seed or settings.ssh_key or settings.ssh_password):
+            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen'), "
+                            "--ssh-key ed25519:<base64> or --ssh-password")
         if settings.ssh_auth:
             try:
                 parse_fingerprints(settings.ssh_auth)
@@ -115,13 +117,19 @@ class WorkerClient:
                  timeout: float = WORKER_TIMEOUT) -> None:
         self._hello = hello(repo, settings)
         self.timeout = timeout
+        self.on_call: Callable[[str, float], None] | None = None  # (op, seconds) of each
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
 
     async def call(self, op: str, **args: Any) -> dict[str, Any]:
         """Run one request; a cancelled caller does not cut the exchange in half."""
         task = asyncio.ensure_future(self._call({"op": op, **args}))
-        return await asyncio.shield(task)
+        t0 = time.monotonic()
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if self.on_call is not None:
+                self.on_call(op, time.monotonic() - t0)
 
     async def _call(self, request: dict[str, Any]) -> dict[str, Any]:
         async with self._lock:
@@ -212,8 +220,9 @@ class Syncer:
         self.eraser = eraser
         self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
         self._task: asyncio.Task[None] | None = None
-        self._miss: asyncio.Future[bool] | None = None
-        self._last_miss = 0.0
+        self.misses = miss_probe(self)
+        self.watch = PushWatch()
+        self.worker.on_call = self.watch.note
 
     def _tracking_head(self) -> pygit2.Oid | None:
         ref = self.store.reader.references.get(self._tracking)
@@ -248,8 +257,8 @@ class Syncer:
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
         else:
             self.figures.success()
-            log.info("synchronising with %s (branch %s, head %s)", url, self.options.branch,
-                     self.remote_head)
+            log.info("synchronising with %s (branch %s, from %s; head %s)", url,
+                     self.options.branch, self.options.branch_source, self.remote_head)
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
@@ -268,7 +277,7 @@ class Syncer:
             self._task = None
         with contextlib.suppress(TimeoutError, SyncFailure):
             await asyncio.wait_for(self._last_push(), flush_timeout)
-        await self.worker.close()
+        await asyncio.gather(self.misses.stop(), self.worker.close())
 
     async def _last_push(self) -> None:
         async with self._sync_lock:  # never beside an erasure's prune
@@ -279,18 +288,23 @@ class Syncer:
     # -- push loop ------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Push after each commit, then a gap; fetch ``interval`` s after the last
+        fetch, whatever the commits; retry a failed fetch or push with backoff."""
+        interval = self.options.interval or None
+        next_poll = time.monotonic() + interval if interval else float("inf")
+        poll = False
         while True:
-            interval = self.options.interval or None
-            poll = False
-            try:
-                await asyncio.wait_for(self._wake.wait(), interval)
-            except TimeoutError:
-                poll = True
+            if not poll:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(
+                        0.0, next_poll - time.monotonic()) if interval else None)
             self._wake.clear()
+            poll = poll or time.monotonic() >= next_poll
             try:
                 if poll:
                     await self.fetch_and_integrate()
-                await self.push_pending()
+                    poll, next_poll = False, time.monotonic() + (interval or float("inf"))
+                pushed = await self.push_pending()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - retried with backoff
@@ -299,6 +313,8 @@ class Syncer:
             else:
                 self._backoff.reset()
                 self.figures.success()
+                if pushed:
+                    await self.watch.rest(self.worker.call)
 
     async def _back_off(self, failure: SyncFailure) -> None:
         self._note_error(failure)
@@ -308,13 +324,14 @@ class Syncer:
         await asyncio.sleep(delay)
         self._wake.set()
 
-    async def push_pending(self) -> None:
-        """Push until the remote has the local head; fetch and replay when rejected."""
+    async def push_pending(self) -> bool:
+        """Push until the remote has the local head; whether anything was pushed.
+        Rejected: fetch, replay the whole backlog in one step, push again at once."""
         for rejected in range(PUSH_ROUNDS):
             async with self._sync_lock:
                 head, known = self.store.head, self.remote_head
                 if head is None or head == known:
-                    return
+                    return False
 
                 def rewritten(h: pygit2.Oid = head, k: pygit2.Oid | None = known) -> bool:
                     return is_rewrite(self.store.repo, h, k)
@@ -335,20 +352,23 @@ class Syncer:
                         log.info("sync: forced push of the rewritten history %s (was %s)",
                                  head, known)
                         await self._drop_unreachable()
-                    continue
+                    return True  # one push a turn: the next after a rest
+            self.watch.rejected_push(lambda: backlog(self.store.reader, self.store.head,
+                                                     self.remote_head))
             if rewrite:
                 await self._fetch_and_absorb()
             else:
                 await self.fetch_and_integrate()
-            # back off a little, more after each defeat, so a busy peer cannot starve us
-            await asyncio.sleep(random.uniform(0, min(1.0, 0.02 * 2 ** rejected)))
+            # a jitter, longer after each defeat: instances rejected together part
+            await asyncio.sleep(random.uniform(0, min(0.25, 0.005 * 2 ** rejected)))
         raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
 
     async def push_head(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
-        args = {"lease": str(lease)} if lease is not None else {}
+        args = {"lease": str(lease)} if lease is not None else self.watch.push_args()
         reply = await self.worker.call("push", oid=str(head), reopens=self._reopens(), **args)
         if not reply.get("ok"):
             raise SyncFailure(reply.get("kind", "network"), reply.get("error", "push failed"))
+        self.watch.after_push(reply)
         self.remote_head = head
         self.figures.pushed()
 
@@ -424,27 +444,14 @@ class Syncer:
         await self.store.run_in_writer(lambda: drop_unreachable(self.store.repository))
 
     async def _in_writer(self, fn: Callable[[], Integration]) -> Integration:
+        t0 = time.monotonic()
         result = await self.store.run_in_writer(fn)
+        self.watch.note("integrate", time.monotonic() - t0)
         assert isinstance(result, Integration)
         return result
 
-    async def fetch_for_miss(self) -> bool:
-        """Fetch because a paste is missing here; True if a fetch completed.
-
-        Concurrent misses share one fetch, and misses within MISS_INTERVAL of
-        the last miss-triggered fetch do not start another.
-        """
-        if self._miss is None or self._miss.done():
-            if time.monotonic() - self._last_miss < MISS_INTERVAL:
-                return False
-            self._last_miss = time.monotonic()
-            self._miss = asyncio.ensure_future(self._miss_fetch())
-        try:
-            return await asyncio.wait_for(asyncio.shield(self._miss), MISS_WAIT)
-        except TimeoutError:
-            return False
-
-    async def _miss_fetch(self) -> bool:
+    async def miss_fetch(self) -> bool:
+        """Fetch because a read missed (``MissProbe``); True if it went through."""
         try:
             await self.fetch_and_integrate()
         except SyncFailure as exc:
@@ -463,12 +470,58 @@ class Syncer:
         return self.figures.failing_for()
 
     def status(self) -> dict[str, Any]:
-        """/healthz's ``sync``: the remote, then ``SyncStatus.report``."""
-        pending = count_ahead(self.store.reader, self.store.head, self.remote_head)
+        """/healthz's ``sync``: the remote, then ``SyncStatus.report``;
+        ``lagging``: a commit has waited over ``max_lag`` s for its push."""
+        pending, oldest = backlog(self.store.reader, self.store.head, self.remote_head)
+        age = max(0.0, time.time() - oldest) if oldest is not None else 0.0
         return {
             "remote": redact(self.options.url),
             "branch": self.options.branch,
+            "branch_from": self.options.branch_source,
             "remote_head": str(self.remote_head) if self.remote_head else None,
-            **self.figures.report(pending, self.options.stuck_after),
+            **self.figures.report(pending, self.options.stuck_after, self.store.commit_error),
+            "oldest_unpushed_s": round(age, 1),
+            "lagging": age > self.options.max_lag,
+            "max_lag_s": self.options.max_lag,
+            "rejected": self.watch.rejected,
             "reerased": self.eraser.reerased,
+            "miss_probes": self.misses.probes,
+            "miss_fetches": self.misses.fetches,
         }
+
+
+def miss_probe(syncer: Syncer) -> MissProbe:
+    """Misses probe the remote's head with a worker of their own (never queued
+    behind a push), and fetch when it moved (``MissProbe``)."""
+    worker = WorkerClient(syncer.store.path, syncer.options)
+
+    async def probe() -> str | None:
+        reply = await worker.call("head")
+        if not reply.get("ok"):
+            raise SyncFailure(reply.get("kind", "network"), reply.get("error", "probe failed"))
+        return str(reply["head"]) if reply.get("head") else None
+
+    def known() -> str | None:
+        return str(syncer.remote_head) if syncer.remote_head is not None else None
+
+    return MissProbe(probe, known, syncer.miss_fetch, worker.close)
+
+
+async def resolve_branch(settings: SyncSettings, store: Store) -> SyncSettings:
+    """The settings with the branch to use (``pasteur.sync.branch``) and where it came
+    from, logged; SyncError for settings no connection could fix."""
+    validate(settings)
+    if settings.branch_from_head:
+        worker = WorkerClient(store.path, settings, timeout=START_TIMEOUT)
+        prefix = TRACKING.format(branch="")
+        remembered = sorted(name[len(prefix):] for name in store.reader.references
+                            if name.startswith(prefix))
+        try:
+            choice = await branch.resolve(settings, lambda: worker.call("advertised"), remembered)
+        finally:
+            await worker.close()
+        settings = dataclasses.replace(settings, branch=choice.branch, branch_from_head=False,
+                                       branch_source=choice.source)
+    log.info("remote %s: branch %s (from %s)", redact(settings.url), settings.branch,
+             settings.branch_source)
+    return settings

@@ -7,9 +7,9 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
-- then requests ``{"op": "fetch" | "push" | "check" | "namespace", ...}``, one at
-  a time (a fetch or push names the server's handle renewals, ``reopens``: the
-  worker renews its own to match), each
+- then requests ``{"op": "fetch" | "push" | "check" | "head" | "advertised" |
+  "namespace", ...}``, one at a time (a fetch or push names the server's handle
+  renewals, ``reopens``: the worker renews its own to match), each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
   where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
   ``auth`` / ``hostkey`` / ``config`` (the remote refuses us: a user error) or
@@ -26,6 +26,7 @@ compare-and-swap. Every other remote is pushed with libgit2.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import signal
@@ -44,7 +45,13 @@ from pygit2.ffi import C
 from pasteur.config import SyncSettings
 from pasteur.ids import ALPHABET
 from pasteur.sync import local as synclocal
-from pasteur.sync.sshkeys import fingerprint_of_hash, key_from_seed, parse_fingerprints
+from pasteur.sync.sshkeys import (
+    SshKey,
+    fingerprint_of_hash,
+    key_from_ed25519,
+    key_from_seed,
+    parse_fingerprints,
+)
 
 # The remote head this instance has integrated or pushed (written by the server
 # after integrating, by the worker after a push), and the fetched head not yet
@@ -55,6 +62,9 @@ FETCHED = "refs/pasteur/fetched/{branch}"
 # On the remote, one ref per instance's id namespace (``pasteur.sync.namespace``).
 NAMESPACES = "refs/pasteur/ids/"
 MAX_AUTH_ATTEMPTS = 2
+# Waiting marks on the remote: refs/pasteur/wait/<instance>-<unix time>
+# (``progress.PushWatch``).
+MARKS = "refs/pasteur/wait/"
 
 # libgit2 1.9's git_cert_hostkey in full (pygit2 declares only its first
 # fields and hands Python ``None`` for an SSH host key): we read the SHA-256 of
@@ -175,11 +185,16 @@ class Callbacks(pygit2.RemoteCallbacks):
         if self.attempts > MAX_AUTH_ATTEMPTS:
             raise SyncFailure("auth", f"the remote refused our credentials ({self._which()})")
         user = username_from_url or self.user or "git"
-        if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
-            if not self.settings.seed:
-                raise SyncFailure("config", "the SSH remote needs --ssh-seed")
-            key = key_from_seed(self.settings.seed)
+        key = ssh_key(self.settings)
+        if key is not None and (allowed_types & CredentialType.SSH_MEMORY
+                                or allowed_types & CredentialType.SSH_KEY):
             return pygit2.KeypairFromMemory(user, key.public, key.private_pem, "")
+        if self.settings.ssh_password and allowed_types & CredentialType.USERPASS_PLAINTEXT \
+                and is_ssh(self.settings.url):
+            return pygit2.UserPass(user, self.settings.ssh_password)
+        if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
+            raise SyncFailure("config", "the SSH remote needs --ssh-seed, --ssh-key or "
+                                        "--ssh-password")
         if allowed_types & CredentialType.USERPASS_PLAINTEXT:
             if not self.token:
                 raise SyncFailure("auth", "the remote asks for a password: give --remote-token")
@@ -189,7 +204,13 @@ class Callbacks(pygit2.RemoteCallbacks):
         raise SyncFailure("auth", f"the remote asks for credentials we lack ({allowed_types!r})")
 
     def _which(self) -> str:
-        return "the SSH key from --ssh-seed" if is_ssh(self.settings.url) else "the token"
+        if not is_ssh(self.settings.url):
+            return "the token"
+        key = ssh_key(self.settings)
+        if key is None:
+            return "the password from --ssh-password"
+        which = "--ssh-key" if self.settings.ssh_key else "--ssh-seed"
+        return f"the SSH key from {which}: {key.public}"
 
     def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
         # Force-with-lease: the remote's current value comes from this very
@@ -207,6 +228,15 @@ class Callbacks(pygit2.RemoteCallbacks):
     def push_update_reference(self, refname: str, message: str | None) -> None:
         if message:
             self.refused.append(f"{refname}: {message}")
+
+
+def ssh_key(settings: SyncSettings) -> SshKey | None:
+    """The SSH key of --ssh-key (ed25519:<base64>) or --ssh-seed, if either is given."""
+    if settings.ssh_key:
+        return key_from_ed25519(settings.ssh_key.partition(":")[2])
+    if settings.seed:
+        return key_from_seed(settings.seed)
+    return None
 
 
 class Worker:
@@ -266,20 +296,59 @@ class Worker:
             return {"ok": True, "head": None}
         return {"ok": True, "head": str(head.oid)}
 
+    def head(self) -> dict[str, Any]:
+        """The remote branch's head and the waiting marks, from the remote's
+        advertisement alone (an ``ls-remote``: nothing fetched or written here)."""
+        remote = self.remote()
+        cb = self.callbacks()
+        heads: list[pygit2.remotes.RemoteHead] = []
+        self._guard(lambda: heads.extend(remote.list_heads(callbacks=cb, connect=True)))
+        name = f"refs/heads/{self.settings.branch}"
+        found = [h for h in heads if h.name == name]
+        marks = [h.name for h in heads if h.name and h.name.startswith(MARKS)]
+        return {"ok": True, "head": str(found[0].oid) if found else None, "marks": marks}
+
+    def advertised(self) -> dict[str, Any]:
+        """The branch the remote's HEAD names (None if it advertises no HEAD) and
+        the remote's branches, without fetching anything."""
+        remote = self.remote()
+        cb = self.callbacks()
+        heads: list[Any] = []
+        self._guard(lambda: heads.extend(remote.list_heads(callbacks=cb)))
+        target = next((h.symref_target for h in heads
+                       if h.name == "HEAD" and h.symref_target), None)
+        prefix = "refs/heads/"
+        branches = sorted(h.name[len(prefix):] for h in heads if h.name.startswith(prefix))
+        head = target[len(prefix):] if target and target.startswith(prefix) else None
+        return {"ok": True, "head": head, "branches": branches}
+
     def _delete(self, name: str) -> None:
         ref = self.repo.references.get(name)
         if ref is not None:
             ref.delete()
 
-    def push(self, oid: str, lease: str | None = None) -> dict[str, Any]:
+    def push(self, oid: str, lease: str | None = None, mark: str | None = None,
+             unmark: str | None = None, done: str | None = None) -> dict[str, Any]:
         """Push a commit to the branch: a fast-forward, or with ``lease`` a forced
-        push that succeeds only if the remote branch is still at ``lease``."""
+        push that succeeds only if the remote branch is still at ``lease``.
+
+        Waiting marks (``progress.py``, network remotes): ``mark`` is set in the
+        same push (an instance whose pushes keep being rejected asks the others
+        to wait), ``unmark`` deleted with it; once the branch is pushed, ``mark``
+        and ``done`` are deleted. The answer names the marks the remote
+        advertised (``marks``)."""
+        marks: list[str] = []
         if self.local:
             self._push_with_git(oid, lease)
         else:
-            self._push_with_libgit2(oid, lease)
+            marks = self._push_with_libgit2(oid, lease, mark, unmark)
         self.repo.references.create(self.tracking, pygit2.Oid(hex=oid), force=True)
-        return {"ok": True}
+        gone = [m for m in (mark, done) if m]
+        if gone:
+            with contextlib.suppress(SyncFailure):  # a mark left behind goes stale
+                remote, cb = self.remote(), self.callbacks()
+                self._guard(lambda: remote.push([f":{m}" for m in gone], callbacks=cb))
+        return {"ok": True, "marks": [m for m in marks if m not in (mark, unmark, done)]}
 
     def _push_with_git(self, oid: str, lease: str | None) -> None:
         ref = f"refs/heads/{self.settings.branch}"
@@ -290,14 +359,35 @@ class Worker:
             kind = "rejected" if result.retryable else "config"
             raise SyncFailure(kind, "; ".join(result.refused))
 
-    def _push_with_libgit2(self, oid: str, lease: str | None) -> None:
+    def _push_with_libgit2(self, oid: str, lease: str | None, mark: str | None,
+                           unmark: str | None) -> list[str]:
+        """The push; the waiting marks the remote advertised to it."""
         remote = self.remote()
         cb = self.callbacks()
         cb.lease = lease
-        spec = f"{'+' if lease else ''}{oid}:refs/heads/{self.settings.branch}"
+        branch = f"refs/heads/{self.settings.branch}"
+        marking = [f"+{self._mark_commit()}:{mark}"] if mark else []
+        marking += [f":{unmark}"] if unmark else []
+        if marking:  # first, on its own: libgit2 refuses a whole push that is not
+            # a fast-forward before sending anything
+            with contextlib.suppress(SyncFailure):
+                self._guard(lambda: self.remote().push(marking, callbacks=self.callbacks()))
+        spec = f"{'+' if lease else ''}{oid}:{branch}"
         self._guard(lambda: remote.push([spec], callbacks=cb))
-        if cb.refused:
-            raise SyncFailure("rejected", "; ".join(cb.refused))
+        refused = [r for r in cb.refused if r.startswith(branch + ":")]
+        if refused:
+            raise SyncFailure("rejected", "; ".join(refused))
+        with contextlib.suppress(pygit2.GitError):
+            return [h.name for h in remote.list_heads(connect=False)
+                    if h.name and h.name.startswith(MARKS)]
+        return []
+
+    def _mark_commit(self) -> str:
+        """A commit with nothing in it, for a waiting mark (no paste's content)."""
+        sig = pygit2.Signature("pasteur", "pasteur@localhost", 0, 0)
+        tree = self.repo.TreeBuilder().write()
+        return str(self.repo.create_commit(None, sig, sig, "pasteur: waiting to push\n",
+                                           tree, []))
 
     def namespace(self, instance: str) -> dict[str, Any]:
         """Claim a one-character id namespace on the remote for ``instance``:
@@ -410,9 +500,14 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
         if op == "fetch":
             return worker.fetch()
         if op == "push":
-            return worker.push(request["oid"], request.get("lease"))
+            return worker.push(request["oid"], request.get("lease"), request.get("mark"),
+                               request.get("unmark"), request.get("done"))
         if op == "check":
             return worker.check()
+        if op == "head":
+            return worker.head()
+        if op == "advertised":
+            return worker.advertised()
         if op == "namespace":
             return worker.namespace(request["instance"])
         raise SyncFailure("config", f"unknown operation {op!r}")

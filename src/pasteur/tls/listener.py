@@ -50,8 +50,10 @@ def fail(message: str) -> HttpsError:
 def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     """Add the HTTPS and ACME options to a parser (or an argument group)."""
     g = parser.add_argument_group("HTTPS") if hasattr(parser, "add_argument_group") else parser
-    g.add_argument("--https", action="store_true",
-                   help="serve HTTPS with a certificate obtained by ACME for --hostname")
+    g.add_argument("--https", nargs="?", const=True, default=False, metavar="true|false",
+                   type=flag_type(parse_bool, "https"),
+                   help="serve HTTPS with a certificate obtained by ACME for --hostname "
+                        "(a switch; --https=true|false as the original accepted)")
     g.add_argument("--tls-cert", metavar="FILE", help="serve HTTPS with this certificate chain")
     g.add_argument("--tls-key", metavar="FILE", help="private key of --tls-cert")
     g.add_argument("--hostname", metavar="NAME", help="public name of the server (certificate)")
@@ -61,13 +63,25 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
                    help="port that redirects to HTTPS and answers ACME HTTP-01 "
                         "(default 80 with --https; 0 to disable)")
     g.add_argument("--email", help="contact address for the ACME account")
-    g.add_argument("--production", action="store_true",
-                   help="use Let's Encrypt's production directory (staging otherwise)")
+    g.add_argument("--production", nargs="?", const=True, default=False,
+                   metavar="true|false", type=flag_type(parse_bool, "production"),
+                   help="use Let's Encrypt's production directory (staging otherwise); "
+                        "--production=true|false as well")
     g.add_argument("--acme-directory", metavar="URL", help="directory URL of any ACME server")
     g.add_argument("--acme-ca", metavar="FILE",
                    help="CA bundle to trust for the ACME server's own HTTPS")
     g.add_argument("--account-seed", metavar="SEED", help="derive the ACME account key from SEED")
-    g.add_argument("--cert-seed", metavar="SEED", help="derive the certificate key from SEED")
+    g.add_argument("--cert-seed", "--certificate-seed", dest="cert_seed", metavar="SEED",
+                   help="derive the certificate key from SEED (a P-256 key: not the key the "
+                        "original Pasteur derived from the same seed)")
+    for what in ("certificate", "account"):  # the original's flags: P-256 is all there is
+        g.add_argument(f"--{what}-key-type", metavar="TYPE",
+                       type=flag_type(parse_key_type, f"{what}-key-type"),
+                       help=f"type of the {what} key: only p256 (the original's rsa, ed25519, "
+                            "p384 and p521 are refused)")
+        g.add_argument(f"--{what}-bits", metavar="N", type=flag_type(parse_bits, f"{what}-bits"),
+                       help="refused: bits of an RSA key (the original's flag); P-256 keys "
+                            "have no such setting")
     g.add_argument("--dns-key", metavar="NAME:ALG:SECRET",
                    help="TSIG key for DNS-01 by RFC 2136 update (e.g. k:hmac-sha256:BASE64)")
     g.add_argument("--dns-addr", metavar="IP", help="address of the zone's primary DNS server")
@@ -95,6 +109,11 @@ def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
 
     if not settings.hostname:
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
+    if settings.account_seed or settings.cert_seed:
+        log.warning("--account-seed/--certificate-seed derive P-256 keys (HKDF-SHA256, "
+                    "pasteur.tls.acme), not the RSA keys the original Pasteur derived from "
+                    "the same seeds: Let's Encrypt sees a new account key and a new "
+                    "certificate key; nothing needs registering")
     directory = settings.acme_directory or (PRODUCTION if settings.production else STAGING)
     dns_cfg = None
     try:
@@ -108,6 +127,41 @@ def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
         hostname=settings.hostname.rstrip(".").lower(), state_dir=data.acme,
         directory=directory, email=settings.email, ca_bundle=settings.acme_ca,
         account_seed=settings.account_seed, cert_seed=settings.cert_seed, dns=dns_cfg)
+
+
+def parse_bool(value: str) -> bool:
+    """A switch's value in the original's ``--https=true|false`` form."""
+    low = value.strip().lower()
+    if low in ("true", "yes", "on", "1"):
+        return True
+    if low in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+KEY_TYPES = ("rsa", "ed25519", "p256", "p384", "p521")  # the original's X509.Key_type.strings
+
+
+_NEW_KEY = ("a new key needs nothing registered: the ACME account is made on first use "
+            "and the certificate is issued again")
+
+
+def parse_key_type(value: str) -> str:
+    """The original's ``--*-key-type``: p256 is what this Pasteur makes; the others are
+    refused, never replaced silently by another key type."""
+    low = value.lower()
+    if low not in KEY_TYPES:
+        raise ValueError(f"expected one of {', '.join(KEY_TYPES)}, got {value!r}")
+    if low != "p256":
+        raise ValueError(f"{low} keys are not made by this Pasteur, which makes P-256 ACME keys "
+                         f"(Let's Encrypt takes them): give p256 or drop the flag ({_NEW_KEY})")
+    return low
+
+
+def parse_bits(value: str) -> int:
+    """The original's ``--*-bits`` (RSA key size): refused, P-256 keys have none."""
+    raise ValueError(f"{value!r}: RSA keys are not made by this Pasteur, which makes P-256 "
+                     f"ACME keys (no bits to set): drop the flag ({_NEW_KEY})")
 
 
 # --- TLS context with a swappable certificate -----------------------------------------

@@ -46,7 +46,7 @@ def create_app(
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
-    pastes (sync's ``fetch_for_miss``); ``sync_status``: sync's figures for
+    pastes (sync's ``MissProbe.miss``); ``sync_status``: sync's figures for
     ``/healthz``; ``claim``: claims a burn paste on the remote before it is
     served (sync's ``BurnClaims.claim``). All None when the server does not sync.
 

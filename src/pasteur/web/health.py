@@ -4,6 +4,7 @@ reasons when something is failing."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,9 @@ from starlette.responses import Response
 
 from ..storage.store import Store
 
-# The sync status, for /healthz: a dict with "stuck", "failing_s" and
-# "last_error" (``Syncer.status`` when the server syncs with a remote).
+# The sync status, for /healthz: a dict with "stuck", "failing_s",
+# "last_error", "lagging", "oldest_unpushed_s" and "pending" (``Syncer.status``
+# when the server syncs with a remote).
 SyncStatus = Callable[[], dict[str, Any]]
 
 
@@ -41,15 +43,27 @@ class Health:
             "commit_ms": round(store.commit_seconds * 1000 / max(1, store.batches), 3),
             "pending_erasure": len(store.pending_erasure()),
             "erased": store.erased,
+            "commit_error": store.commit_error,
+            "last_commit_error": _last(store.last_commit_error),
         }
         if self.sync_status is not None:
             body["sync"] = status = self.sync_status()
             if status["stuck"]:
                 problems.append(f"sync has failed for {status['failing_s']:.0f} s: "
                                 f"{status['last_error']}")
+            if status.get("lagging"):
+                problems.append(f"a commit has waited {status['oldest_unpushed_s']:.0f} s for "
+                                f"its push ({status['pending']} commits not on the remote)")
         body["problems"] = problems
         if problems:
             body["status"] = "failing"
         return Response(json.dumps(body), 503 if problems else 200,
                         media_type="application/json",
                         headers={"cache-control": "no-store"})
+
+
+def _last(failure: tuple[str, float] | None) -> dict[str, str] | None:
+    if failure is None:
+        return None
+    error, at = failure
+    return {"error": error, "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(at))}

@@ -17,7 +17,7 @@ from .caches import CachedPage, CommitLinks, PageCache
 from .cookies import CREATOR_COOKIE, cookie
 from .form import format_size
 from .pastes import LargeDocument, Pastes
-from .render import Renderer, highlight, wants
+from .render import HIGHLIGHT_BUDGET, Renderer, gutter, highlight, wants
 
 TRUE = ("1", "true", "on", "yes")
 
@@ -168,7 +168,9 @@ class ShowPage:
             html = self.pages.templates.get_template("show.html").render(
                 lang=lang,
                 ln=ln,
-                code_html=highlight(paste.text or "", lang, ln),
+                code_html=highlight(paste.text or "", lang),
+                later=lang if len(paste.text or "") > HIGHLIGHT_BUDGET else "",
+                gutter=gutter(paste.text or "") if ln else None,
                 raw_url=f"/{paste_id}?raw=true",
                 **meta,
             )
