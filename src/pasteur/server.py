@@ -25,6 +25,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from pasteur.sync.erase import Eraser
+from pasteur.sync.namespace import IdNamespace
 from pasteur.sync.syncer import Syncer, SyncError, resolve_branch
 
 from . import limits, record
@@ -307,9 +308,14 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         except SyncError as exc:
             log.error("%s", exc)
             return 1
+    # ids that cannot collide with other instances' (see sync/namespace.py)
+    namespace = IdNamespace(store, syncer.worker) if syncer is not None else None
+    if namespace is not None:
+        await namespace.start()
     counts = ResponseCounts() if metrics_bind is not None else None
     app = create_app(config, store, freeze=True,
                      misses=syncer.misses.miss if syncer else None,
+                     claim=syncer.burns.claim if syncer else None,
                      sync_status=syncer.status if syncer else None,
                      counts=counts)
     metrics: MetricsListener | None = None
@@ -330,6 +336,8 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         await server.serve()
         return 0 if server.started else 1
     finally:
+        if namespace is not None:
+            await namespace.stop()
         if syncer is not None:
             await syncer.stop()
         if metrics is not None:

@@ -134,9 +134,12 @@ def test_a_journal_that_cannot_be_written_gives_503_until_the_disk_is_back(
 
 def test_sync_stuck_gives_503_and_recovers_when_the_remote_is_back(
         git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path) -> None:
-    from tests.fixtures_git import bare_remote, remote_ids, start_pasteur
+    from tests.fixtures_git import bare_remote, remote_ids, start_pasteur, stop
 
     bare = bare_remote(git_daemon.base / "h.git", first_commit=True)
+    first = start_pasteur(tmp_path / "a", "-r", git_daemon.url("h.git"))  # claims its id namespace
+    first.close()
+    stop(first.proc)
     git_daemon.stop()
     a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("h.git"), "--sync-interval", "0",
                       "--sync-stuck-after", "2")

@@ -4,7 +4,16 @@ An id is taken when it is in the served tree, acknowledged (journaled, not
 yet committed: its document is served from here meanwhile), being committed
 or waiting for erasure. An id picked for a new paste is reserved at once and
 released only after the tree holding it is in place, so that the journal
-thread, the writer and the event loop never hand one id out twice."""
+thread, the writer and the event loop never hand one id out twice.
+
+Across instances sharing a remote, ids cannot collide: each instance claims
+a one-character namespace on the remote once (``pasteur.sync.namespace``)
+and every id it picks ends with that character (the default length 4: three
+random characters and the namespace, 238,328 ids per instance before ids
+grow). Until the namespace is claimed (first start with the remote down), no
+id is handed out (a create answers 503). An id is also taken when the tree
+holds a blob of that name at its root: the original Pasteur's pastes, taken
+over from an old repository, are never reused (``taken``)."""
 
 from __future__ import annotations
 
@@ -29,13 +38,36 @@ class IdBook:
         self.journaled: dict[str, bytes] = {}  # acknowledged, not yet committed
         self.reserved: set[str] = set()  # ids journaled or being committed
         self._lock = threading.Lock()
+        # The last character of every new id, claimed on the shared remote
+        # (None: no remote, any id); ``shared``: a remote is configured, so
+        # no id is handed out before the namespace is claimed.
+        self.namespace: str | None = None
+        self.shared = False
+
+    def candidate(self, length: int) -> str:
+        """A random id of ``length`` characters in this instance's namespace."""
+        if self.namespace is None:
+            if self.shared:
+                raise StoreError("this instance has not claimed its id namespace on the "
+                                 "remote yet (is the remote reachable?): try again later")
+            return random_id(length)
+        return random_id(max(1, length - 1)) + self.namespace
+
+    def taken(self, paste_id: str) -> bool:
+        """Whether the current tree holds ``paste_id`` in either layout:
+        ``a/b/<id>``, or a blob ``<id>`` at the root (the original's pastes)."""
+        if self.legacy(paste_id):
+            return True
+        tree = self.repository.tree
+        return tree is not None and self.repository.tree_cache.paste_oid(
+            tree.id.raw, paste_id.encode(), self.repository.reader.odb) is not None
 
     def new_id(self) -> str:
         """A random id free in the current tree."""
         length = self.id_length
         for attempt in range(64):
-            paste_id = random_id(length)
-            if paste_id not in self.journaled and self.repository.blob(paste_id) is None:
+            paste_id = self.candidate(length)
+            if paste_id not in self.journaled and not self.taken(paste_id):
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
@@ -45,9 +77,10 @@ class IdBook:
         """``new_id`` in the writer: looked up in the trees the batch edits anyway."""
         length = self.id_length
         for attempt in range(64):
-            paste_id = random_id(length)
+            paste_id = self.candidate(length)
             if (paste_id not in taken and paste_id not in self.erasure.erasing
                     and not pack.has_paste(root, paste_id.encode())
+                    and not self.legacy(paste_id)
                     and self.try_reserve(paste_id)):
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
@@ -61,16 +94,20 @@ class IdBook:
         after the tree holding it is in place."""
         length = self.id_length
         for attempt in range(64):
-            paste_id = random_id(length)
+            paste_id = self.candidate(length)
             if paste_id not in self.erasure.erasing and self.try_reserve(paste_id):
-                tree = self.repository.tree
-                if tree is None or not self.repository.tree_cache.has_paste(
-                        tree.id.raw, paste_id.encode(), self.repository.reader.odb):
+                if not self.taken(paste_id):
                     return paste_id
                 self.release([paste_id])
             if attempt % 8 == 7:
                 length += 1
         raise StoreError("no free paste id")
+
+    def legacy(self, paste_id: str) -> bool:
+        """Whether the current tree holds a root-level blob ``paste_id`` (an
+        original Pasteur's paste: ``taken``'s other layout)."""
+        tree = self.repository.tree
+        return tree is not None and paste_id in tree
 
     def renamed(self, old: str, new: str) -> None:
         """A journaled paste is committed as ``new`` (``old`` was taken meanwhile)."""

@@ -21,9 +21,13 @@ When the *local* history was rewritten (this instance erased pastes), the
 remote commits it lacks (after K) are applied on top of the local head
 instead, and the result is force-pushed with a lease on the remote head.
 
-A paste id added on both sides with different content keeps the remote's
-paste under that id; the local paste is kept under ``<id><6 hex of its blob>``
-and the event is logged: no acknowledged content is lost.
+Two instances never add the same id: each picks its ids in its own
+namespace, claimed on the remote (``pasteur.sync.namespace``), so no id is
+renamed on integration (the ``<id><6 hex>`` rename is gone: the client was
+never told). A collision can only come from a writer outside that scheme (a
+push by hand, an instance from before namespaces): the paste already on the
+remote keeps the id, the other is left out of the tree and logged as an
+error with its blob id (``Integration.collisions``).
 
 Erasure converges, whatever the interleaving of instances erasing at once:
 
@@ -64,7 +68,8 @@ log = logging.getLogger("pasteur.sync.syncer")
 class Integration:
     action: str  # "none", "fast-forward", "ahead", "replay", "absorb"
     replayed: int = 0
-    renamed: list[tuple[str, str]] = field(default_factory=list)
+    # Ids added on both sides with other content (not by namespaced instances).
+    collisions: list[str] = field(default_factory=list)
     remote_rewritten: bool = False
     restored: list[str] = field(default_factory=list)
     # Ids another instance erased that the integrated history still held:
@@ -285,9 +290,10 @@ def _change_of(
     additions of erased pastes (named by a marker not older than the commit,
     by author time: the copy keeps it, so an old addition re-applied by an
     instance that had not seen the marker yet still counts as old);
-    an id there with other content is a collision: with ``theirs_win`` our
-    paste moves to a derived id, otherwise the incoming paste does. An erase
-    marker is kept, empty.
+    an id there with other content is a collision (``theirs_win``: the
+    remote's paste is ``other``'s, otherwise the incoming one): the remote's
+    paste keeps the id, the other is left out and logged. An erase marker is
+    kept, empty.
     """
     add, remove = commit_delta(commit)
     kept: list[tuple[str, pygit2.Oid]] = []
@@ -300,19 +306,26 @@ def _change_of(
         if present is None:
             kept.append((paste_id, oid))
             continue
-        kept.append((_rename(paste_id, oid, result, local=theirs_win), oid))
+        _collision(paste_id, present if theirs_win else oid, oid if theirs_win else present,
+                   result)
+        if not theirs_win:
+            kept.append((paste_id, oid))  # the incoming paste is the remote's
     if not kept and not remove and not marked(commit.message):
         return None
     return Change(kept, remove, author_of(commit), commit.message, commit.author.time)
 
 
-def _rename(paste_id: str, oid: pygit2.Oid, result: Integration, local: bool) -> str:
-    new_id = f"{paste_id}{str(oid)[:6]}"
-    side = "local" if local else "incoming"
-    log.warning("paste id collision: %s exists with other content; the %s paste %s is kept as %s",
-                paste_id, side, paste_id, new_id)
-    result.renamed.append((paste_id, new_id))
-    return new_id
+def _collision(paste_id: str, remote: pygit2.Oid, other: pygit2.Oid,
+               result: Integration) -> None:
+    log.error("paste id collision: %s was added on both sides (not by namespaced instances); "
+              "the remote's paste (blob %s) keeps it, the other (blob %s) is left out",
+              paste_id, remote, other)
+    result.collisions.append(paste_id)
+
+
+def has_paste(repo: pygit2.Repository, commit: pygit2.Oid, paste_id: str) -> bool:
+    """Whether the tree of ``commit`` holds the paste ``paste_id``."""
+    return _entry(repo[commit].peel(pygit2.Tree), paste_id) is not None
 
 
 def _entry(tree: pygit2.Tree | None, paste_id: str) -> pygit2.Oid | None:

@@ -28,7 +28,6 @@ class SyncStatus:
     push_failures: int = 0  # the push loop's failures since the start (/metrics)
     pushes: int = 0
     fetches: int = 0
-    renamed: list[tuple[str, str]] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
 
     def error(self, text: str) -> None:
@@ -90,7 +89,6 @@ class SyncStatus:
             "stuck": self.failures >= 2 and failing > stuck_after,
             "pushes": self.pushes,
             "fetches": self.fetches,
-            "renamed": [{"id": a, "kept_as": b} for a, b in self.renamed],
             "restored": self.restored,
         }
 

@@ -30,6 +30,7 @@ from pasteur.config import SyncSettings
 from pasteur.procs import child_env
 from pasteur.storage.store import Store
 from pasteur.sync import branch
+from pasteur.sync.claim import BurnClaims
 from pasteur.sync.erase import Eraser
 from pasteur.sync.merge import (
     Integration,
@@ -217,6 +218,7 @@ class Syncer:
         self._wake = asyncio.Event()
         self._sync_lock = guard
         self.eraser = eraser
+        self.burns = BurnClaims(store, self, self._sync_lock)  # one reader per burn paste
         self._task: asyncio.Task[None] | None = None
         self.misses = miss_probe(self)
         self.watch = PushWatch()
@@ -281,7 +283,7 @@ class Syncer:
         async with self._sync_lock:  # never beside an erasure's prune
             head = self.store.head
             if head is not None and head != self.remote_head:
-                await self._push(head)
+                await self.push_head(head)
 
     # -- push loop ------------------------------------------------------------
 
@@ -341,7 +343,7 @@ class Syncer:
                     await self.eraser.erase()
                     continue
                 try:
-                    await self._push(head, lease=known if rewrite else None)
+                    await self.push_head(head, lease=known if rewrite else None)
                 except SyncFailure as exc:
                     if exc.kind != "rejected":
                         raise
@@ -361,7 +363,7 @@ class Syncer:
             await asyncio.sleep(random.uniform(0, min(0.25, 0.005 * 2 ** rejected)))
         raise SyncFailure("network", f"the push was rejected {PUSH_ROUNDS} times in a row")
 
-    async def _push(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
+    async def push_head(self, head: pygit2.Oid, lease: pygit2.Oid | None = None) -> None:
         args = {"lease": str(lease)} if lease is not None else self.watch.push_args()
         reply = await self.worker.call("push", oid=str(head), reopens=self._reopens(), **args)
         if not reply.get("ok"):
@@ -382,8 +384,8 @@ class Syncer:
 
     # -- fetch ----------------------------------------------------------------
 
-    async def fetch_and_integrate(self) -> Integration:
-        async with self._sync_lock:
+    async def fetch_and_integrate(self, locked: bool = False) -> Integration:
+        async with contextlib.nullcontext() if locked else self._sync_lock:  # locked: by caller
             remote = await self._fetch()
             known = self.remote_head
             result = await self._in_writer(lambda: self._integrate(remote, known))
@@ -431,7 +433,6 @@ class Syncer:
         return pygit2.Oid(hex=reply["head"]) if reply.get("head") else None
 
     def _noted(self, result: Integration, remote: pygit2.Oid | None) -> None:
-        self.figures.renamed.extend(result.renamed)
         self.figures.restored.extend(result.restored)
         if result.action != "none":
             log.info("sync: %s with %s (%d commits applied)", result.action, remote,

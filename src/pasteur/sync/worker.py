@@ -7,10 +7,9 @@ child of the server, which speaks JSON lines on stdin/stdout:
 - first line, from the parent (`hello`): the repository's path and the
   `config.SyncSettings` (remote URL, branch, time-outs, and the secrets: token,
   SSH seed; they never leave this process);
-- then requests ``{"op": "fetch" | "push" | "check" | "head" | "advertised", ...}``,
-  one at a time (a
-  fetch or push names the server's handle renewals, ``reopens``: the worker
-  renews its own to match), each
+- then requests ``{"op": "fetch" | "push" | "check" | "head" | "advertised" |
+  "namespace", ...}``, one at a time (a fetch or push names the server's handle
+  renewals, ``reopens``: the worker renews its own to match), each
   answered by ``{"ok": true, ...}`` or ``{"ok": false, "kind": KIND, "error": TEXT}``
   where KIND is ``rejected`` (push not a fast-forward: fetch and integrate),
   ``auth`` / ``hostkey`` / ``config`` (the remote refuses us: a user error) or
@@ -29,8 +28,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import signal
 import sys
+import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ from pygit2.enums import CredentialType
 from pygit2.ffi import C
 
 from pasteur.config import SyncSettings
+from pasteur.ids import ALPHABET
 from pasteur.sync import local as synclocal
 from pasteur.sync.sshkeys import (
     SshKey,
@@ -57,6 +59,8 @@ from pasteur.sync.sshkeys import (
 # start believe it has seen a remote history it never integrated.
 TRACKING = "refs/remotes/origin/{branch}"
 FETCHED = "refs/pasteur/fetched/{branch}"
+# On the remote, one ref per instance's id namespace (``pasteur.sync.namespace``).
+NAMESPACES = "refs/pasteur/ids/"
 MAX_AUTH_ATTEMPTS = 2
 # Waiting marks on the remote: refs/pasteur/wait/<instance>-<unix time>
 # (``progress.PushWatch``).
@@ -385,6 +389,54 @@ class Worker:
         return str(self.repo.create_commit(None, sig, sig, "pasteur: waiting to push\n",
                                            tree, []))
 
+    def namespace(self, instance: str) -> dict[str, Any]:
+        """Claim a one-character id namespace on the remote for ``instance``:
+        create ``refs/pasteur/ids/<c>`` at a commit naming the instance (the
+        same commit for the same instance, so a claim made before a crash is
+        found again). The push is never forced: receive-pack refuses to move
+        a ref another instance created, so each namespace has one owner."""
+        with tempfile.TemporaryDirectory(prefix="pasteur-ns-") as tmp:
+            repo = pygit2.init_repository(tmp, bare=True)
+            sig = pygit2.Signature("Pasteur", "pasteur@localhost", 0, 0)
+            mine = repo.create_commit(None, sig, sig, f"Id namespace of instance {instance}\n",
+                                      repo.TreeBuilder().write(), [])
+            cb = self.callbacks()
+            remote = repo.remotes.create_anonymous(self.url)
+            heads: list[Any] = []
+            self._guard(lambda: heads.extend(remote.list_heads(callbacks=cb)))
+            claimed = {h.name[len(NAMESPACES):]: h.oid for h in heads
+                       if h.name.startswith(NAMESPACES)}
+            for char, oid in claimed.items():
+                if oid == mine:
+                    return {"ok": True, "namespace": char}
+            free = [c for c in ALPHABET if c not in claimed]
+            random.shuffle(free)
+            for char in free[:8]:
+                try:
+                    self._create_ref(repo, str(mine), NAMESPACES + char)
+                except SyncFailure as exc:
+                    if exc.kind != "rejected":
+                        raise
+                    continue  # another instance took it meanwhile
+                return {"ok": True, "namespace": char}
+        if not free:
+            raise SyncFailure("config", "all 62 id namespaces on the remote are taken")
+        raise SyncFailure("rejected", "no id namespace could be claimed: try again")
+
+    def _create_ref(self, repo: pygit2.Repository, oid: str, ref: str) -> None:
+        if self.local:
+            result = synclocal.push(Path(repo.path), self.url, oid, ref, None)
+            if result.error is not None:
+                raise classify(Exception(result.error), None)
+            if result.refused:
+                raise SyncFailure("rejected", "; ".join(result.refused))
+            return
+        remote = repo.remotes.create_anonymous(self.url)
+        cb = self.callbacks()
+        self._guard(lambda: remote.push([f"{oid}:{ref}"], callbacks=cb))
+        if cb.refused:
+            raise SyncFailure("rejected", "; ".join(cb.refused))
+
     def check(self) -> dict[str, Any]:
         """Connect for a push (checks write credentials) without pushing anything."""
         remote = self.remote()
@@ -456,6 +508,8 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
             return worker.head()
         if op == "advertised":
             return worker.advertised()
+        if op == "namespace":
+            return worker.namespace(request["instance"])
         raise SyncFailure("config", f"unknown operation {op!r}")
     except SyncFailure as exc:
         return {"ok": False, "kind": exc.kind, "error": str(exc)}

@@ -40,6 +40,7 @@ def create_app(
     freeze: bool = False,
     *,
     misses: Callable[[], Awaitable[bool]] | None = None,
+    claim: Callable[[str], Awaitable[str]] | None = None,
     sync_status: SyncStatus | None = None,
     counts: ResponseCounts | None = None,  # answers counted for /metrics (metrics.py); None: off
 ) -> ASGIApp:
@@ -47,7 +48,8 @@ def create_app(
 
     ``misses``: asked when a paste is not found whether a fetch brought new
     pastes (sync's ``MissProbe.miss``); ``sync_status``: sync's figures for
-    ``/healthz``. Both None when the server does not sync.
+    ``/healthz``; ``claim``: claims a burn paste on the remote before it is
+    served (sync's ``BurnClaims.claim``). All None when the server does not sync.
 
     ``freeze`` (the server's own process): once started, the objects alive
     then (modules, classes, the templates, lexers) move out of the garbage
@@ -62,7 +64,7 @@ def create_app(
     cache = PageCache(store)
     commits = CommitLinks(config.commit_url, store)
     sweeper = Sweeper(store, cache, commits, config.erase_interval)
-    pastes = Pastes(store, pages, cache, sweeper.watch, misses)
+    pastes = Pastes(store, pages, cache, sweeper.watch, misses, claim)
     base_urls = BaseUrls(config.url)
     create = CreatePage(config, store, pages, base_urls, sweeper.watch)
     show = ShowPage(pastes, pages, cache, commits, base_urls)

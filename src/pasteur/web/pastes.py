@@ -60,6 +60,7 @@ class Pastes:
         cache: PageCache,
         watch: Callable[[str, str], None],
         misses: Callable[[], Awaitable[bool]] | None = None,
+        claim: Callable[[str], Awaitable[str]] | None = None,
     ) -> None:
         self.store = store
         self.pages = pages
@@ -68,6 +69,8 @@ class Pastes:
         self.watch = watch
         # Asked on a miss whether a fetch brought new pastes (sync), if any.
         self.misses = misses
+        # Claims a burn paste on the remote before it is served (sync), if any.
+        self.claim = claim
 
     async def lookup(
         self, request: Request, paste_id: str
@@ -142,3 +145,16 @@ class Pastes:
     async def delete(self, paste_id: str, reason: str) -> None:
         await self.store.remove([paste_id], reason)
         self.cache.forget(paste_id)
+
+    async def burn(self, paste_id: str) -> str:
+        """Remove a burn paste before it is served once: ``"won"`` (serve it),
+        ``"read"`` (another instance sharing the remote served it: 410) or
+        ``"unreachable"`` (the remote could not confirm this is the one
+        reader: 503). Without a remote, the local removal is the claim;
+        a StoreError if it fails."""
+        if self.claim is None:
+            await self.delete(paste_id, "Burn")
+            return "won"
+        outcome = await self.claim(paste_id)
+        self.cache.forget(paste_id)
+        return outcome

@@ -164,11 +164,17 @@ class ShowPage:
             return self.pages.error(request, 410, gone_message(paste_id, "Burn"))
         self.burning.add(paste_id)
         try:
-            await self.pastes.delete(paste_id, "Burn")
+            outcome = await self.pastes.burn(paste_id)
         except StoreError as exc:
+            outcome = f"failed: {exc}"
+        if outcome == "read":
+            return self.pages.error(request, 410, f"paste {paste_id} was already read "
+                                                  "(burned after reading)")
+        if outcome != "won":
             self.burning.discard(paste_id)
+            why = "the remote is unreachable" if outcome == "unreachable" else outcome
             return self.pages.error(request, 503, "the paste could not be burned, so it is "
-                                                  f"not shown ({exc})")
+                                                  f"not shown ({why})")
         response = self.present(request, paste_id, paste, data, raw, creator=False, cache=False)
         response.headers["cache-control"] = "no-store"
         return response
