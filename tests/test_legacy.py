@@ -167,7 +167,7 @@ def test_every_original_hl_is_accepted(local: Server) -> None:
             if mapped:  # highlighted, its language named
                 assert '<span class="lang">' in r.text, hl
             if mapped in ("coq", "erlang", "nix", "latex", "fsharp", "sml"):
-                assert '<span class="hljs-' in r.text.split('<code class="hljs"')[1], hl
+                assert '<span class="hljs-' in r.text.split('id="paste-text"')[1], hl
         # an old link with ln and an unknown language: shown, numbered
         r = client.get("/abc?ln=true&hl=klingon")
         assert r.status_code == 200 and 'class="gutter"' in r.text

@@ -66,7 +66,7 @@ def test_burn_from_terminal(shared_server):
     url = pasteur("paste", "-s", shared_server.url, "-b", stdin=b"once").stdout.decode().strip()
     assert pasteur("get", url).stdout == b"once"
     again = pasteur("get", url)
-    assert again.returncode == 1 and b"404" in again.stderr
+    assert again.returncode == 1 and b"410" in again.stderr and b"read and deleted" in again.stderr
 
 
 @pytest.mark.parametrize(

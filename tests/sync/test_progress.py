@@ -52,7 +52,7 @@ def create(inst: Instance, text: str) -> str:
 
 
 def marks(bare: Path) -> list[str]:
-    return git("-C", bare, "for-each-ref", "--format=%(refname)", "refs/pasteur/").split()
+    return git("-C", bare, "for-each-ref", "--format=%(refname)", "refs/pasteur/wait/").split()
 
 
 def test_two_busy_instances_both_push_and_every_paste_lands(

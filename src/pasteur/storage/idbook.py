@@ -18,7 +18,7 @@ over from an old repository, are never reused (``taken``)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from ..ids import random_id
 from .erasure import Erasure
@@ -62,46 +62,42 @@ class IdBook:
         return tree is not None and self.repository.tree_cache.paste_oid(
             tree.id.raw, paste_id.encode(), self.repository.reader.odb) is not None
 
-    def new_id(self) -> str:
-        """A random id free in the current tree."""
+    def pick(self, free: Callable[[str], bool]) -> str:
+        """The one id picker: random ids in this instance's namespace until
+        ``free`` accepts one, growing the length when the space is crowded."""
         length = self.id_length
         for attempt in range(64):
             paste_id = self.candidate(length)
-            if paste_id not in self.journaled and not self.taken(paste_id):
+            if free(paste_id):
                 return paste_id
             if attempt % 8 == 7:  # the space is crowded: grow the id
                 length += 1
         raise StoreError("no free paste id")
 
+    def new_id(self) -> str:
+        """A random id free in the current tree."""
+        return self.pick(lambda i: i not in self.journaled and not self.taken(i))
+
     def free_id(self, pack: PackBuilder, root: bytes | None, taken: set[str]) -> str:
         """``new_id`` in the writer: looked up in the trees the batch edits anyway."""
-        length = self.id_length
-        for attempt in range(64):
-            paste_id = self.candidate(length)
-            if (paste_id not in taken and paste_id not in self.erasure.erasing
-                    and not pack.has_paste(root, paste_id.encode())
-                    and not self.legacy(paste_id)
-                    and self.try_reserve(paste_id)):
-                return paste_id
-            if attempt % 8 == 7:  # the space is crowded: grow the id
-                length += 1
-        raise StoreError("no free paste id")
+        return self.pick(lambda i: (i not in taken and i not in self.erasure.erasing
+                                    and not pack.has_paste(root, i.encode())
+                                    and not self.legacy(i)
+                                    and self.try_reserve(i)))
 
     def reserve_id(self) -> str:
         """A free id for a journaled paste (journal thread): in no commit, not
         journaled, not being committed, not waiting for erasure. Reserved
         first, then looked up in the current tree: an id is released only
         after the tree holding it is in place."""
-        length = self.id_length
-        for attempt in range(64):
-            paste_id = self.candidate(length)
-            if paste_id not in self.erasure.erasing and self.try_reserve(paste_id):
-                if not self.taken(paste_id):
-                    return paste_id
+        def free(paste_id: str) -> bool:
+            if paste_id in self.erasure.erasing or not self.try_reserve(paste_id):
+                return False
+            if self.taken(paste_id):
                 self.release([paste_id])
-            if attempt % 8 == 7:
-                length += 1
-        raise StoreError("no free paste id")
+                return False
+            return True
+        return self.pick(free)
 
     def legacy(self, paste_id: str) -> bool:
         """Whether the current tree holds a root-level blob ``paste_id`` (an
