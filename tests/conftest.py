@@ -16,6 +16,9 @@ import pytest
 
 from .ports import free_port
 
+# The module-scoped `browser` fixture (headless Chromium) of the browser tests.
+pytest_plugins = ["tests.fixtures_browser"]
+
 
 @dataclass
 class Server:

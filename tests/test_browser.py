@@ -25,19 +25,6 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    # A name that is not localhost: plain http to it is not a secure context,
-    # so WebCrypto is missing there (what a visitor of a plain-http site gets).
-    "--host-resolver-rules=MAP insecure.pasteur.test 127.0.0.1",
-]
 VECTORS = json.loads((Path(__file__).parent / "vectors" / "crypto-v1.json").read_text("utf-8"))
 
 SECRET = "launch_codes_8f2c91"
@@ -61,16 +48,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 def server(shared_server):
     """One `pasteur serve` (tests/conftest.py) for the whole module."""
     return shared_server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 class Problems(list):

@@ -13,18 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .fixtures_browser import INSECURE_HOST
+
 playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-INSECURE_HOST = "insecure.pasteur.test"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    # Not localhost: plain http to it is not a secure context (no WebCrypto).
-    f"--host-resolver-rules=MAP {INSECURE_HOST} 127.0.0.1",
-]
 COMMIT_URL = "https://git.example.test/pastes/commit/{commit}"
 SHOTS = Path("/tmp/pasteur-shots")  # screenshots for the issue's closing note; not committed
 CODE = "def greet(name):\n    return f'Hello, {name}!'  # " + "x" * 150 + "\n"
@@ -41,16 +35,6 @@ def server(tmp_path_factory):
     srv.start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -125,7 +109,8 @@ def test_first_view_of_an_encrypted_paste(visitor, server):
     assert box.get_attribute("readonly") is not None
     page.get_by_role("button", name="Copy link").click()
     assert page.evaluate("navigator.clipboard.readText()") == link
-    assert page.locator("#paste-link-status").inner_text() == "Copied."
+    # the copy is asynchronous: wait for the status rather than read it at once
+    playwright_api.expect(page.locator("#paste-link-status")).to_have_text("Copied.")
     # The delete link, with its own Copy.
     delete_link = page.get_by_label("Delete link").input_value()
     assert re.fullmatch(rf"{re.escape(server.url)}/{pid}/delete\?token=[A-Za-z0-9_-]+", delete_link)
@@ -185,7 +170,7 @@ def test_plain_paste_copy_status_and_download_name(visitor, server):
     button_before = button.bounding_box()
     button.click()
     assert page.evaluate("navigator.clipboard.readText()") == text  # no line numbers
-    assert status.inner_text() == "Copied."
+    playwright_api.expect(status).to_have_text("Copied.")
     shot(page, "after-plain-copied")
     # Nothing moved when the status appeared, and it goes away by itself.
     assert page.locator("#paste").bounding_box() == before
@@ -214,7 +199,7 @@ def test_encrypted_download_named_by_language_and_status_clears(visitor, server)
     reader.get_by_role("button", name="Copy", exact=True).click()
     assert reader.evaluate("navigator.clipboard.readText()") == CODE
     status = reader.locator("#paste-copy-status")
-    assert status.inner_text() == "Copied."
+    playwright_api.expect(status).to_have_text("Copied.")
     assert reader.locator("#paste").bounding_box() == before
     assert reader.locator("#paste-status").is_hidden()  # not the decryption status
     wait_until("the status to clear", lambda: status.inner_text() == "")
@@ -241,7 +226,8 @@ def test_every_view_fits_390px(visitor, server):
     no_overflow(page)
     shot(page, "after-first-view-encrypted-390")
     page.get_by_role("button", name="Copy link").click()
-    assert page.locator("#paste-link-status").inner_text() == "Copied."
+    # the copy is asynchronous: wait for the status rather than read it at once
+    playwright_api.expect(page.locator("#paste-link-status")).to_have_text("Copied.")
     page.reload()
     wait_text(page)
     no_overflow(page)

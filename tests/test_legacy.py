@@ -39,7 +39,6 @@ from .fixtures_legacy import (
 )
 
 playwright_api = pytest.importorskip("playwright.sync_api")
-from .test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -48,16 +47,6 @@ SECRET = "the original's secret: 秘密 ünïcode\nsecond line\n"
 SHORT = "hi"
 # Every id of two characters is taken by a root blob (for the id picker).
 CROWD = ["".join(p) for p in product(ALPHABET, repeat=2)]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}")
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")
