@@ -5,8 +5,9 @@ branch lacks).
 
 Anonymous pastes of a batch share one commit; a paste with a user or a
 comment gets its own commit (author and message). The batch's objects go
-into one pack (``packs.py``); a large paste, given as a file, stays a loose
-object written by libgit2 in a stream."""
+into one pack (``packs.py``); a large paste's blob, written as a loose
+object while it arrived (``loose.py``), is moved into place (one given as a
+file is written by libgit2)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from typing import Protocol
 
 import pygit2
 
+from .loose import LooseBlob, install
 from .packs import Pacer, PackBuilder
 from .repository import Change, Repository
 
@@ -29,7 +31,7 @@ log = logging.getLogger("pasteur.store")
 @dataclass
 class Pending:
     paste_id: str | None  # None: the writer picks a free one
-    data: bytes | Path  # the document, or a file holding it (large pastes)
+    data: bytes | Path | LooseBlob  # the document, a file holding it, or its blob (large)
     author: str | None
     message: str | None
     future: asyncio.Future[str] | None = field(repr=False)
@@ -83,7 +85,10 @@ def commit_batch(repository: Repository, batch: Sequence[Pending], pacer: Pacer,
         if p.quarantine is not None:
             continue
         pack.pace()
-        if isinstance(p.data, Path):
+        if isinstance(p.data, LooseBlob):  # written and synced as it arrived
+            oid = install(p.data, repository.layout.objects)
+            written.append(oid)
+        elif isinstance(p.data, Path):
             oid = repo.create_blob_fromdisk(str(p.data))
             written.append(oid)
         else:

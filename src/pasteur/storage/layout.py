@@ -19,6 +19,8 @@ ERASE_MARKER_FILE = "pasteur-erase-marker"
 GONE_FILE = "pasteur-gone"
 QUARANTINE_FILE = "quarantine.jsonl"  # in the data directory
 TMP_PACK_PREFIX = "tmp_pasteur-"
+# A large blob being written (loose.py), in the spool directory.
+TMP_BLOB_PREFIX = "tmp_pasteur-blob-"
 
 
 @dataclass(frozen=True)

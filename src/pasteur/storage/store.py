@@ -22,7 +22,6 @@ Removed pastes are erased from history by ``erasure.py``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import math
@@ -36,7 +35,6 @@ import pygit2
 
 from .. import record
 from ..ids import valid_id
-from ..procs import child_env
 from .batch import Pending
 from .committer import Committer
 from .erasure import Erasure
@@ -45,10 +43,12 @@ from .idbook import IdBook
 from .intake import Intake
 from .journal import Journal, JournalError, Record
 from .layout import Layout
+from .loose import LooseBlob
 from .maintenance import Maintenance
 from .objects import shard_path
 from .quarantine import Quarantine
 from .repository import Change, Repository, remove_stale_locks
+from .streams import stream_blob
 from .treecache import TreeCache
 from .writer import COMMIT_BUCKETS, Writer
 
@@ -212,30 +212,11 @@ class Store:
         """The blob of a committed paste, not read yet (pygit2 loads it lazily)."""
         return self.repository.blob(paste_id) if valid_id(paste_id) else None
 
-    async def stream(
-        self, blob: LargeBlob, chunk: int = 1 << 16
-    ) -> AsyncGenerator[bytes, None]:
-        """A large blob's bytes, ``chunk`` at a time, from ``git cat-file``
-        (which inflates loose and undeltified packed objects as a stream: this
-        process holds a chunk, git a window; libgit2 would read it whole).
-        Raises StoreError if the object cannot be read to its end."""
-        proc = await asyncio.create_subprocess_exec(
-            "git", "-C", str(self.path), "cat-file", "blob", str(blob.oid),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=child_env(),
-        )
-        assert proc.stdout is not None
-        sent = 0
-        try:
-            while data := await proc.stdout.read(chunk):
-                sent += len(data)
-                yield data
-            if await proc.wait() != 0 or sent != blob.size:
-                raise StoreError(f"blob {blob.oid} could not be read ({sent} of {blob.size} bytes)")
-        finally:
-            if proc.returncode is None:  # the reader left early
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+    def stream(self, blob: LargeBlob, chunk: int = 1 << 20) -> AsyncGenerator[bytes, None]:
+        """A large blob's bytes, ``chunk`` at a time, never all in memory
+        (``streams.stream_blob``). Raises StoreError if the object cannot be
+        read to its end."""
+        return stream_blob(self.path, blob.oid, blob.size, chunk)
 
     @property
     def uncommitted(self) -> int:
@@ -379,7 +360,7 @@ class Store:
             self.journal = None
 
     async def add(
-        self, data: bytes | Path, author: str | None = None, message: str | None = None
+        self, data: bytes | Path | LooseBlob, author: str | None = None, message: str | None = None
     ) -> str:
         """Store a paste durably; returns its new id once journaled (or, for a
         large paste or without a journal, once committed).

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from pathlib import Path
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
@@ -14,6 +13,8 @@ from .. import languages, record
 from ..config import Config, parse_duration
 from ..paste import new_token
 from ..storage.errors import StoreBusy, StoreError
+from ..storage.layout import TMP_BLOB_PREFIX
+from ..storage.loose import LooseBlob
 from ..storage.store import Store
 from . import original
 from .assets import Asset, Bundle, choose_encoding
@@ -21,7 +22,7 @@ from .caches import BaseUrls, RateLimiter
 from .cookies import CREATOR_COOKIE, FRESH_COOKIE, FRESH_SECONDS
 from .form import FormError, format_size, read_upload
 from .render import Renderer, wants
-from .uploads import paste_of, spool_document, with_options
+from .uploads import finish_document, paste_of, with_options
 
 
 class CreatePage:
@@ -44,6 +45,8 @@ class CreatePage:
         self.limiter = RateLimiter(*config.rate_limit) if config.rate_limit else None
         self.spool_dir = config.paths.tmp  # large uploads and documents
         self.spool_dir.mkdir(parents=True, exist_ok=True)
+        for left in self.spool_dir.glob(f"{TMP_BLOB_PREFIX}*"):  # by a crash (the data is locked)
+            left.unlink(missing_ok=True)
         self.form_page: Asset | None = None
 
     async def index(self, request: Request) -> Response:
@@ -117,7 +120,7 @@ class CreatePage:
         if legacy:
             upload.fields, answer_hl, encrypted_there = original.translated(upload.fields)
         token, token_hash = new_token()
-        document: bytes | Path = b""
+        document: bytes | LooseBlob = b""
         try:
             config = self.config
             rec = record.checked(upload.fields, config.default_expiry, config.max_expiry)
@@ -127,7 +130,7 @@ class CreatePage:
                 paste, big = paste_of(upload, rec, config.max_size)
             paste = with_options(paste, rec, token_hash)
             if big:
-                document = await asyncio.to_thread(spool_document, paste, upload, self.spool_dir)
+                document = await asyncio.to_thread(finish_document, paste, upload)
             else:
                 document = paste.to_json()
             paste_id = await self.store.add(document, rec.user, rec.comment)
@@ -144,8 +147,8 @@ class CreatePage:
             return response
         finally:
             upload.close()
-            if isinstance(document, Path):
-                document.unlink(missing_ok=True)
+            if isinstance(document, LooseBlob):  # moved into Git unless it failed
+                document.discard()
         if paste.expires:
             self.watch(paste_id, paste.expires)
         base = self.base_urls.of(request)

@@ -11,15 +11,16 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import weakref
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 from multipart import MultipartError, ParserLimitReached, PushMultipartParser
 
 from .. import mediatype
+from ..paste import JsonEscaper
 from ..record import MAX_COMMENT, MAX_USER
+from ..storage.loose import LooseWriter
 
 # Small fields and their limits (bytes).
 FIELDS = {
@@ -52,14 +53,17 @@ SPOOL_THRESHOLD = 4 << 20
 
 
 class Spool:
-    """The paste field's bytes: in memory up to SPOOL_THRESHOLD, then on disk."""
+    """The paste field's bytes: in memory up to SPOOL_THRESHOLD; past it, the
+    content of its Git blob, JSON-escaped and written as it arrives
+    (``storage.loose``: no second copy, no second pass but the SHA-1)."""
 
     def __init__(self, directory: Path | None = None, threshold: int = SPOOL_THRESHOLD) -> None:
         self.directory = directory
         self.threshold = threshold
         self.buf = bytearray()
-        self.file: BinaryIO | None = None
-        self.size = 0
+        self.file: LooseWriter | None = None
+        self.escaper = JsonEscaper()
+        self.size = 0  # bytes received
 
     @property
     def spooled(self) -> bool:
@@ -68,25 +72,33 @@ class Spool:
     def write(self, chunk: bytes | bytearray) -> None:
         self.size += len(chunk)
         if self.file is None and len(self.buf) + len(chunk) > self.threshold:
-            self.file = tempfile.TemporaryFile(dir=self.directory, prefix="upload-")  # noqa: SIM115
-            self.file.write(self.buf)
+            self.file = LooseWriter(self.directory or Path(tempfile.gettempdir()))
+            self._spill(self.buf)
             self.buf = bytearray()
         if self.file is not None:
-            self.file.write(chunk)
+            self._spill(chunk)
         else:
             self.buf += chunk
 
-    def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
-        if self.file is None:
-            yield bytes(self.buf)
-            return
-        self.file.seek(0)
-        while block := self.file.read(size):
-            yield block
+    def _spill(self, chunk: bytes | bytearray) -> None:
+        assert self.file is not None
+        out = self.escaper.feed(chunk)
+        if out:
+            self.file.write(out)
+
+    def problem(self) -> str | None:
+        """Why a spooled paste is not UTF-8 text (checked as it arrived)."""
+        return self.escaper.close()
+
+    @property
+    def b64url(self) -> bool:
+        """Whether a spooled paste is base64url (a ciphertext may be)."""
+        return self.escaper.b64url and self.escaper.close() is None
 
     def close(self) -> None:
+        """Drop the bytes (a spooled paste's file, unless finished and moved)."""
         if self.file is not None:
-            self.file.close()
+            self.file.discard()
             self.file = None
         self.buf = bytearray()
 
@@ -109,7 +121,7 @@ class Upload:
     @property
     def paste(self) -> bytes:
         """The paste field in memory (only when it was not spooled to disk)."""
-        assert not self.body.spooled, "a spooled paste is read with body.chunks()"
+        assert not self.body.spooled, "a spooled paste is in its blob's file"
         return bytes(self.body.buf)
 
     def close(self) -> None:

@@ -1,15 +1,14 @@
 """A new paste from its upload: the fields checked against the content, and
-a large paste's stored document written to a file in the spool directory
-(the upload itself is read and spooled by ``form.py``)."""
+a large paste's stored document finished as a Git blob (its content was
+written as it arrived: ``form.Spool``)."""
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 from .. import languages, record
-from ..paste import InvalidPaste, Paste, checked_b64url, escaped_text, iso, write_document
+from ..paste import InvalidPaste, Paste, iso
+from ..storage.loose import LooseBlob, LooseError
 from .form import FormError, Upload, format_size
 
 
@@ -42,7 +41,9 @@ def paste_of(upload: Upload, rec: record.Record, max_size: int) -> tuple[Paste, 
                 "encryption was asked for but the paste arrived unencrypted (is JavaScript "
                 "on?); nothing was stored. Uncheck 'encrypted' to paste in clear.",
             )
-        # A large ciphertext is checked while it is copied (write_document).
+        # A large ciphertext was checked as it arrived (Spool.b64url).
+        if big and (not upload.body.b64url or size % 4 == 1):
+            raise FormError(400, "bad paste: the ciphertext is not base64url")
         ct = "A" * 22 if big else upload.paste.decode("ascii", "replace")
         try:
             paste = Paste.sealed(ct, iv)
@@ -59,6 +60,9 @@ def paste_of(upload: Upload, rec: record.Record, max_size: int) -> tuple[Paste, 
     if not lang and upload.filename:
         lang = languages.guess_from_filename(upload.filename)
     if big:
+        problem = upload.body.problem()
+        if problem is not None:
+            raise FormError(400, f"bad paste: {problem}")
         return Paste.plain("", lang, rec.ln).with_options(size=size), True
     try:
         text = upload.paste.decode("utf-8")
@@ -71,20 +75,14 @@ def paste_of(upload: Upload, rec: record.Record, max_size: int) -> tuple[Paste, 
     return Paste.plain(text, lang, rec.ln), False
 
 
-def spool_document(paste: Paste, upload: Upload, spool_dir: Path) -> Path:
-    """Write the stored document of a large paste to a file, checking its content."""
-    out = tempfile.NamedTemporaryFile(  # noqa: SIM115 - handed over to the store
-        dir=spool_dir, prefix="paste-", delete=False
-    )
+def finish_document(paste: Paste, upload: Upload) -> LooseBlob:
+    """The Git blob of a large paste's stored document: its content was
+    written as it arrived (``Spool``); its head and tail go around it (a
+    thread: the blob is read back for its id and synced)."""
+    assert upload.body.file is not None, "a large paste is spooled"
+    head = paste.to_json()
+    assert head.endswith(b'""}')
     try:
-        with out:
-            body = upload.body.chunks()
-            content = checked_b64url(body) if paste.encrypted else escaped_text(body)
-            write_document(out, paste, content)
-    except InvalidPaste as exc:
-        Path(out.name).unlink(missing_ok=True)
+        return upload.body.file.finish(head[:-2], b'"}')
+    except LooseError as exc:
         raise FormError(400, f"bad paste: {exc}") from exc
-    except BaseException:
-        Path(out.name).unlink(missing_ok=True)
-        raise
-    return Path(out.name)
