@@ -10,19 +10,23 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import httpx
 
 from . import fill, procs
 from .procs import Server, WrkResult
-from .upload import stream_upload
+from .upload import read_back, stream_upload
 from .weight import page_weight
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
+T = TypeVar("T")
 SCENARIOS = ("create", "read", "scale", "upload", "weight")
 
 
@@ -52,6 +56,19 @@ def ratio(ours: float, theirs: float | None, higher_is_better: bool = True) -> s
     if not theirs or not ours:
         return ""
     return f"{(ours / theirs if higher_is_better else theirs / ours):.1f}x"
+
+
+@contextmanager
+def client_cpu() -> Iterator[None]:
+    """This process (the upload client) on wrk's CPU meanwhile, away from the
+    server's."""
+    before = os.sched_getaffinity(0)
+    if (os.cpu_count() or 1) >= 2:
+        os.sched_setaffinity(0, {int(procs.CLIENT_CPU)})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
 
 
 def log(msg: str) -> None:
@@ -291,13 +308,21 @@ class Bench:
     # -- memory -----------------------------------------------------------------
 
     def upload_growth(self, srv: Server, size: int, **kw: object) -> tuple[int, int, float]:
+        growth, result, _ = self.measured(srv, lambda: stream_upload(srv.url, size, **kw))
+        return growth, result.status, result.seconds
+
+    def measured(self, srv: Server, run: Callable[[], T]) -> tuple[int, T, float]:
+        """Peak RSS growth of the server (VmHWM after - VmRSS before, VmHWM
+        reset first), the result of ``run``, and the server's CPU seconds
+        (all threads and children) while it ran."""
         time.sleep(0.5)
         procs.reset_peak_rss(srv.pid)
         before = srv.status()["VmRSS"]
-        result = stream_upload(srv.url, size, **kw)  # type: ignore[arg-type]
+        cpu = procs.cpu_seconds(srv.pid)
+        result = run()
         time.sleep(0.2)
-        peak = srv.status()["VmHWM"]
-        return peak - before, result.status, result.seconds
+        cpu = procs.cpu_seconds(srv.pid) - cpu
+        return srv.status()["VmHWM"] - before, result, cpu
 
     def upload(self) -> None:
         size = self.args.upload_size
@@ -309,26 +334,68 @@ class Bench:
                 peer_refused = self.upload_growth(pw, size, field="raw", path="/curl",
                                                   extra={"lexer": "text", "expiry": "1day"})
                 self.raw["pinnwand-upload-refused"] = peer_refused
-        cases = (("accepted", ("--max", "2GiB"), 201), ("refused", (), 413))
-        for case, extra, expect in cases:
-            with self.pasteur(f"pasteur-upload-{case}", *extra) as srv:
-                growth, status, seconds = self.upload_growth(srv, size)
-            self.raw[f"pasteur-upload-{case}"] = (growth, status, seconds)
-            log(f"upload {case}: HTTP {status}, peak RSS growth {growth / MIB:.1f} MiB, "
-                f"{seconds:.1f} s")
-            peer = rat = ""
-            if case == "refused" and peer_refused is not None:
-                peer = f"{peer_refused[0] / MIB:.1f} MiB (HTTP {peer_refused[1]})"
-                rat = ratio(growth, peer_refused[0], False) if growth > 0 else ""
-            elif case == "accepted" and pw is not None:
-                peer = "cannot accept it"
-            self.rows.append(Row(
-                f"upload {label}, {case} ({' '.join(extra) or 'default --max'})",
-                f"{growth / MIB:.1f} MiB", peer=peer, ratio=rat,
-                target=f"RSS growth < 64 MiB, HTTP {expect}",
-                ok=growth < 64 * MIB and status == expect,
-                note=f"peak RSS growth; HTTP {status} in {seconds:.1f} s",
-            ))
+        with client_cpu(), self.pasteur("pasteur-upload-accepted", "--max", "2GiB") as srv:
+            for kind in ("multipart", "raw body"):
+                self.upload_accepted(srv, size, label, kind, pw is not None)
+        with self.pasteur("pasteur-upload-refused") as srv:
+            growth, status, seconds = self.upload_growth(srv, size)
+        self.raw["pasteur-upload-refused"] = (growth, status, seconds)
+        log(f"upload refused: HTTP {status}, peak RSS growth {growth / MIB:.1f} MiB, "
+            f"{seconds:.1f} s")
+        peer = rat = ""
+        if peer_refused is not None:
+            peer = f"{peer_refused[0] / MIB:.1f} MiB (HTTP {peer_refused[1]})"
+            rat = ratio(growth, peer_refused[0], False) if growth > 0 else ""
+        self.rows.append(Row(
+            f"upload {label}, refused (default --max)", f"{growth / MIB:.1f} MiB", peer=peer,
+            ratio=rat, target="RSS growth < 64 MiB, HTTP 413",
+            ok=growth < 64 * MIB and status == 413,
+            note=f"peak RSS growth; HTTP {status} in {seconds:.1f} s",
+        ))
+
+    def upload_accepted(self, srv: Server, size: int, label: str, kind: str,
+                        peer: bool) -> None:
+        """A ``size`` upload (multipart or a raw body) against ``--max 2GiB``,
+        then (multipart) its raw view read back: MB/s, the server's CPU
+        seconds per GiB and its peak RSS growth, and the bytes compared."""
+        raw = kind == "raw body"
+        growth, up, cpu = self.measured(srv, lambda: stream_upload(srv.url, size, raw=raw))
+        gib = size / GIB
+        load = os.getloadavg()[0]
+        key = "pasteur-upload-" + kind.replace(" ", "-")
+        self.raw[key] = {"growth": growth, "status": up.status, "seconds": up.seconds,
+                         "cpu_s": cpu, "load": load}
+        log(f"upload {kind}: HTTP {up.status}, {size / up.seconds / 1e6:,.0f} MB/s, server CPU "
+            f"{cpu / gib:.2f} s/GiB, peak RSS growth {growth / MIB:.1f} MiB, load {load:.1f}")
+        mbps = size / up.seconds / 1e6
+        self.rows.append(Row(
+            f"upload {label} {kind}, accepted (--max 2GiB)", f"{mbps:,.0f} MB/s",
+            peer="cannot accept it" if peer else "", cpu=f"{cpu / gib:.2f} s/GiB",
+            target=">= 200 MB/s, RSS growth < 64 MiB, HTTP 201",
+            ok=mbps >= 200 and growth < 64 * MIB and up.status == 201,
+            note=f"HTTP {up.status} in {up.seconds:.1f} s; peak RSS growth {growth / MIB:.1f} "
+                 f"MiB; load average {load:.1f}",
+        ))
+        if raw or up.status != 201:
+            return
+        url = up.body.split(b"\r\n\r\n", 1)[1].decode().strip() + "?raw=true"
+        growth, back, cpu = self.measured(srv, lambda: read_back(url))
+        same = back.status == 200 and back.size == size and back.digest == up.digest
+        load = os.getloadavg()[0]
+        self.raw["pasteur-read-back"] = {"growth": growth, "status": back.status,
+                                         "seconds": back.seconds, "cpu_s": cpu, "load": load,
+                                         "identical": same}
+        mbps = back.size / back.seconds / 1e6
+        log(f"read back: HTTP {back.status}, {mbps:,.0f} MB/s, server CPU {cpu / gib:.2f} s/GiB, "
+            f"peak RSS growth {growth / MIB:.1f} MiB, identical: {same}")
+        self.rows.append(Row(
+            f"read back {label} (raw view)", f"{mbps:,.0f} MB/s", cpu=f"{cpu / gib:.2f} s/GiB",
+            target=">= 200 MB/s, RSS growth < 64 MiB, byte-identical",
+            ok=mbps >= 200 and growth < 64 * MIB and same,
+            note=f"HTTP {back.status}, {back.size:,} bytes in {back.seconds:.1f} s, "
+                 f"{'identical' if same else 'DIFFERENT'}; peak RSS growth "
+                 f"{growth / MIB:.1f} MiB; load average {load:.1f}",
+        ))
 
     def weight(self) -> None:
         peer = None
