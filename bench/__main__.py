@@ -318,10 +318,13 @@ class Bench:
         time.sleep(0.5)
         procs.reset_peak_rss(srv.pid)
         before = srv.status()["VmRSS"]
-        cpu = procs.cpu_seconds(srv.pid)
+        cpu, threads = procs.cpu_seconds(srv.pid), procs.thread_cpu(srv.pid)
         result = run()
         time.sleep(0.2)
         cpu = procs.cpu_seconds(srv.pid) - cpu
+        used = {k: v - threads.get(k, 0.0) for k, v in procs.thread_cpu(srv.pid).items()}
+        log("server threads: " + ", ".join(f"{k} {v:.2f} s" for k, v in sorted(
+            used.items(), key=lambda kv: -kv[1]) if v >= 0.05))
         return srv.status()["VmHWM"] - before, result, cpu
 
     def upload(self) -> None:

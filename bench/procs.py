@@ -60,6 +60,20 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(child) for child in _children(pid))
 
 
+def thread_cpu(pid: int) -> dict[str, float]:
+    """User + system CPU seconds so far of each thread of a process, by
+    "<name>:<tid>" (Python 3.11 names none of its threads: the main one, the
+    event loop's, has the process's id)."""
+    out: dict[str, float] = {}
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            name, rest = (task / "stat").read_text().split("(", 1)[1].rsplit(")", 1)
+            fields = rest.split()
+            out[f"{name}:{task.name}"] = sum(int(x) for x in fields[11:13]) / os.sysconf(
+                "SC_CLK_TCK")
+    return out
+
+
 def _children(pid: int) -> list[int]:
     """Children of any of the process's threads (each thread lists its own)."""
     out: list[int] = []

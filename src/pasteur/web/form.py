@@ -52,6 +52,9 @@ BODY_IDLE_TIMEOUT = 30.0
 SPOOL_THRESHOLD = 4 << 20
 
 
+_NO_ESCAPER = JsonEscaper()  # a paste held in memory is checked as a whole
+
+
 class Spool:
     """The paste field's bytes: in memory up to SPOOL_THRESHOLD; past it, the
     content of its Git blob, JSON-escaped and written as it arrives
@@ -62,7 +65,7 @@ class Spool:
         self.threshold = threshold
         self.buf = bytearray()
         self.file: LooseWriter | None = None
-        self.escaper = JsonEscaper()
+        self.escaper = _NO_ESCAPER  # one of its own once spooled
         self.size = 0  # bytes received
 
     @property
@@ -73,6 +76,7 @@ class Spool:
         self.size += len(chunk)
         if self.file is None and len(self.buf) + len(chunk) > self.threshold:
             self.file = LooseWriter(self.directory or Path(tempfile.gettempdir()))
+            self.escaper = JsonEscaper()
             self._spill(self.buf)
             self.buf = bytearray()
         if self.file is not None:
