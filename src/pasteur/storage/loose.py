@@ -160,21 +160,30 @@ class LooseWriter:
         return LooseBlob(pygit2.Oid(raw=sha.digest()), self.path, size)
 
     def _read_back(self, sha: hashlib._Hash, adler: int) -> int:
-        """Read the content back from its stored blocks (inflated raw: a copy,
-        and a check of the blocks as written) into ``sha``, and into the
-        Adler-32 ``adler``, which it returns (here, off the event loop)."""
-        inflate = zlib.decompressobj(-15)
+        """Read the content back from its stored blocks into ``sha`` and the
+        Adler-32 ``adler``, which it returns (here, off the event loop; the
+        blocks are walked, not inflated: no copy but the read)."""
+        buf = bytearray(READ_BACK)
         pos, got = ROOM, 0
         while pos < self.end:
-            data = os.pread(self.fd, min(READ_BACK, self.end - pos), pos)
-            if not data:
-                break
-            pos += len(data)
-            out = inflate.decompress(data)
-            sha.update(out)
-            adler = zlib.adler32(out, adler)
-            got += len(out)
-        if got != self.size or inflate.eof:
+            n = os.preadv(self.fd, [buf], pos)
+            view = memoryview(buf)[:min(n, self.end - pos)]
+            i = 0
+            while i + _STORED.size <= len(view):
+                final, size, check = _STORED.unpack_from(view, i)
+                if final or size ^ check != 0xFFFF:
+                    raise LooseError(f"not a stored block at {pos + i}")
+                if i + _STORED.size + size > len(view):
+                    break  # read again from its start
+                piece = view[i + _STORED.size:i + _STORED.size + size]
+                sha.update(piece)
+                adler = zlib.adler32(piece, adler)
+                got += size
+                i += _STORED.size + size
+            if i == 0:
+                raise LooseError(f"the blob ends early at {pos}")
+            pos += i
+        if got != self.size:
             raise LooseError(f"the blob reads back {got} bytes of {self.size}")
         return adler
 
