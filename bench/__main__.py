@@ -362,7 +362,9 @@ class Bench:
         then (multipart) its raw view read back: MB/s, the server's CPU
         seconds per GiB and its peak RSS growth, and the bytes compared."""
         raw = kind == "raw body"
-        growth, up, cpu = self.measured(srv, lambda: stream_upload(srv.url, size, raw=raw))
+        kind_of = self.args.upload_payload
+        growth, up, cpu = self.measured(srv, lambda: stream_upload(srv.url, size, raw=raw,
+                                                                   payload_kind=kind_of))
         gib = size / GIB
         load = os.getloadavg()[0]
         key = "pasteur-upload-" + kind.replace(" ", "-")
@@ -372,7 +374,7 @@ class Bench:
             f"{cpu / gib:.2f} s/GiB, peak RSS growth {growth / MIB:.1f} MiB, load {load:.1f}")
         mbps = size / up.seconds / 1e6
         self.rows.append(Row(
-            f"upload {label} {kind}, accepted (--max 2GiB)", f"{mbps:,.0f} MB/s",
+            f"upload {label} {kind} ({kind_of}), accepted (--max 2GiB)", f"{mbps:,.0f} MB/s",
             peer="cannot accept it" if peer else "", cpu=f"{cpu / gib:.2f} s/GiB",
             target=">= 200 MB/s, RSS growth < 64 MiB, HTTP 201",
             ok=mbps >= 200 and growth < 64 * MIB and up.status == 201,
@@ -453,6 +455,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--scale-rounds", type=int, default=3,
                    help="alternating runs on each repository in the scale test (default 3)")
     p.add_argument("--upload-size", type=int, default=GIB, help="bytes to stream (default 1 GiB)")
+    p.add_argument("--upload-payload", choices=("b64url", "text"), default="b64url",
+                   help="what the upload holds: base64url (a ciphertext's alphabet: nothing to "
+                        "escape, hard to compress; default) or lines of text (a newline to "
+                        "escape every ~60 bytes)")
     p.add_argument("--read-pastes", type=int, default=1000,
                    help="pastes created in Pasteur for the read runs (default 1000)")
     p.add_argument("--read-pastes-pinnwand", type=int, default=250,

@@ -104,12 +104,22 @@ class _ChunkedBody:
         del buf[:pos]
 
 
-def payload_block(n: int) -> bytes:
-    """``n`` bytes of base64url text from a seeded generator: what an
-    encrypted paste is made of, and text that deflate cannot shrink much (a
-    repeated alphabet compresses 100:1 and hides the cost of compression)."""
+def payload_block(n: int, kind: str = "b64url") -> bytes:
+    """``n`` bytes from a seeded generator. ``b64url``: base64url text, what
+    an encrypted paste is made of, and text that deflate cannot shrink much
+    (a repeated alphabet compresses 100:1 and hides the cost of compression).
+    ``text``: lines of words, ~60 bytes each (a newline to escape in JSON
+    every line, a tab and a quote now and then)."""
     rng = random.Random(n)
-    return base64.urlsafe_b64encode(rng.randbytes(n * 3 // 4 + 3))[:n]
+    if kind == "b64url":
+        return base64.urlsafe_b64encode(rng.randbytes(n * 3 // 4 + 3))[:n]
+    words = [bytes(rng.choices(b"abcdefghijklmnopqrstuvwxyz", k=rng.randint(1, 9)))
+             for _ in range(4096)]
+    words += [b'"quoted"', b"\ttab"]
+    out = bytearray()
+    while len(out) < n:
+        out += b" ".join(rng.choices(words, k=rng.randint(4, 14))) + b"\n"
+    return bytes(out[:n])
 
 
 def _frame(data: bytes) -> bytes:
@@ -118,7 +128,7 @@ def _frame(data: bytes) -> bytes:
 
 def stream_upload(url: str, size: int, field: str = "paste", path: str = "/",
                   extra: dict[str, str] | None = None, timeout: float = 600,
-                  raw: bool = False) -> UploadResult:
+                  raw: bool = False, payload_kind: str = "b64url") -> UploadResult:
     """POST ``size`` bytes of text in field ``field`` (``raw``: as the whole
     body, ``text/plain``), chunked; returns the status.
 
@@ -140,7 +150,7 @@ def stream_upload(url: str, size: int, field: str = "paste", path: str = "/",
         f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: {ctype}\r\n"
         "Accept: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
     ).encode()
-    payload = payload_block(CHUNK)
+    payload = payload_block(CHUNK, payload_kind)
     block = _frame(payload)
     digest = hashlib.sha256()
     start = time.monotonic()

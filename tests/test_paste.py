@@ -1,0 +1,52 @@
+"""paste.py: a large paste's text escaped into its document as it arrives
+(``JsonEscaper``) and unescaped from it as it is read (``TextUnescaper``), in
+chunks cut anywhere, exactly as ``json.dumps``/``json.loads`` would."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from pasteur.paste import InvalidPaste, JsonEscaper, TextUnescaper
+
+B64URL = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+ALPHABETS = ("ab \t\n\r\"\\\x00\x01\x1f\x7fé€😀/u", "ab \t\n\"\\é€😀", "a\\\\\\n", "Az09-_")
+
+
+def chunked(data: bytes, rng: random.Random, most: int) -> list[bytes]:
+    out, i = [], 0
+    while i < len(data):
+        j = i + rng.randint(1, most)
+        out.append(data[i:j])
+        i = j
+    return out
+
+
+@pytest.mark.parametrize("alphabet", ALPHABETS)
+def test_escaped_and_unescaped_in_any_chunks(alphabet: str) -> None:
+    rng = random.Random(alphabet)
+    for _ in range(1500):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 200)))
+        data = text.encode()
+        escaper = JsonEscaper()
+        escaped = b"".join(escaper.feed(c) for c in chunked(data, rng, rng.choice((3, 50))))
+        assert escaper.close() is None
+        assert escaped == json.dumps(text, ensure_ascii=False)[1:-1].encode()
+        assert escaper.b64url == (not data.translate(None, B64URL))
+        unescaper = TextUnescaper()
+        back = b"".join(unescaper.feed(c) for c in chunked(escaped, rng, rng.choice((3, 60))))
+        assert back + unescaper.feed(b"", final=True) == data
+
+
+def test_bad_utf8_is_found_with_its_offset() -> None:
+    escaper = JsonEscaper()
+    escaper.feed(b"abc")
+    assert escaper.feed(b"x\xffy") == b""
+    assert escaper.close() == "the paste is not UTF-8 text (bad byte at offset 4)"
+    escaper = JsonEscaper()
+    escaper.feed(b"abc\xc3")
+    assert escaper.close() == "the paste is not UTF-8 text (it ends inside a character)"
+    with pytest.raises(InvalidPaste):
+        TextUnescaper().feed(b"ab\\ncd\xff")
