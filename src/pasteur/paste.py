@@ -364,9 +364,12 @@ class TextUnescaper:
 
     def feed(self, chunk: bytes, final: bool = False) -> bytes:
         if not (self.tail or final):
-            special = chunk.translate(None, _PLAIN_BYTES)
-            if not special or (b"\\u" not in chunk and not special.translate(None, b"\\")):
-                return self._bytes(chunk, bool(special))
+            # (A document this server wrote: its raw quotes and control
+            # characters, which no valid one holds, are not looked for.)
+            if b"\\" not in chunk:
+                return self._bytes(chunk, False)
+            if b"\\u" not in chunk:
+                return self._bytes(chunk, True)
         try:
             text = self.tail + self.decoder.decode(chunk, final)
         except UnicodeDecodeError as exc:
