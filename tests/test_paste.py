@@ -50,3 +50,15 @@ def test_bad_utf8_is_found_with_its_offset() -> None:
     assert escaper.close() == "the paste is not UTF-8 text (it ends inside a character)"
     with pytest.raises(InvalidPaste):
         TextUnescaper().feed(b"ab\\ncd\xff")
+
+
+def test_large_chunks_with_every_kind_of_escape() -> None:
+    """Chunks past the slice given to json.loads at a time, cut anywhere."""
+    rng = random.Random(3)
+    text = "".join(rng.choice(ALPHABETS[0]) for _ in range(300_000))
+    escaped = json.dumps(text, ensure_ascii=False)[1:-1].encode()
+    for most in (70_000, 200_000, 1 << 20):
+        unescaper = TextUnescaper()
+        back = b"".join(unescaper.feed(c) for c in chunked(escaped, rng, most))
+        assert back + unescaper.feed(b"", final=True) == text.encode()
+    assert TextUnescaper().feed(escaped, final=True) == text.encode()
