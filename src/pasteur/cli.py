@@ -173,7 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_https_arguments(serve)
     EnvDefaults(serve).apply()
-    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
+    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed, or show "
+                                      "the public key of an --ssh-key",
                             description="Print a new seed and the matching OpenSSH public key.")
     add_keygen_arguments(keygen)
     from pasteur.client.terminal import add_client_commands
