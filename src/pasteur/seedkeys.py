@@ -27,7 +27,7 @@ the same algorithm in 0.10.7, 1.2.0 and 2.0.0):
 * Ed25519 (``Ed25519.generate``): the first 32 bytes drawn are the private key.
 
 tests/test_seedkeys.py checks all of this against keys made by a small OCaml program
-(tests/seedkey_ref.ml) built with Debian's x509 and mirage-crypto.
+(tests/ocaml/seedkey_ref.ml) built with Debian's x509 and mirage-crypto.
 """
 
 from __future__ import annotations

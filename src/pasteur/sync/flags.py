@@ -71,7 +71,8 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
                    help="token for an http(s) remote, sent as HTTP basic auth password")
     g.add_argument("--ssh-seed", default=None, metavar="SEED",
                    help="seed of the SSH key (from 'pasteur keygen'; an Ed25519 key, not "
-                        "the RSA key the original's awa_gen_key made from its seeds)")
+                        "the RSA key the original's awa_gen_key made from its seeds: that "
+                        "one is --ssh-key rsa:SEED)")
     g.add_argument("--ssh-key", default=None, metavar="rsa:SEED|ed25519:BASE64",
                    type=flag_type(parse_ssh_key, "ssh-key"),
                    help="the original's SSH key flag: rsa:<seed> (the same 4096-bit RSA key "
