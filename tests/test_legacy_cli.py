@@ -74,6 +74,10 @@ def test_the_readme_forms_reach_the_tls_settings():
         ("zero.bin", "a@b.c", "cs", "as")
     assert (tls.cert_key_type, tls.cert_bits, tls.account_key_type, tls.account_bits) == \
         ("p256", 256, "rsa", 2048)
+    _, config = parse("--hostname", "h", "--https", "--certificate-key-type", "p3",
+                      "--account-key-type", "r")  # Cmdliner's enum takes a unique prefix
+    assert config.tls is not None
+    assert (config.tls.cert_key_type, config.tls.account_key_type) == ("p384", "rsa")
     _, config = parse("--https=false", "--hostname", "zero.bin")
     assert config.tls is None
 
@@ -137,6 +141,7 @@ def test_no_branch_means_the_remotes_head():
         (["--certificate-key-type", "ed25519"], "Let's Encrypt takes Ed25519"),
         (["--account-key-type", "ed25519"], "nothing registered"),
         (["--account-key-type", "dsa"], "expected one of rsa, ed25519, p256, p384, p521"),
+        (["--account-key-type", "p"], "expected one of rsa, ed25519, p256, p384, p521"),
         (["--certificate-bits", "-1"], "positive number of bits"),
         (["--account-bits", "many"], "expected a number of bits"),
     ],

@@ -177,8 +177,11 @@ def parse_key_type(value: str) -> str:
     from pasteur.seedkeys import KEY_TYPES
 
     low = value.lower()
-    if low not in KEY_TYPES:
-        raise ValueError(f"expected one of {', '.join(KEY_TYPES)}, got {value!r}")
+    if low not in KEY_TYPES:  # Cmdliner's enum took an unambiguous prefix too
+        matches = [t for t in KEY_TYPES if low and t.startswith(low)]
+        if len(matches) != 1:
+            raise ValueError(f"expected one of {', '.join(KEY_TYPES)}, got {value!r}")
+        low = matches[0]
     if low == "ed25519":
         raise ValueError("ed25519 ACME keys are not made here: Let's Encrypt takes Ed25519 "
                          "keys neither for accounts nor for certificates, so the original "
