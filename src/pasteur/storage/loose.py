@@ -24,8 +24,10 @@ never reused in a pack).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
+import shutil
 import struct
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -35,7 +37,7 @@ from typing import BinaryIO
 
 import pygit2
 
-from .durable import start_writeback
+from .durable import fsync_path, start_writeback
 from .layout import TMP_BLOB_PREFIX
 
 ROOM = 4096  # bytes before the content: zlib header, object header, document head
@@ -210,7 +212,17 @@ def install(blob: LooseBlob, objects: Path) -> pygit2.Oid:
     if target.exists():  # the same paste stored before
         blob.discard()
         return blob.oid
-    os.replace(blob.path, target)
+    try:
+        os.replace(blob.path, target)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        # The spool directory on another file system: copied, synced.
+        tmp = target_dir / f"{TMP_BLOB_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+        shutil.copyfile(blob.path, tmp)
+        fsync_path(str(tmp))
+        os.replace(tmp, target)
+        blob.discard()
     return blob.oid
 
 
