@@ -34,7 +34,7 @@ from pasteur.storage.store import Store
 from pasteur.web.app import Frontdoor, create_app
 from pasteur.web.caches import PageCache
 from pasteur.web.frontdoor import AccessLog, ResponseCounts
-from pasteur.web.hotpath import HotReads
+from pasteur.web.hotpath import TARGET_BYTES, TARGETS, HotReads
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -368,6 +368,10 @@ def test_the_heads_are_counted_in_the_cache_bound(twin: Twin) -> None:
         assert cache.size == sum(page.size for page in cache.items.values()) <= 64 << 10
     assert 0 < len(cache.items) < 200
     assert all(len(page.heads) == 2 for page in cache.items.values())
+    for i in range(2 * TARGETS):  # the targets remembered are bounded too
+        assert hot.answer(b"GET", f"/q{i}?{'x' * (i % 300)}".encode(), [], True, None, []) is None
+        assert len(hot.targets) <= TARGETS
+    assert all(len(target) <= TARGET_BYTES for target in hot.targets)
 
 
 def test_no_hot_reads_with_basic_auth_or_a_trusted_proxy(twin: Twin, tmp_path: Path) -> None:

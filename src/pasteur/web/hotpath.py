@@ -54,10 +54,15 @@ from .frontdoor import SECURITY_HEADERS, AccessLog, ResponseCounts
 
 # /<id>, then an optional query of printable ASCII but '#' (no space, no '%' in the path).
 TARGET = re.compile(rb"/([A-Za-z0-9]{2,64})(?:\?([!\"$-~]*))?")
-HOST = re.compile(rb"[A-Za-z0-9.:\[\]-]*")
+# What a Host header may hold here (deleted from it by bytes.translate, nothing must be left).
+HOST = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:[]-"
 # Headers that send a request to the application: a body, an upgrade.
 REFUSED = frozenset((b"content-length", b"transfer-encoding", b"upgrade"))
 OK = STATUS_LINE[200]
+# Read targets whose cache key is remembered (then all forgotten at once), each up to
+# TARGET_BYTES long: at most ~2 MiB.
+TARGETS = 4096
+TARGET_BYTES = 256
 
 
 class HotReads:
@@ -71,6 +76,9 @@ class HotReads:
         self.served = 0  # answers given here
         self._defaults: list[tuple[bytes, bytes]] | None = None  # uvicorn's Date ...
         self._prefix = OK  # ... and the status line with them
+        # A read's request target -> its page cache key (a regular expression
+        # and two decodes cost as much as the rest of an answer).
+        self.targets: dict[bytes, tuple[str, str]] = {}
 
     def answer(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
                keep_alive: bool, client: tuple[str, int] | None,
@@ -83,8 +91,8 @@ class HotReads:
             head_only = True
         else:
             return None
-        target = TARGET.fullmatch(url)
-        if target is None:
+        key = self.targets.get(url) or self._key(url)
+        if key is None:
             return None
         accept_encoding = None
         for name, value in headers:
@@ -98,12 +106,10 @@ class HotReads:
                 if b"pasteur_creator" in value:
                     return None
             elif name == b"host":
-                if HOST.fullmatch(value) is None:
+                if value.translate(None, HOST):
                     return None
             elif name in REFUSED:
                 return None
-        paste_id = target[1].decode()
-        key = (paste_id, (target[2] or b"").decode())
         page = self.cache.get(key)
         if page is None:
             return None
@@ -130,9 +136,21 @@ class HotReads:
         if self.access_log.enabled:
             who = quoted(str(client[0])) if client else "-"
             ms = (time.perf_counter() - start) * 1000
-            self.access_log.write(f'{who} "{method.decode()} /{paste_id}" 200 {len(body)}B '
+            self.access_log.write(f'{who} "{method.decode()} /{key[0]}" 200 {len(body)}B '
                                   f"{ms:.1f}ms")
         return data
+
+    def _key(self, url: bytes) -> tuple[str, str] | None:
+        """The page cache key of a read's target (remembered if short), else None."""
+        target = TARGET.fullmatch(url)
+        if target is None:
+            return None
+        key = (target[1].decode(), (target[2] or b"").decode())
+        if len(url) <= TARGET_BYTES:
+            if len(self.targets) >= TARGETS:
+                self.targets.clear()
+            self.targets[url] = key
+        return key
 
     def _head(self, key: tuple, page: CachedPage, coding: str | None,
               body: bytes) -> bytes | None:
