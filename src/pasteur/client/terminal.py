@@ -1,6 +1,7 @@
 """The terminal client: ``pasteur paste`` and ``pasteur get``.
 
-It encrypts and decrypts in exactly the browser's format (``pasteur.crypto``),
+It encrypts and decrypts in exactly the browser's formats (``pasteur.crypto``:
+new pastes in v2, compressed then encrypted; v1 and the original Pasteur's read),
 so a paste made here opens in a browser and the reverse. The key stays in the
 URL fragment, which is never sent to the server.
 """
@@ -144,14 +145,10 @@ def paste(args: argparse.Namespace) -> int:
         fields.update(paste=text, hl=lang, ln="true" if args.ln else "")
     else:
         payload = crypto.make_payload(text, lang, args.ln, files)
-        if args.password:
-            key, iv, ct, salt, iterations = crypto.encrypt_with_password(
-                payload, _password(args, confirm=True)
-            )
-            fields.update(salt=salt, iter=str(iterations))
-        else:
-            key, iv, ct = crypto.encrypt(payload)
-        fields.update(paste=ct, iv=iv, encrypted="true")
+        password = _password(args, confirm=True) if args.password else None
+        sealed = crypto.new_paste(payload, password)  # format v2: compressed, then encrypted
+        key = sealed.key
+        fields.update(sealed.fields())
     for name in ("expiry", "user", "comment"):
         if getattr(args, name):
             fields[name] = getattr(args, name)
@@ -204,6 +201,10 @@ def get(args: argparse.Namespace) -> int:
         return 0
     kdf = doc.get("kdf")
     password = None
+    try:  # an unknown format is said before any password is asked for
+        fmt = crypto.check_format(doc.get("fmt", 1))
+    except crypto.DecryptError as exc:
+        raise ClientError(f"cannot decrypt: {exc}") from exc
     if kdf:
         try:  # before the password is asked for: a hostile count would take hours
             crypto.check_iterations(kdf.get("iter") if isinstance(kdf, dict) else None)
@@ -213,7 +214,7 @@ def get(args: argparse.Namespace) -> int:
     try:
         payload = crypto.decrypt(
             key, doc["iv"], doc["ct"], password,
-            kdf.get("salt") if kdf else None, kdf.get("iter") if kdf else None,
+            kdf.get("salt") if kdf else None, kdf.get("iter") if kdf else None, fmt,
         )
     except crypto.DecryptError as exc:
         hint = " (or the password)" if kdf else ""
