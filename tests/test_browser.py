@@ -17,7 +17,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pasteur import crypto

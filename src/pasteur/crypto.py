@@ -190,10 +190,10 @@ class Sealed:
         return fields
 
 
-def new_paste(payload: dict, password: str | None = None) -> Sealed:
-    """A new paste sealed in the format new pastes take (``format_for``), under a fresh key
-    and iv (and salt, behind a password)."""
-    fmt = format_for(encode_payload(payload))
+def new_paste(payload: dict, password: str | None = None, compress: bool = True) -> Sealed:
+    """A new paste sealed in the format new pastes take (``format_for``; v1 when not
+    ``compress``), under a fresh key and iv (and salt, behind a password)."""
+    fmt = format_for(encode_payload(payload)) if compress else 1
     if password is not None:
         key, iv, ct, salt, iterations = encrypt_with_password(payload, password, fmt=fmt)
         return Sealed(key, iv, ct, fmt, salt, iterations)

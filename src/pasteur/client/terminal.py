@@ -45,6 +45,9 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     p.add_argument("-b", "--burn", action="store_true", help="delete after the first reading")
     p.add_argument("-p", "--password", action="store_true",
                    help="protect with a password (asked, or PASTEUR_PASSWORD)")
+    p.add_argument("--uncompressed", action="store_true",
+                   help="encrypt in format v1, not compressed first (for a paste that mixes a "
+                        "secret with text someone else chose: README, Encryption formats)")
     p.add_argument("--plain", action="store_true",
                    help="do not encrypt (the server can read it; it gets a raw view)")
     p.add_argument("--user", default=None, help="Git author (stored in clear)")
@@ -146,7 +149,8 @@ def paste(args: argparse.Namespace) -> int:
     else:
         payload = crypto.make_payload(text, lang, args.ln, files)
         password = _password(args, confirm=True) if args.password else None
-        sealed = crypto.new_paste(payload, password)  # format v2: compressed, then encrypted
+        # format v2 (compressed, then encrypted), or v1 with --uncompressed
+        sealed = crypto.new_paste(payload, password, compress=not args.uncompressed)
         key = sealed.key
         fields.update(sealed.fields())
     for name in ("expiry", "user", "comment"):

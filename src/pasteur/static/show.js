@@ -7,7 +7,7 @@ import { decryptLegacy, LEGACY_ENC } from "./legacy.js";
 import { formatBytes } from "./bytes.js";
 import { copyText } from "./copy.js";
 import { available, b64urlDecode, checkFormat, checkIterations, decrypt, DecryptError } from "./crypto.js";
-import { chunked, escapeHtml, lineNumbers } from "./lines.js";
+import { chunked, escapeHtml, lineNumbers, textBlocks } from "./lines.js";
 import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
@@ -72,7 +72,7 @@ async function render(payload) {
   const numbers = payload.ln ? lineNumbers(text) : "";
   const big = text.length > PLAIN_FIRST;
   gutter.className = big ? `gutter d${String(numbers.length - numbers.lastIndexOf("\n") - 1)}` : "gutter";
-  if (big) gutter.innerHTML = chunked(numbers);
+  if (big) gutter.replaceChildren(textBlocks(numbers));
   else gutter.textContent = numbers;
   if (lang) {
     const known = Object.hasOwn(LABELS, lang);
@@ -90,7 +90,7 @@ async function render(payload) {
     code.innerHTML = await highlight(text, lang);
     return reveal();
   }
-  code.innerHTML = chunked(escapeHtml(text));
+  code.replaceChildren(textBlocks(text));
   reveal();
   await painted();
   code.innerHTML = chunked(await highlight(text, lang));
