@@ -1,4 +1,4 @@
-// Pasteur encryption format v1 (the same as pasteur/crypto.py):
+// Pasteur encryption formats v1 and v2 (the same as pasteur/crypto.py); v1:
 // AES-256-GCM, 32-byte random key carried in the URL fragment, 12-byte random
 // iv, no additional data, 128-bit tag appended; plaintext is the UTF-8 JSON
 // payload {"v":1,"text":…,"lang":…,"ln":…}, plus, for a paste with attached
