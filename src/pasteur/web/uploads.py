@@ -46,7 +46,7 @@ def paste_of(upload: Upload, rec: record.Record, max_size: int) -> tuple[Paste, 
             raise FormError(400, "bad paste: the ciphertext is not base64url")
         ct = "A" * 22 if big else upload.paste.decode("ascii", "replace")
         try:
-            paste = Paste.sealed(ct, iv)
+            paste = Paste.sealed(ct, iv, rec.fmt)
         except InvalidPaste as exc:
             raise FormError(400, f"bad encrypted paste: {exc}") from exc
         if big:
