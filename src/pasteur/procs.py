@@ -43,6 +43,29 @@ def tune_malloc() -> None:
         pass
 
 
+# libgit2's memory, per process (its settings are global): its object cache
+# (256 MiB by default, of commits and trees: each batch writes new ones, so
+# it filled up over tens of thousands of pastes) and its maps of the packs (a
+# 1 GiB window each, up to 8 GiB: every page read stays resident).
+LIBGIT2_CACHE = 8 << 20
+MWINDOW_SIZE = 16 << 20
+MWINDOW_MAPPED = 64 << 20
+
+
+def bound_libgit2() -> None:
+    """Bound libgit2's object cache and pack maps in this process
+    (``LIBGIT2_CACHE``, ``MWINDOW_*``): a process's RSS then stays flat in
+    the number of stored pastes. Cheap; every ``Repository`` calls it, and
+    the children that open the repository with pygit2 directly."""
+    import pygit2
+
+    settings = pygit2.settings
+    if settings.mwindow_mapped_limit != MWINDOW_MAPPED:
+        settings.cache_max_size(LIBGIT2_CACHE)
+        settings.mwindow_size = MWINDOW_SIZE
+        settings.mwindow_mapped_limit = MWINDOW_MAPPED
+
+
 def idle_priority() -> list[str]:
     """A command prefix that runs a background job only when the CPU is idle."""
     if shutil.which("chrt"):

@@ -60,6 +60,7 @@ class Reply:
     head: bytes | None  # the new head's raw id (None: nothing committed)
     renames: list[tuple[str, str]]  # journaled ids committed under another
     trees: list[tuple[bytes, bytes]]  # the trees written: (raw id, content)
+    dropped: list[bytes]  # the trees they replaced (raw ids): to leave the caches
     commits: int
     packs: int
 
@@ -199,6 +200,7 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
                          if repository.head is not None and repository.head != before else None),
                 "renames": renames,
                 "trees": pack.built_trees(),
+                "dropped": pack.dropped_trees(),
                 "commits": repository.commits - commits,
                 "packs": repository.packs - packs,
             }

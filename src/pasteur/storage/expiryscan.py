@@ -15,6 +15,8 @@ import sys
 
 import pygit2
 
+from ..procs import bound_libgit2
+
 EXPIRES = re.compile(rb'"expires":"([0-9TZ:-]+)"')
 HEAD_BYTES = 512  # "expires" comes right after "v", "created" and "size"
 
@@ -55,6 +57,7 @@ def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
         print("usage: python -m pasteur.storage.expiryscan REPO HEAD [SINCE]", file=sys.stderr)
         return 2
+    bound_libgit2()
     repo = pygit2.Repository(argv[0])
     tree = repo[argv[1]].peel(pygit2.Tree)
     old = None

@@ -305,6 +305,7 @@ class Writer:
             })
         except CommitterError as exc:
             raise StoreError(str(exc)) from exc
+        repository.tree_cache.drop(reply.dropped)
         for oid, raw in reply.trees:
             repository.tree_cache.put_raw(oid, raw)
         renamed = dict(reply.renames)
