@@ -63,6 +63,7 @@ class Reply:
     dropped: list[bytes]  # the trees they replaced (raw ids): to leave the caches
     commits: int
     packs: int
+    cached: int  # bytes in the committer's tree cache (``TreeCache.bytes_held``)
 
 
 def _send(out: IO[bytes], obj: object) -> None:
@@ -203,6 +204,7 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
                 "dropped": pack.dropped_trees(),
                 "commits": repository.commits - commits,
                 "packs": repository.packs - packs,
+                "cached": repository.tree_cache.bytes_held,
             }
         except Exception as exc:  # noqa: BLE001 - the server gets every failure
             reply = {"error": f"{type(exc).__name__}: {exc}"}

@@ -11,7 +11,6 @@ import pygit2
 
 from .objects import Entries, parse_tree
 
-
 # What an entry costs beyond its bytes (measured with tracemalloc: a bytes
 # object's head, the OrderedDict's node and slot; a parsed entry's two bytes
 # objects and its dict slot).
