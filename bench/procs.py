@@ -70,6 +70,9 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+GIT_COMMANDS = ("repack", "pack-objects", "prune", "reflog", "cat-file", "push", "fetch")
+
+
 def tree_rss(pid: int) -> dict[int, tuple[int, str]]:
     """RSS (bytes) and name of a process and of all its descendants, by pid
     (Pasteur's committer, expiry scan, sync worker, ``git repack`` and the
@@ -86,9 +89,9 @@ def tree_rss(pid: int) -> dict[int, tuple[int, str]]:
         except OSError:  # ended meanwhile
             continue
         rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-        words = [a.decode(errors="replace") for a in argv if a][:4]
-        name = next((w for w in words if w.startswith(("pasteur", "repack", "pack-objects"))),
-                    fields.get("Name", "?").strip())
+        words = [a.decode(errors="replace") for a in argv if a]
+        name = (words[words.index("-m") + 1] if "-m" in words[:-1] else
+                next((w for w in words if w in GIT_COMMANDS), fields.get("Name", "?").strip()))
         out[p] = (rss, name)
         todo += _children(p)
     return out

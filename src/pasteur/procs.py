@@ -48,8 +48,8 @@ def tune_malloc() -> None:
 # it filled up over tens of thousands of pastes) and its maps of the packs (a
 # 1 GiB window each, up to 8 GiB: every page read stays resident).
 LIBGIT2_CACHE = 8 << 20
-MWINDOW_SIZE = 16 << 20
-MWINDOW_MAPPED = 64 << 20
+MWINDOW_SIZE = 8 << 20
+MWINDOW_MAPPED = 32 << 20
 
 
 def bound_libgit2() -> None:
