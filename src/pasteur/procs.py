@@ -38,7 +38,8 @@ def tune_malloc() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 16 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-1, 4 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-8, 2)  # M_ARENA_MAX
     except (OSError, AttributeError):  # not glibc
         pass
 
@@ -47,7 +48,7 @@ def tune_malloc() -> None:
 # (256 MiB by default, of commits and trees: each batch writes new ones, so
 # it filled up over tens of thousands of pastes) and its maps of the packs (a
 # 1 GiB window each, up to 8 GiB: every page read stays resident).
-LIBGIT2_CACHE = 8 << 20
+LIBGIT2_CACHE = 4 << 20
 MWINDOW_SIZE = 8 << 20
 MWINDOW_MAPPED = 32 << 20
 

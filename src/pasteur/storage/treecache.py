@@ -41,7 +41,7 @@ class TreeCache:
     ~15% slower after 10 s at full load, with ~150 packs waiting for a
     repack)."""
 
-    def __init__(self, max_bytes: int = 4 << 20, max_raw: int = 16 << 20) -> None:
+    def __init__(self, max_bytes: int = 2 << 20, max_raw: int = 8 << 20) -> None:
         self.max_bytes = max_bytes
         self.size = 0  # bytes of the parsed entries, overheads counted
         self.items: OrderedDict[bytes, Entries] = OrderedDict()
