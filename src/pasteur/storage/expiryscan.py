@@ -13,24 +13,27 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pygit2
 
+from ..procs import bound_libgit2
 from .loose import read_prefix
 
 EXPIRES = re.compile(rb'"expires":"([0-9TZ:-]+)"')
 HEAD_BYTES = 512  # "expires" comes right after "v", "created" and "size"
 READ_WHOLE = 1 << 20  # a blob larger than this: only its start is read
+Out = Callable[[str], object]  # where found lines go
 
 
-def _emit(repo: pygit2.Repository, paste_id: str, oid: pygit2.Oid, out: list[str]) -> None:
+def _emit(repo: pygit2.Repository, paste_id: str, oid: pygit2.Oid, out: Out) -> None:
     kind, size = repo.odb.read_header(oid)
     if kind != pygit2.enums.ObjectType.BLOB:
         return
     m = EXPIRES.search(head(repo, oid, size))
     if m:
-        out.append(f"{m.group(1).decode()} {paste_id}\n")
+        out(f"{m.group(1).decode()} {paste_id}\n")
 
 
 def head(repo: pygit2.Repository, oid: pygit2.Oid, size: int) -> bytes:
@@ -51,8 +54,9 @@ def head(repo: pygit2.Repository, oid: pygit2.Oid, size: int) -> bytes:
     return data
 
 
-def full(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
-    out: list[str] = []
+def full(repo: pygit2.Repository, tree: pygit2.Tree, out: Out) -> None:
+    """Every expiring paste of ``tree``, written to ``out`` as found (never
+    all held at once: a million expiring pastes would be ~60 MB)."""
     for a in tree:
         if not isinstance(a, pygit2.Tree):
             continue
@@ -62,23 +66,21 @@ def full(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
             for leaf in b:
                 if leaf.name is not None:  # always set on a tree's entry
                     _emit(repo, leaf.name, leaf.id, out)
-    return out
 
 
-def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
-    out: list[str] = []
+def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree, out: Out) -> None:
     for delta in old.diff_to_tree(new).deltas:
         if delta.status in (pygit2.enums.DeltaStatus.ADDED, pygit2.enums.DeltaStatus.MODIFIED):
             path = delta.new_file.path
             if path.count("/") == 2:
                 _emit(repo, path.rsplit("/", 1)[1], delta.new_file.id, out)
-    return out
 
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
         print("usage: python -m pasteur.storage.expiryscan REPO HEAD [SINCE]", file=sys.stderr)
         return 2
+    bound_libgit2()
     repo = pygit2.Repository(argv[0])
     tree = repo[argv[1]].peel(pygit2.Tree)
     old = None
@@ -87,8 +89,10 @@ def main(argv: list[str]) -> int:
             old = repo[argv[2]].peel(pygit2.Tree)
         except (KeyError, ValueError):  # rewritten or erased since: scan everything
             old = None
-    lines = since(repo, old, tree) if old is not None else full(repo, tree)
-    sys.stdout.writelines(lines)
+    if old is not None:
+        since(repo, old, tree, sys.stdout.write)
+    else:
+        full(repo, tree, sys.stdout.write)
     return 0
 
 
