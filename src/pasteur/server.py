@@ -21,7 +21,7 @@ from pasteur.sync.syncer import Syncer, SyncError, resolve_branch
 from . import record
 from .config import Config
 from .procs import tune_malloc
-from .protocol import KEEPALIVE_TIMEOUT, GuardedProtocol
+from .protocol import KEEPALIVE_TIMEOUT, GuardedProtocol, uvicorn_config
 from .storage.repository import lock_repository
 from .storage.store import Store
 from .tls import listener as https
@@ -30,24 +30,6 @@ from .web.frontdoor import ResponseCounts
 from .web.metrics import PasteurCollector, metrics_app, registry_for
 
 log = logging.getLogger("pasteur")
-
-def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
-    protocol = type("Protocol", (GuardedProtocol,), {"header_timeout": config.header_timeout})
-    return uvicorn.Config(
-        app,
-        host=config.bind,
-        port=config.port,
-        loop="uvloop",
-        http=protocol,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_keep_alive=KEEPALIVE_TIMEOUT,
-        limit_concurrency=config.max_connections,
-        proxy_headers=False,  # forwarded headers are read by pasteur.proxy alone
-        forwarded_allow_ips="",
-    )
 
 
 class MetricsListener:
@@ -133,7 +115,9 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
             await https.serve(app, config, tls)
             return 0
-        server = uvicorn.Server(uvicorn_config(app, config))
+        server = uvicorn.Server(uvicorn_config(
+            app, header_timeout=config.header_timeout, max_connections=config.max_connections,
+            host=config.bind, port=config.port))
         log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port,
                  config.repo_path)
         await server.serve()
