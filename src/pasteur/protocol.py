@@ -1,4 +1,5 @@
-"""Pasteur's HTTP/1.1 connection protocol: uvicorn's httptools protocol with limits.
+"""Pasteur's HTTP/1.1 connection protocol: uvicorn's httptools protocol with limits,
+on the plain listener and on the TLS one (tls/alpn.py hands it HTTP/1.1 connections).
 
 Limits against slow and idle clients:
 
@@ -215,7 +216,7 @@ class GuardedProtocol(HttpToolsProtocol):
 def uvicorn_config(app: Any, *, header_timeout: float = HEADER_TIMEOUT,
                    max_connections: int = limits.MAX_CONNECTIONS, host: str = "127.0.0.1",
                    port: int = 0, lifespan: str = "on",
-                   graceful: float | None = None) -> uvicorn.Config:
+                   graceful: int | None = None) -> uvicorn.Config:
     """uvicorn's settings for a listener of `GuardedProtocol` (the plain one, and the TLS
     one for its HTTP/1.1 connections: tls/alpn.py), in Pasteur's event loop (uvloop).
     `graceful`: seconds a stop waits for requests in progress (None: as long as they take)."""

@@ -2,7 +2,7 @@
 
 Plain HTTP is uvicorn (uvloop) with Pasteur's own HTTP/1.1 protocol
 (``protocol.py``: deadlines and head limits against slow and hostile clients);
-HTTPS is ``tls/listener.py``.
+HTTPS is ``tls/listener.py`` (the same protocol for HTTP/1.1 over TLS).
 """
 
 from __future__ import annotations

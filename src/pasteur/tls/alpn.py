@@ -91,7 +91,7 @@ class H2Connection:
         self.task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task) -> None:
-        self.connections.discard(self)  # type: ignore[arg-type]  # as in __init__
+        self.connections.discard(self)
         if not task.cancelled() and task.exception() is not None:
             log.warning("HTTP/2 connection failed: %r", task.exception())
 

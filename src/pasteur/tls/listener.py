@@ -1,10 +1,13 @@
 """HTTPS: TLS listener with HTTP/2 by ALPN, live certificate swap, port-80 redirect.
 
-The TLS listener is hypercorn, run in Pasteur's own event loop, with one
-`ssl.SSLContext` that Pasteur keeps: a renewed certificate is loaded into that same
-context (`load_cert_chain`), so new handshakes get it and open connections keep
-theirs; nothing restarts. Port 80 (``--http-port``) redirects to HTTPS and answers
-ACME HTTP-01 challenges. See docs/https.md for the reasons and figures.
+Pasteur keeps one `ssl.SSLContext` (`LiveTLS`) for the listener's whole life: a renewed
+certificate is loaded into that same context (`load_cert_chain`), so new handshakes get
+it and open connections keep theirs; nothing restarts. The listener (tls/alpn.py) is
+uvicorn's server machinery with TLS by the event loop (uvloop) on that context: HTTP/1.1
+connections are served by the plain listener's protocol (`pasteur.protocol`: same limits,
+deadlines and speed, ~0.8x plain HTTP's req/s), h2 ones by hypercorn's HTTP/2 protocol.
+Port 80 (``--http-port``) redirects to HTTPS and answers ACME HTTP-01 challenges. See
+docs/https.md and docs/performance.md for the reasons and figures.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ log = logging.getLogger("pasteur.tls.listener")
 
 ASGIApp = Callable[..., Awaitable[None]]
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
-GRACEFUL_TIMEOUT = 5.0  # seconds a stop waits for requests in progress
+GRACEFUL_TIMEOUT = 5  # seconds a stop waits for requests in progress
 # Same suite as hypercorn's default: forward-secret AEAD only.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
