@@ -17,6 +17,7 @@ loaded machine), the ratio to plain in the same run, and the load average.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import re
 import shutil
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,7 +129,8 @@ def make_pastes(url: str, count: int, work: Path, name: str) -> Path:
     return out
 
 
-def measure(server: Server, pids: list[int], run: callable) -> tuple[WrkResult, float]:
+def measure(pids: list[int], run: Callable[[], WrkResult]) -> tuple[WrkResult, float]:
+    """A load's result and the CPU seconds the processes `pids` (and children) used in it."""
     cpu = sum(procs.cpu_seconds(p) for p in pids)
     result = run()
     return result, sum(procs.cpu_seconds(p) for p in pids) - cpu
@@ -139,12 +142,10 @@ def h2load(url: str, paths: list[str], seconds: int) -> WrkResult:
                          timeout=seconds + 60).stdout
     done = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded", out)
     took = re.search(r"finished in ([\d.]+)s", out)
-    p99 = 0.0
     if done is None or took is None:
         raise RuntimeError(f"h2load: {out}")
     requests, ok = int(done.group(1)), int(done.group(2))
-    return WrkResult(requests, float(took.group(1)), {"status": requests - ok},
-                     {"p99": p99 * 1000})
+    return WrkResult(requests, float(took.group(1)), {"status": requests - ok}, {"p99": 0.0})
 
 
 def run_setup(args: argparse.Namespace, work: Path, setup: str, cert: Path, key: Path,
@@ -169,8 +170,8 @@ def run_setup(args: argparse.Namespace, work: Path, setup: str, cert: Path, key:
                 if args.warmup:
                     procs.wrk(entry.url + "/", script, script_args, 64, args.warmup)
                     entry.drain()
-                result, cpu = measure(entry, pids, lambda s=script, a=script_args: procs.wrk(
-                    entry.url + "/", s, a, 64, args.duration))
+                result, cpu = measure(pids, functools.partial(
+                    procs.wrk, entry.url + "/", script, script_args, 64, args.duration))
                 out.append(Figure(setup, load, result.rps, result.ms("p99"),
                                   cpu * 1e6 / max(1, result.requests), result.error_count))
                 print(f"  {setup:6s} {load:7s} {out[-1].rps:9,.0f}/s  p99 {out[-1].p99_ms:6.1f} ms"
@@ -179,8 +180,8 @@ def run_setup(args: argparse.Namespace, work: Path, setup: str, cert: Path, key:
                       file=sys.stderr, flush=True)
             if setup != "plain" and shutil.which("h2load"):
                 some = paths.read_text().split()[:100]
-                result, cpu = measure(entry, pids,
-                                      lambda: h2load(entry.url, some, round(args.duration)))
+                result, cpu = measure(pids, functools.partial(
+                    h2load, entry.url, some, round(args.duration)))
                 out.append(Figure(setup, "read h2", result.rps, 0.0,
                                   cpu * 1e6 / max(1, result.requests), result.error_count))
                 print(f"  {setup:6s} read h2 {out[-1].rps:9,.0f}/s"
