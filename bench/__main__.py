@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import fill, procs
+from . import fill, peers, procs
 from .procs import Server, WrkResult
 from .upload import stream_upload
 from .weight import page_weight
@@ -87,15 +87,15 @@ class Bench:
             return None
         return procs.pinnwand(self.work, name, self.work / f"{name}.db", python)
 
-    def load(self, server: Server, script: str, args: list[str], connections: int,
+    def load(self, server: procs.Target, script: str, args: list[str], connections: int,
              duration: float | None = None, key: str = "") -> WrkResult:
         duration = duration or self.args.duration
         if self.args.warmup:
             procs.wrk(server.url + "/", script, args, connections, self.args.warmup)
             server.drain()
-        cpu = procs.cpu_seconds(server.pid)
+        cpu = sum(procs.cpu_seconds(pid) for pid in server.pids)
         result = procs.wrk(server.url + "/", script, args, connections, duration)
-        result.server_cpu_s = procs.cpu_seconds(server.pid) - cpu
+        result.server_cpu_s = sum(procs.cpu_seconds(pid) for pid in server.pids) - cpu
         if key:
             self.raw[key] = asdict(result) | {"rps": result.rps,
                                               "cpu_us_per_request": result.cpu_us_per_request}
@@ -388,6 +388,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-pastes-pinnwand", type=int, default=250,
                    help="pastes created in pinnwand for the read runs (default 250)")
     p.add_argument("--no-pinnwand", action="store_true", help="measure Pasteur alone")
+    p.add_argument("--peers", nargs="?", const=",".join(peers.PEERS),
+                   help="instead of the scenarios: creates and reads beside the peers, one "
+                        f"table (default all: {', '.join(peers.PEERS)}; PrivateBin from "
+                        "$PASTEUR_PEERS_DIR, default ../shared/peers)")
     p.add_argument("--work", help="working directory (default: a new one under --tmp)")
     p.add_argument("--tmp", default="/var/tmp",
                    help="where to make the working directory: a real disk, not tmpfs "
@@ -408,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SCENARIOS)
+    names = [n.strip() for n in (args.peers or "").split(",") if n.strip()]
+    unknown |= {f"peer {n}" for n in names if n not in peers.PEERS}
     if unknown:
         print(f"bench: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -423,8 +429,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"disk under {bench.work.parent}: a file created in {disk['create_cpu_us']:,.0f} us of "
         f"CPU, a 1 KiB write + fdatasync in {disk['fdatasync_us']:,.0f} us")
     started = time.monotonic()
+    comparison = peers.Peers(bench, names) if args.peers is not None else None
     steps = [("create/read", bench.creates_and_reads, only & {"create", "read"})]
     steps += [(name, getattr(bench, name), name in only) for name in ("scale", "upload", "weight")]
+    if comparison is not None:
+        steps = [("peers", comparison.run, True)]
     failed_steps = []
     try:
         for name, step, wanted in steps:
@@ -440,8 +449,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.work, ignore_errors=True)
     print(f"\nPasteur benchmark ({'quick' if args.quick else 'full'}; server on CPU "
           f"{procs.SERVER_CPU}, wrk on CPU {procs.CLIENT_CPU}; {args.duration:g} s per run; "
-          f"ratio = times better than pinnwand)\n")
-    print(bench.table())
+          f"ratio = times better than {'pinnwand' if comparison is None else 'the peer'})\n")
+    if comparison is None:
+        print(bench.table())
+    else:
+        print(comparison.table())
+        print(comparison.targets())
+        bench.raw["peers"] = [s.asdict() for s in comparison.sides]
     load = os.getloadavg()
     print("\nbackground load before the run: "
           + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items())

@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -67,6 +69,57 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             out += [int(x) for x in (task / "children").read_text().split()]
     return out
+
+
+def tree(pids: list[int]) -> list[int]:
+    """The processes and all their descendants (nginx's and php-fpm's workers,
+    Pasteur's committer)."""
+    out: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += _children(pid)
+    return out
+
+
+def tree_memory(pids: list[int]) -> dict[str, int]:
+    """RSS and PSS (shared pages split between the processes sharing them: the
+    fair sum over php-fpm's workers) of the processes and their descendants, in
+    bytes."""
+    out = {"rss": 0, "pss": 0}
+    for pid in tree(pids):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key = line.split(":", 1)[0]
+                if key in ("Rss", "Pss"):
+                    out[key.lower()] += int(line.split()[1]) * 1024
+    return out
+
+
+class MemorySampler:
+    """The largest tree_memory() seen, every ``interval`` s, while in the ``with``."""
+
+    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+        self.pids, self.interval = pids, interval
+        self.peak = {"rss": 0, "pss": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            now = tree_memory(self.pids)
+            self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -129,6 +182,18 @@ def cpu_busy(seconds: float = 1.0) -> dict[str, float]:
     }
 
 
+class Target(Protocol):
+    """What the load runs need of a server: Server, or peers.PrivateBin (two trees)."""
+
+    name: str
+    url: str
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def drain(self, timeout: float = 120) -> None: ...
+
+
 @dataclass
 class Server:
     name: str
@@ -176,6 +241,11 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The roots of the server's process tree."""
+        return [self.pid]
 
     def status(self) -> dict[str, int]:
         return proc_status(self.pid)

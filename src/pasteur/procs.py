@@ -2,7 +2,7 @@
 priority, with malloc tuned.
 
 Every ``PASTEUR_<NAME>`` variable is a flag of the server (``cli.EnvDefaults``),
-secrets among them: ``PASTEUR_REMOTE_TOKEN``, ``PASTEUR_SSH_SEED``,
+secrets among them: ``PASTEUR_REMOTE_TOKEN``, ``PASTEUR_SSH_KEY``, ``PASTEUR_SSH_SEED``,
 ``PASTEUR_AUTH``, ``PASTEUR_ACCOUNT_SEED``, ``PASTEUR_CERT_SEED``,
 ``PASTEUR_DNS_KEY``. No child reads them: the committer and the expiry scan
 take their arguments, the sync worker gets its token and seed on its stdin,

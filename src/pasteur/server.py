@@ -113,11 +113,11 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         if metrics is not None and not await metrics.start():
             return 1  # the store was never started (the app's lifespan starts it)
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
-            await https.serve(app, config, tls)
+            await https.serve(app, config, tls, hot=app.hot)
             return 0
         server = uvicorn.Server(uvicorn_config(
             app, header_timeout=config.header_timeout, max_connections=config.max_connections,
-            host=config.bind, port=config.port))
+            host=config.bind, port=config.port, hot=app.hot))
         log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port,
                  config.repo_path)
         await server.serve()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pasteur.config import Config, DataDir, TlsSettings, flag_type, parse_port
-from pasteur.protocol import uvicorn_config
+from pasteur.protocol import HotAnswers, uvicorn_config
 from pasteur.tls import alpn
 
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
@@ -353,6 +353,7 @@ class HttpsServer:
         self.handshake_timeout = alpn.HANDSHAKE_TIMEOUT
         self.header_timeout = core_config.header_timeout  # as on the plain listener
         self.max_connections = core_config.max_connections  # each listener's, then 503
+        self.hot: HotAnswers | None = None  # cached reads answered by HTTP/1.1's protocol
 
     def stop(self) -> None:
         self._stop.set()
@@ -425,7 +426,7 @@ class HttpsServer:
         config = uvicorn_config(app, header_timeout=self.header_timeout,
                                 max_connections=self.max_connections, host=self.host,
                                 port=port, lifespan="on" if secure else "off",
-                                graceful=GRACEFUL_TIMEOUT)
+                                graceful=GRACEFUL_TIMEOUT, hot=self.hot if secure else None)
         listener = alpn.Listener(config, sock, self.tls.context if secure else None,
                                  h2_app=app if secure else None,
                                  handshake_timeout=self.handshake_timeout)
@@ -445,11 +446,14 @@ def prepare(config: Config) -> HttpsServer | None:
         raise SystemExit(f"pasteur: {e}") from None
 
 
-async def serve(app: ASGIApp, config: Config, server: HttpsServer | None = None) -> None:
-    """Serve `app` over HTTPS as the options say (called by `pasteur serve`)."""
+async def serve(app: ASGIApp, config: Config, server: HttpsServer | None = None,
+                hot: HotAnswers | None = None) -> None:
+    """Serve `app` over HTTPS as the options say (called by `pasteur serve`); `hot`: the
+    front door's cached reads, answered by the HTTP/1.1 protocol as on the plain listener."""
     try:
         server = server or HttpsServer(app, config)
         server.app = app
+        server.hot = hot
         await server.run()
     except HttpsError as e:
         raise SystemExit(f"pasteur: {e}") from None

@@ -118,7 +118,7 @@ class ShowPage:
         coding = compress.coding(request.headers.get("accept-encoding", ""), page.ctype,
                                  len(page.body))
         body = await self.cache.encoded(key, page, coding or "")
-        return Response(body, media_type=page.ctype, headers=compress.headers(coding))
+        return page.response(coding, body)
 
     def _streamed(
         self, request: Request, chunks: AsyncIterator[bytes], ctype: str, size: int | None = None
