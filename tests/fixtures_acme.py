@@ -36,6 +36,7 @@ from .ports import free_port, wait_port
 from .processes import stop
 
 if TYPE_CHECKING:
+    from pasteur.protocol import HotAnswers
     from pasteur.tls.listener import HttpsServer
 
 ZONE = "pasteur.test"
@@ -222,7 +223,8 @@ def https_args(*argv: str):  # noqa: ANN201 - pasteur.config.Config
 
 @contextlib.asynccontextmanager
 async def running(*argv: str, watch_interval: float | None = None,
-                  handshake_timeout: float | None = None) -> AsyncIterator[HttpsServer]:
+                  handshake_timeout: float | None = None,
+                  hot: HotAnswers | None = None) -> AsyncIterator[HttpsServer]:
     """`pasteur serve ARGV`'s HTTPS part serving `hello_app`, in this event loop."""
     from pasteur.tls.listener import HttpsServer
 
@@ -231,6 +233,7 @@ async def running(*argv: str, watch_interval: float | None = None,
         server.watch_interval = watch_interval
     if handshake_timeout is not None:
         server.handshake_timeout = handshake_timeout
+    server.hot = hot
     task = asyncio.create_task(server.run())
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)

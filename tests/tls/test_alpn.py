@@ -210,3 +210,36 @@ def test_a_stop_closes_open_connections(tmp_path: Path, run: Run) -> None:
         writer.close()
 
     run(check())
+
+
+class HotHello:
+    """Answers GET /hot itself, as the front door's cached reads (`HotAnswers`) do."""
+
+    def answer(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+               keep_alive: bool, client: tuple[str, int] | None,
+               default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        if (method, url) != (b"GET", b"/hot"):
+            return None
+        return b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nhot\n"
+
+
+def test_http11_over_tls_answers_hot_reads(tmp_path: Path, run: Run) -> None:
+    """The protocol's own answers (cached reads, web/hotpath.py) over TLS as on plain HTTP;
+    h2 goes to the application."""
+    cert, key = self_signed(tmp_path)
+    port = free_port()
+
+    async def check() -> None:
+        async with running(*tls_argv(cert, key, port), hot=HotHello()):
+            reader, writer = await open_h11(port, cert)
+            writer.write(b"GET /hot HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert await reader.readexactly(len(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n"
+                                                b"\r\nhot\n")) == (
+                b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\n\r\nhot\n")
+            assert (await get_h11(reader, writer)).endswith(b"hello over HTTP/1.1\n\r\n0\r\n\r\n")
+            writer.close()
+            async with httpx.AsyncClient(http2=True, verify=context(cert)) as h2:
+                r = await h2.get(f"https://127.0.0.1:{port}/hot")
+                assert (r.http_version, r.text) == ("HTTP/2", "hello over HTTP/2\n")
+
+    run(check())
