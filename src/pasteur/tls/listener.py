@@ -5,7 +5,7 @@ certificate is loaded into that same context (`load_cert_chain`), so new handsha
 it and open connections keep theirs; nothing restarts. The listener (tls/alpn.py) is
 uvicorn's server machinery with TLS by the event loop (uvloop) on that context: HTTP/1.1
 connections are served by the plain listener's protocol (`pasteur.protocol`: same limits,
-deadlines and speed, ~0.8x plain HTTP's req/s), h2 ones by hypercorn's HTTP/2 protocol.
+deadlines, ~0.85x plain HTTP's req/s), h2 ones by hypercorn's HTTP/2 protocol.
 Port 80 (``--http-port``) redirects to HTTPS and answers ACME HTTP-01 challenges. See
 docs/https.md and docs/performance.md for the reasons and figures.
 """
