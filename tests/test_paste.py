@@ -29,7 +29,9 @@ def test_to_json_as_json_dumps() -> None:
     sealed = Paste.sealed("A" * 40, "B" * 16).with_options(
         kdf={"alg": "pbkdf2-sha256", "salt": "c" * 22, "iter": 600000})
     legacy = Paste(created="2020-01-01T00:00:00Z", size=3.0, ct="0a" * 8, enc="aes-128-cbc")  # type: ignore[arg-type]
-    for p in (paste, sealed, legacy, Paste.plain("")):
+    compressed = Paste.sealed("A" * 40, "B" * 16, fmt=2)
+    assert b'"enc":"aes-256-gcm","fmt":2,"iv":' in compressed.to_json()
+    for p in (paste, sealed, compressed, legacy, Paste.plain("")):
         doc = json.loads(p.to_json())
         assert p.to_json() == json.dumps(doc, ensure_ascii=False,
                                          separators=(",", ":")).encode()

@@ -11,6 +11,9 @@ inside it, see ``pasteur.crypto``)::
     {"v": 1, "created": "...", "size": 44, "enc": "aes-256-gcm",
      "iv": "<base64url>", "ct": "<base64url>"}
 
+A paste encrypted in format v2 (compressed before it was encrypted, see
+``pasteur.crypto``) says so with ``"fmt": 2`` before ``iv``; no ``fmt`` is v1.
+
 A paste sent by the original OCaml Pasteur's page (encrypted there with its
 scheme, see ``crypto.decrypt_legacy``) is stored as v1 with
 ``"enc": "aes-128-cbc"`` and its hex ciphertext in ``ct`` (no ``iv``: the
@@ -43,9 +46,9 @@ from json.encoder import encode_basestring
 from typing import IO, Any
 
 from . import entropy
+from .crypto import FORMATS, LEGACY_ENC, MAX_KDF_ITERATIONS
 from .crypto import KDF as KDF_ALG
 from .crypto import KDF_ITERATIONS as MIN_KDF_ITERATIONS
-from .crypto import LEGACY_ENC, MAX_KDF_ITERATIONS
 
 VERSION = 1
 ENC_ALG = "aes-256-gcm"
@@ -134,6 +137,7 @@ class Paste:
     del_hash: str | None = None
     kdf: dict[str, Any] | None = None
     enc: str = ENC_ALG  # of an encrypted paste: ENC_ALG, or LEGACY_ENC (hex ``ct``, no iv)
+    fmt: int = 1  # of an ENC_ALG paste: crypto.FORMATS (2: compressed, then encrypted)
 
     @property
     def encrypted(self) -> bool:
@@ -179,6 +183,8 @@ class Paste:
             if self.kdf:
                 out.append(f',"kdf":{_JSON.encode(self.kdf)}')
             out.append(f',"enc":{q(self.enc)}')
+            if self.fmt != 1:
+                out.append(f',"fmt":{int(self.fmt)}')
             if self.iv is not None:
                 out.append(f',"iv":{q(self.iv)}')
             out.append(f',"ct":{q(self.ct)}}}')
@@ -211,7 +217,8 @@ class Paste:
                 return cls(ct=doc["ct"], enc=LEGACY_ENC, **common)
             if enc != ENC_ALG:
                 raise InvalidPaste(f"unknown encryption {enc!r}")
-            return cls(iv=doc["iv"], ct=doc["ct"], kdf=doc.get("kdf"), **common)
+            return cls(iv=doc["iv"], ct=doc["ct"], kdf=doc.get("kdf"),
+                       fmt=checked_format(doc.get("fmt", 1)), **common)
         return cls(text=doc["text"], lang=doc.get("lang", ""), ln=bool(doc.get("ln", False)),
                    **common)
 
@@ -220,14 +227,23 @@ class Paste:
         return cls(created=now_iso(), size=len(text.encode("utf-8")), text=text, lang=lang, ln=ln)
 
     @classmethod
-    def sealed(cls, ct: str, iv: str) -> Paste:
-        """An encrypted paste from its base64url ciphertext and IV (validated)."""
+    def sealed(cls, ct: str, iv: str, fmt: int = 1) -> Paste:
+        """An encrypted paste from its base64url ciphertext and IV (validated), in
+        encryption format ``fmt``."""
         if b64url_length(iv) != 12:
             raise InvalidPaste("the IV must be 12 bytes (base64url, 16 characters)")
         size = b64url_length(ct)
         if size < 16:
             raise InvalidPaste("the ciphertext is shorter than its authentication tag")
-        return cls(created=now_iso(), size=size, ct=ct, iv=iv)
+        return cls(created=now_iso(), size=size, ct=ct, iv=iv, fmt=checked_format(fmt))
+
+
+def checked_format(fmt: object) -> int:
+    """An encrypted paste's format (``fmt``): one of ``crypto.FORMATS``."""
+    if isinstance(fmt, bool) or not isinstance(fmt, int) or fmt not in FORMATS:
+        raise InvalidPaste(f"unknown encryption format {fmt!r}: this server knows "
+                           f"{', '.join(map(str, FORMATS))}")
+    return fmt
 
 
 def legacy_document(doc: dict[str, Any]) -> Paste:

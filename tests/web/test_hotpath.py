@@ -259,14 +259,23 @@ def test_a_cached_read_is_answered_hot_logged_and_counted(
     with httpx.Client(base_url=twin.url(twin.hot), timeout=30) as client:
         first = client.get(f"/{long}?raw=true", headers={"accept-encoding": "br"})
         assert first.status_code == 200 and first.headers["content-encoding"] == "br"
-        served, reads = twin.reads.served, twin.counts.counts.get(("read", 200), 0)
-        for encoding in ("br", "br", "identity", "gzip"):
+        # The br body is kept once the app has answered with it (the page cache
+        # compresses beside the answer): read until the hot path has it.
+        reads = twin.counts.counts.get(("read", 200), 0)
+        before, tries = twin.reads.served, 0
+        while twin.reads.served == before and tries < 50:
+            r = client.get(f"/{long}?raw=true", headers={"accept-encoding": "br"})
+            assert r.status_code == 200 and r.text == LONG
+            tries += 1
+        assert twin.reads.served == before + 1, "never answered hot"
+        served = twin.reads.served
+        for encoding in ("br", "identity", "gzip"):
             r = client.get(f"/{long}?raw=true", headers={"accept-encoding": encoding})
             assert r.status_code == 200 and r.text == LONG
         r = client.head(f"/{long}")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
-    assert twin.reads.served >= served + 3  # br twice, identity; gzip's body may be new
-    assert twin.counts.counts[("read", 200)] == reads + 5
+    assert twin.reads.served >= served + 2  # br, identity; gzip's body may be new
+    assert twin.counts.counts[("read", 200)] == reads + tries + 4
     wait_for_log(capsys, f'"HEAD /{long}" 200 ')
 
 

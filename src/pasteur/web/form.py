@@ -39,6 +39,7 @@ FIELDS = {
     "burn": 16,
     "salt": 64,
     "iter": 16,
+    "fmt": 16,  # encryption format (record.py)
     "password": 1024,  # only to refuse it (record.py: PASSWORD_SENT)
     "token": 64,
     "form": 16,
