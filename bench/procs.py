@@ -122,6 +122,66 @@ class MemorySampler:
         self._thread.join()
 
 
+GIT_COMMANDS = ("repack", "pack-objects", "prune", "reflog", "cat-file", "push", "fetch")
+
+
+def tree_rss(pid: int) -> dict[int, tuple[int, str]]:
+    """RSS (bytes) and name of a process and of all its descendants, by pid
+    (Pasteur's committer, expiry scan, sync worker, ``git repack`` and the
+    ``git pack-objects`` it runs)."""
+    out: dict[int, tuple[int, str]] = {}
+    for p in tree([pid]):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        words = [a.decode(errors="replace") for a in argv if a]
+        name = (words[words.index("-m") + 1] if "-m" in words[:-1] else
+                next((w for w in words if w in GIT_COMMANDS), fields.get("Name", "?").strip()))
+        out[p] = (rss, name)
+    return out
+
+
+class RssSampler:
+    """The peak of the summed RSS of a process tree, sampled every ``every``
+    seconds in a thread while in the ``with``; ``peak_parts``: the processes at
+    the peak (``MemorySampler`` keeps the peaks of RSS and PSS, not the parts)."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid = pid
+        self.every = every
+        self.peak = 0
+        self.peak_parts: dict[int, tuple[int, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            parts = tree_rss(self.pid)
+            total = sum(rss for rss, _ in parts.values())
+            if total > self.peak:
+                self.peak, self.peak_parts = total, parts
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        """The processes at the peak, largest first: "server 120, ... MiB"."""
+        parts = sorted(self.peak_parts.items(), key=lambda kv: -kv[1][0])
+        return ", ".join(f"{'server' if pid == self.pid else name} {rss / (1 << 20):.0f}"
+                         for pid, (rss, name) in parts) + " MiB"
+
+
 def reset_peak_rss(pid: int) -> bool:
     """Reset VmHWM to the current RSS (Linux clear_refs 5); False if not allowed."""
     try:

@@ -81,3 +81,21 @@ def test_bench_peers_skipped(tmp_path, capsys, monkeypatch) -> None:
     row = next(line for line in out.splitlines() if line.startswith("| PrivateBin 2.0.5"))
     assert f"SKIPPED: no privatebin-2.0.5.tar.gz at {tmp_path / 'nowhere'}" in row
     assert "| Pasteur, encrypted" in out and "not measured (no PrivateBin figures)" in out
+
+
+def test_bench_scale_smoke(tmp_path, capsys) -> None:
+    """The scale scenario: creates, reads and the process tree's peak RSS at two sizes."""
+    report = tmp_path / "bench.json"
+    code = main(["--only", "scale", "--no-pinnwand", "--scale", "2000", "--duration", "1",
+                 "--warmup", "0", "--scale-rounds", "1", "--work", str(tmp_path / "work"),
+                 "--json", str(report)])
+    assert code == 0
+    doc = json.loads(report.read_text())
+    rss = doc["raw"]["scale-rss"]
+    assert set(rss) == {"1000", "2000"} and all(v["peak"] > 0 for v in rss.values())
+    assert "server" in rss["2000"]["parts"]
+    assert doc["raw"]["fill-2000-s"] > 0
+    table = capsys.readouterr().out
+    for row in ("| create at 2,000 pastes vs 1,000", "| read raw at 2,000 pastes vs 1,000",
+                "| peak RSS, server + children, creates at 2,000 pastes"):
+        assert row in table

@@ -44,6 +44,7 @@ from pygit2.ffi import C
 
 from pasteur.config import SyncSettings
 from pasteur.ids import ALPHABET
+from pasteur.procs import bound_libgit2
 from pasteur.sync import local as synclocal
 from pasteur.sync.sshkeys import (
     SshKey,
@@ -266,6 +267,7 @@ class Worker:
         pygit2.settings.enable_fsync_gitdir(True)
         pygit2.settings.server_connect_timeout = settings.connect_timeout_ms
         pygit2.settings.server_timeout = settings.timeout_ms
+        bound_libgit2()
         self.path = repo
         self.repo = pygit2.Repository(repo)
         self.reopens = 0  # the server's handle renewals this handle follows

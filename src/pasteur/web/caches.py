@@ -136,7 +136,10 @@ class BaseUrls:
 
 class CommitLinks:
     """A paste's link to the commit that added it (``--commit-url``), its
-    commit id cached; cleared when an erasure rewrites the commits."""
+    commit id cached (the newest ``MAX`` pastes read: ~200 bytes each);
+    cleared when an erasure rewrites the commits."""
+
+    MAX = 10_000
 
     def __init__(self, template: str | None, store: Store) -> None:
         self.template = template
@@ -152,6 +155,8 @@ class CommitLinks:
             found = self.store.commit_of(paste_id)
             if found is None:
                 return None
+            if len(self.commits) >= self.MAX:  # the oldest out (dicts keep their order)
+                del self.commits[next(iter(self.commits))]
             commit = self.commits[paste_id] = str(found.id)
         return template.replace("{commit}", commit)
 
