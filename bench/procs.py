@@ -277,6 +277,7 @@ class Server:
     ready_path: str = "/"
     env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    verify: bool = True  # False: a self-signed certificate (bench/tls.py)
 
     def start(self, timeout: float = 60) -> Server:
         log = self.log_path.open("ab")
@@ -292,7 +293,8 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.name} exited {self.proc.returncode}: {self.log()}")
             try:
-                if httpx.get(self.url + self.ready_path, timeout=2).status_code == 200:
+                if httpx.get(self.url + self.ready_path, timeout=2,
+                             verify=self.verify).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -306,7 +308,8 @@ class Server:
         A closed wrk connection does not cancel a request the server is still
         working on; a slow server (pinnwand) may have a backlog of seconds.
         """
-        httpx.get(self.url + self.ready_path, timeout=timeout).raise_for_status()
+        httpx.get(self.url + self.ready_path, timeout=timeout,
+                  verify=self.verify).raise_for_status()
 
     @property
     def pid(self) -> int:

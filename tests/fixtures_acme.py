@@ -36,6 +36,7 @@ from .ports import free_port, wait_port
 from .processes import stop
 
 if TYPE_CHECKING:
+    from pasteur.protocol import HotAnswers
     from pasteur.tls.listener import HttpsServer
 
 ZONE = "pasteur.test"
@@ -199,7 +200,8 @@ def pebble_fixture(tmp_path_factory: pytest.TempPathFactory, knot: Knot) -> Iter
 
 
 async def hello_app(scope: dict, receive, send) -> None:  # noqa: ANN001 - ASGI
-    """A tiny ASGI app standing in for Pasteur's: says which HTTP version it got."""
+    """A tiny ASGI app standing in for Pasteur's: says which HTTP version it got (and, in
+    a header, the scheme)."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
@@ -207,7 +209,8 @@ async def hello_app(scope: dict, receive, send) -> None:  # noqa: ANN001 - ASGI
         return
     body = f"hello over HTTP/{scope['http_version']}\n".encode()
     await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+                "headers": [(b"content-type", b"text/plain"),
+                            (b"x-scheme", scope["scheme"].encode())]})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -219,13 +222,18 @@ def https_args(*argv: str):  # noqa: ANN201 - pasteur.config.Config
 
 
 @contextlib.asynccontextmanager
-async def running(*argv: str, watch_interval: float | None = None) -> AsyncIterator[HttpsServer]:
+async def running(*argv: str, watch_interval: float | None = None,
+                  handshake_timeout: float | None = None,
+                  hot: HotAnswers | None = None) -> AsyncIterator[HttpsServer]:
     """`pasteur serve ARGV`'s HTTPS part serving `hello_app`, in this event loop."""
     from pasteur.tls.listener import HttpsServer
 
     server = HttpsServer(hello_app, https_args(*argv))
     if watch_interval is not None:
         server.watch_interval = watch_interval
+    if handshake_timeout is not None:
+        server.handshake_timeout = handshake_timeout
+    server.hot = hot
     task = asyncio.create_task(server.run())
     ready = asyncio.create_task(server.ready.wait())
     await asyncio.wait([task, ready], return_when=asyncio.FIRST_COMPLETED)

@@ -9,9 +9,9 @@ with ``Connection: close``, before the head reaches the application. Without the
 grows a header value by ``bytes +=``, Starlette then parses the cookie), and stalled
 ``/healthz`` for 1.2 s (``bench/big_head.py``).
 
-The plain listener (uvicorn) counts while the head arrives (server.py); the TLS
-listener (hypercorn) bounds the head with its own settings (h11's incomplete-event
-size, HTTP/2's SETTINGS_MAX_HEADER_LIST_SIZE) and checks the rest here, in `Guard`.
+HTTP/1.1, plain or over TLS, is counted while the head arrives (protocol.py); HTTP/2
+(hypercorn's protocol on the TLS listener, tls/alpn.py) bounds the header list with
+SETTINGS_MAX_HEADER_LIST_SIZE and checks the rest here, in `Guard`.
 This module imports nothing of ours.
 """
 
@@ -86,9 +86,9 @@ def target_length(scope: Scope) -> int:
 
 
 class Guard:
-    """ASGI middleware for a hypercorn listener: refuses a head over the limits (what
-    hypercorn's own settings let through: too many fields, a long line, a long URL)
-    and answers 503 beyond `cap` requests in progress (hypercorn has no such cap)."""
+    """ASGI middleware for the HTTP/2 connections (hypercorn's protocol): refuses a head
+    over the limits (what HTTP/2's header list size lets through: too many fields, a long
+    line, a long URL) and answers 503 beyond `cap` requests in progress."""
 
     def __init__(self, app: ASGIApp, cap: int = MAX_CONNECTIONS) -> None:
         self.app = app

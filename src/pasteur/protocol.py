@@ -1,4 +1,5 @@
-"""Pasteur's HTTP/1.1 connection protocol: uvicorn's httptools protocol with limits.
+"""Pasteur's HTTP/1.1 connection protocol: uvicorn's httptools protocol with limits,
+on the plain listener and on the TLS one (tls/alpn.py hands it HTTP/1.1 connections).
 
 Limits against slow and idle clients:
 
@@ -20,9 +21,10 @@ request cycle.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Any, Protocol
 
 import httptools
+import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from . import limits
@@ -258,3 +260,31 @@ class GuardedProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+
+
+def uvicorn_config(app: Any, *, header_timeout: float = HEADER_TIMEOUT,
+                   max_connections: int = limits.MAX_CONNECTIONS, host: str = "127.0.0.1",
+                   port: int = 0, lifespan: str = "on", graceful: int | None = None,
+                   hot: HotAnswers | None = None) -> uvicorn.Config:
+    """uvicorn's settings for a listener of `GuardedProtocol` (the plain one, and the TLS
+    one for its HTTP/1.1 connections: tls/alpn.py), in Pasteur's event loop (uvloop).
+    `graceful`: seconds a stop waits for requests in progress (None: as long as they take);
+    `hot`: the answers the protocol gives itself (the front door's cached reads)."""
+    protocol = type("Protocol", (GuardedProtocol,),
+                    {"header_timeout": header_timeout, "hot": hot})
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        loop="none",  # the loop Pasteur runs (cli.serve: uvloop)
+        http=protocol,
+        lifespan=lifespan,  # type: ignore[arg-type]  # "on" or "off"
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=KEEPALIVE_TIMEOUT,
+        limit_concurrency=max_connections,
+        proxy_headers=False,  # forwarded headers are read by pasteur.proxy alone
+        forwarded_allow_ips="",
+        timeout_graceful_shutdown=graceful,
+    )

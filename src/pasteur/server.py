@@ -2,7 +2,7 @@
 
 Plain HTTP is uvicorn (uvloop) with Pasteur's own HTTP/1.1 protocol
 (``protocol.py``: deadlines and head limits against slow and hostile clients);
-HTTPS is ``tls/listener.py``.
+HTTPS is ``tls/listener.py`` (the same protocol for HTTP/1.1 over TLS).
 """
 
 from __future__ import annotations
@@ -21,35 +21,15 @@ from pasteur.sync.syncer import Syncer, SyncError, resolve_branch
 from . import record
 from .config import Config
 from .procs import tune_malloc
-from .protocol import KEEPALIVE_TIMEOUT, GuardedProtocol
+from .protocol import KEEPALIVE_TIMEOUT, GuardedProtocol, uvicorn_config
 from .storage.repository import lock_repository
 from .storage.store import Store
 from .tls import listener as https
-from .web.app import ASGIApp, Frontdoor, create_app
+from .web.app import ASGIApp, create_app
 from .web.frontdoor import ResponseCounts
 from .web.metrics import PasteurCollector, metrics_app, registry_for
 
 log = logging.getLogger("pasteur")
-
-def uvicorn_config(app: Frontdoor, config: Config) -> uvicorn.Config:
-    """The plain listener's: its protocol answers the front door's hot reads."""
-    protocol = type("Protocol", (GuardedProtocol,),
-                    {"header_timeout": config.header_timeout, "hot": app.hot})
-    return uvicorn.Config(
-        app,
-        host=config.bind,
-        port=config.port,
-        loop="uvloop",
-        http=protocol,
-        lifespan="on",
-        access_log=False,
-        log_config=None,
-        server_header=False,
-        timeout_keep_alive=KEEPALIVE_TIMEOUT,
-        limit_concurrency=config.max_connections,
-        proxy_headers=False,  # forwarded headers are read by pasteur.proxy alone
-        forwarded_allow_ips="",
-    )
 
 
 class MetricsListener:
@@ -133,9 +113,11 @@ async def run(config: Config, metrics_bind: tuple[str, int] | None = None) -> in
         if metrics is not None and not await metrics.start():
             return 1  # the store was never started (the app's lifespan starts it)
         if tls is not None:  # TLS, HTTP/2, ACME: see tls/listener.py
-            await https.serve(app, config, tls)
+            await https.serve(app, config, tls, hot=app.hot)
             return 0
-        server = uvicorn.Server(uvicorn_config(app, config))
+        server = uvicorn.Server(uvicorn_config(
+            app, header_timeout=config.header_timeout, max_connections=config.max_connections,
+            host=config.bind, port=config.port, hot=app.hot))
         log.info("pasteur on http://%s:%d, pastes in %s", config.bind, config.port,
                  config.repo_path)
         await server.serve()

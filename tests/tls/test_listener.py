@@ -139,7 +139,7 @@ def test_cli_serves_the_app_over_h2(tmp_path: Path) -> None:
     port = free_port()
     proc = pasteur(*tls_argv(cert, key, port), data=tmp_path / "d")
     try:
-        wait_port(port, proc)
+        wait_port(port, proc, timeout=40)  # a loaded machine starts slowly
         deadline = time.monotonic() + 10
         with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=str(cert))) as c:
             while True:
@@ -169,7 +169,7 @@ def test_terminal_client_over_https(tmp_path: Path) -> None:
                               capture_output=True, timeout=60)
 
     try:
-        wait_port(port, proc)
+        wait_port(port, proc, timeout=40)  # a loaded machine starts slowly
         made = client("paste", "-s", server, "--cacert", str(cert), stdin=b"over TLS\n")
         assert made.returncode == 0, made.stderr
         url = made.stdout.decode().strip()

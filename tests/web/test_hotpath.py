@@ -26,9 +26,8 @@ from hypothesis import strategies as st
 
 from pasteur import record
 from pasteur.config import Config
-from pasteur.protocol import GuardedProtocol
+from pasteur.protocol import GuardedProtocol, uvicorn_config
 from pasteur.proxy import parse_networks
-from pasteur.server import uvicorn_config
 from pasteur.storage.repository import lock_repository
 from pasteur.storage.store import Store
 from pasteur.web.app import Frontdoor, create_app
@@ -78,8 +77,8 @@ def twin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Twin]:
                   check_document=record.document_problem)
     counts = ResponseCounts()
     app = create_app(config, store, counts=counts)
-    hot_config = uvicorn_config(app, config)
-    plain_config = uvicorn_config(app, config)
+    hot_config = uvicorn_config(app, hot=app.hot)
+    plain_config = uvicorn_config(app)
     plain_config.http = type("Plain", (GuardedProtocol,), {"hot": None})
     plain_config.lifespan = "off"  # the store is started once, by the hot listener's
     servers = [uvicorn.Server(hot_config), uvicorn.Server(plain_config)]

@@ -1,10 +1,13 @@
 """HTTPS: TLS listener with HTTP/2 by ALPN, live certificate swap, port-80 redirect.
 
-The TLS listener is hypercorn, run in Pasteur's own event loop, with one
-`ssl.SSLContext` that Pasteur keeps: a renewed certificate is loaded into that same
-context (`load_cert_chain`), so new handshakes get it and open connections keep
-theirs; nothing restarts. Port 80 (``--http-port``) redirects to HTTPS and answers
-ACME HTTP-01 challenges. See docs/https.md for the reasons and figures.
+Pasteur keeps one `ssl.SSLContext` (`LiveTLS`) for the listener's whole life: a renewed
+certificate is loaded into that same context (`load_cert_chain`), so new handshakes get
+it and open connections keep theirs; nothing restarts. The listener (tls/alpn.py) is
+uvicorn's server machinery with TLS by the event loop (uvloop) on that context: HTTP/1.1
+connections are served by the plain listener's protocol (`pasteur.protocol`: same limits,
+deadlines, ~0.85x plain HTTP's req/s), h2 ones by hypercorn's HTTP/2 protocol.
+Port 80 (``--http-port``) redirects to HTTPS and answers ACME HTTP-01 challenges. See
+docs/https.md and docs/performance.md for the reasons and figures.
 """
 
 from __future__ import annotations
@@ -21,18 +24,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pasteur import limits
 from pasteur.config import Config, DataDir, TlsSettings, flag_type, parse_port
+from pasteur.protocol import HotAnswers, uvicorn_config
+from pasteur.tls import alpn
 
 if TYPE_CHECKING:  # imported when serving: `pasteur --help` stays fast
-    from hypercorn.config import Config as HypercornConfig
-
     from pasteur.tls.acme import AcmeSettings, CertificateManager, Issued
 
 log = logging.getLogger("pasteur.tls.listener")
 
 ASGIApp = Callable[..., Awaitable[None]]
 CHALLENGE_PREFIX = "/.well-known/acme-challenge/"
+GRACEFUL_TIMEOUT = 5  # seconds a stop waits for requests in progress
 # Same suite as hypercorn's default: forward-secret AEAD only.
 CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:DHE+CHACHA20"
 
@@ -263,21 +266,6 @@ class LiveTLS:
         return (self.not_after - dt.datetime.now(dt.UTC)).total_seconds() / 86400
 
 
-def _tls_config(tls: LiveTLS) -> HypercornConfig:
-    """Hypercorn configuration that uses our live SSLContext."""
-    from hypercorn.config import Config
-
-    class TLSConfig(Config):
-        @property
-        def ssl_enabled(self) -> bool:
-            return True
-
-        def create_ssl_context(self) -> ssl.SSLContext:
-            return tls.context
-
-    return TLSConfig()
-
-
 # --- port 80: redirect and HTTP-01 ----------------------------------------------------
 
 
@@ -326,25 +314,6 @@ async def _respond(send: Callable, status: int, headers: list, body: bytes) -> N
 # --- server ---------------------------------------------------------------------------
 
 
-def _hypercorn_config(config: HypercornConfig, binds: list[str]) -> HypercornConfig:
-    config.bind = binds  # TLS if the config has it (see _tls_config), plain otherwise
-    config.accesslog = None
-    config.errorlog = logging.getLogger("pasteur.hypercorn")
-    config.graceful_timeout = 5
-    # Against slow and idle clients, as the plain-HTTP listener (see server.py): idle
-    # keep-alive, a silent connection and a slow TLS handshake are closed.
-    config.keep_alive_timeout = 15
-    config.read_timeout = 30
-    config.ssl_handshake_timeout = 10
-    config.include_server_header = False
-    # Request heads as on the plain listener (limits.py): h11 answers 431 past the size
-    # (over 32 KiB, a long URL too), HTTP/2 refuses a larger header list (a connection
-    # error); limits.Guard, around the app, refuses the rest.
-    config.h11_max_incomplete_size = limits.MAX_HEAD
-    config.h2_max_header_list_size = limits.MAX_HEAD
-    return config
-
-
 def _bind(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -379,8 +348,12 @@ class HttpsServer:
         self.ready = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
+        self._listeners: list[alpn.Listener] = []
         self.watch_interval = 30.0  # seconds between checks of --tls-cert/--tls-key
+        self.handshake_timeout = alpn.HANDSHAKE_TIMEOUT
+        self.header_timeout = core_config.header_timeout  # as on the plain listener
         self.max_connections = core_config.max_connections  # each listener's, then 503
+        self.hot: HotAnswers | None = None  # cached reads answered by HTTP/1.1's protocol
 
     def stop(self) -> None:
         self._stop.set()
@@ -389,8 +362,8 @@ class HttpsServer:
         """Serve until stop(); raises HttpsError when something is wrong."""
         try:
             if self.http_port:
-                self._start(redirect_app(self.settings.hostname, self.https_port, self.tokens),
-                            self.http_port, secure=False)
+                await self._start(redirect_app(self.settings.hostname, self.https_port,
+                                               self.tokens), self.http_port, secure=False)
             if self.manager is not None:
                 from pasteur.tls.acme import AcmeError
 
@@ -405,7 +378,7 @@ class HttpsServer:
                 self.tls.load_files(self.settings.tls_cert, self.settings.tls_key)
                 self._tasks.append(asyncio.create_task(self._watch_files(), name="renewal"))
             assert self.app is not None, "HttpsServer.app is not set"
-            self._start(self.app, self.https_port, secure=True)
+            await self._start(self.app, self.https_port, secure=True)
             self.ready.set()
             await self._stop.wait()
         finally:
@@ -435,32 +408,31 @@ class HttpsServer:
 
     async def _close(self) -> None:
         for task in self._tasks:
-            if task is not None and task.get_name() == "renewal":
-                task.cancel()
+            task.cancel()  # the renewal loop
         results = await asyncio.gather(*self._tasks, return_exceptions=True)
         for result in results:
             if isinstance(result, Exception):
-                log.error("listener failed: %s", result)
+                log.error("renewal failed: %s", result)
+        for listener in reversed(self._listeners):
+            await listener.stop()
 
-    def _start(self, app: ASGIApp, port: int, secure: bool) -> None:
-        from hypercorn.asyncio.run import worker_serve
-        from hypercorn.config import Config
-        from hypercorn.utils import wrap_app
-
-        base = _tls_config(self.tls) if secure else Config()
-        hc = _hypercorn_config(base, [_bind(self.host, port)])
+    async def _start(self, app: ASGIApp, port: int, secure: bool) -> None:
+        """Listen on `port`: TLS (HTTP/1.1 and h2 by ALPN) serving `app` and running its
+        lifespan, or plain HTTP/1.1 for port 80's `redirect_app`."""
         try:
-            sockets = hc.create_sockets()
-            for sock in sockets.secure_sockets + sockets.insecure_sockets:
-                sock.listen(hc.backlog)  # connections wait in the backlog until served
+            sock = alpn.bind(self.host, port)
         except OSError as e:
             raise fail(f"cannot listen on {_bind(self.host, port)}: {e.strerror}") from None
-        guarded = limits.Guard(app, self.max_connections)
-        self._tasks.append(asyncio.create_task(worker_serve(
-            wrap_app(guarded, None, "asgi"), hc, sockets=sockets,  # type: ignore[arg-type]  # ASGI; no WSGI
-            shutdown_trigger=self._stop.wait)))
-        scheme = "https" if secure else "http"
-        log.info("listening on %s://%s", scheme, _bind(self.host, port))
+        config = uvicorn_config(app, header_timeout=self.header_timeout,
+                                max_connections=self.max_connections, host=self.host,
+                                port=port, lifespan="on" if secure else "off",
+                                graceful=GRACEFUL_TIMEOUT, hot=self.hot if secure else None)
+        listener = alpn.Listener(config, sock, self.tls.context if secure else None,
+                                 h2_app=app if secure else None,
+                                 handshake_timeout=self.handshake_timeout)
+        self._listeners.append(listener)
+        await listener.start()
+        log.info("listening on %s://%s", "https" if secure else "http", _bind(self.host, port))
 
 
 def prepare(config: Config) -> HttpsServer | None:
@@ -474,11 +446,14 @@ def prepare(config: Config) -> HttpsServer | None:
         raise SystemExit(f"pasteur: {e}") from None
 
 
-async def serve(app: ASGIApp, config: Config, server: HttpsServer | None = None) -> None:
-    """Serve `app` over HTTPS as the options say (called by `pasteur serve`)."""
+async def serve(app: ASGIApp, config: Config, server: HttpsServer | None = None,
+                hot: HotAnswers | None = None) -> None:
+    """Serve `app` over HTTPS as the options say (called by `pasteur serve`); `hot`: the
+    front door's cached reads, answered by the HTTP/1.1 protocol as on the plain listener."""
     try:
         server = server or HttpsServer(app, config)
         server.app = app
+        server.hot = hot
         await server.run()
     except HttpsError as e:
         raise SystemExit(f"pasteur: {e}") from None
