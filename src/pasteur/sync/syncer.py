@@ -242,6 +242,7 @@ class Syncer:
         if secret is not None:
             log.warning("remote %s is plain http: %s is sent in clear on every fetch and "
                         "push, readable by anyone on the way (use https)", url, secret)
+        self.misses.start()  # its worker starts beside the first fetch
         try:
             await asyncio.wait_for(self._first_sync(), START_TIMEOUT)
         except TimeoutError:
@@ -251,7 +252,7 @@ class Syncer:
                         "retrying", url, exc)
         except SyncFailure as exc:
             if exc.kind in FATAL_KINDS:
-                await self.worker.close()
+                await asyncio.gather(self.misses.stop(), self.worker.close())
                 raise SyncError(f"remote {url}: {exc}") from None
             self._note_error(exc)
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
@@ -415,7 +416,10 @@ class Syncer:
 
     def _queued(self, result: Integration) -> Integration:
         """Writer thread, right after an integration: queue, durably, what it
-        found erased elsewhere and still here, before the tracking ref moves."""
+        found erased elsewhere and still here, before the tracking ref moves;
+        and why the pastes removed elsewhere are gone (410 here as there)."""
+        if result.gone:
+            self.store.erasure.remember(result.gone)
         if result.erase:
             self.store.erasure.remove(result.erase, "Erase")
         return result
@@ -487,6 +491,7 @@ class Syncer:
             "reerased": self.eraser.reerased,
             "miss_probes": self.misses.probes,
             "miss_fetches": self.misses.fetches,
+            "marks_swept": self.watch.swept,
         }
 
 
@@ -504,7 +509,8 @@ def miss_probe(syncer: Syncer) -> MissProbe:
     def known() -> str | None:
         return str(syncer.remote_head) if syncer.remote_head is not None else None
 
-    return MissProbe(probe, known, syncer.miss_fetch, worker.close)
+    return MissProbe(probe, known, syncer.miss_fetch, worker.close,
+                     ready=lambda: worker.call("ready"))
 
 
 async def resolve_branch(settings: SyncSettings, store: Store) -> SyncSettings:
