@@ -242,7 +242,6 @@ class Syncer:
         if secret is not None:
             log.warning("remote %s is plain http: %s is sent in clear on every fetch and "
                         "push, readable by anyone on the way (use https)", url, secret)
-        self.misses.start()  # its worker starts beside the first fetch
         try:
             await asyncio.wait_for(self._first_sync(), START_TIMEOUT)
         except TimeoutError:
@@ -252,7 +251,7 @@ class Syncer:
                         "retrying", url, exc)
         except SyncFailure as exc:
             if exc.kind in FATAL_KINDS:
-                await asyncio.gather(self.misses.stop(), self.worker.close())
+                await self.worker.close()
                 raise SyncError(f"remote {url}: {exc}") from None
             self._note_error(exc)
             log.warning("remote %s is unreachable (%s): serving local pastes, retrying", url, exc)
@@ -260,6 +259,9 @@ class Syncer:
             self.figures.success()
             log.info("synchronising with %s (branch %s, from %s; head %s)", url,
                      self.options.branch, self.options.branch_source, self.remote_head)
+        # The miss probe's worker starts now, in the background: not beside
+        # the first fetch (on a loaded machine both would be slower).
+        self.misses.start()
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
