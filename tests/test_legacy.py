@@ -75,6 +75,7 @@ def original(tmp_path_factory: pytest.TempPathFactory, sealed: dict) -> Path:
         ("Sh0", ocaml_json(SHORT)),
         ("XyZ", ocaml_json(sealed["hex"], encrypted=True)),
         ("bad", b'{ "text": "not the original\'s format" }'),
+        ("Bin", b'{ "contents": { "invalid_utf8_string": [ 111, 107, 255, 10 ] } }'),
     ])
     commit_original(path, {i: ocaml_json(f"crowd {i}") for i in CROWD}, 1_700_010_000)
     return path
@@ -110,7 +111,7 @@ def test_fixture_is_the_originals_layout(original: Path) -> None:
                           "%x00%ai%x00%B%x01", "main"],
                          capture_output=True, text=True, check=True).stdout
     commits = [c.strip("\n").split("\0") for c in log.split("\x01") if c.strip()]
-    assert len(commits) == 5  # one per paste, the crowd in one
+    assert len(commits) == 6  # one per paste, the crowd in one
     for author, committer, date, message in commits:
         assert author == committer == AUTHOR and date.endswith("+0000")
         assert message == MESSAGE
@@ -178,11 +179,20 @@ def test_neither_format_is_a_clear_error(local: Server) -> None:
     assert httpx.get(f"{local.url}/bad?raw=true").status_code == 422
 
 
+def test_a_string_that_was_not_utf8(local: Server) -> None:
+    """The original wrote a paste that was not UTF-8 as data-encoding's
+    {"invalid_utf8_string": [bytes]}: served as text, U+FFFD for the bad byte."""
+    r = httpx.get(f"{local.url}/Bin?raw=true")
+    assert r.status_code == 200 and r.content == "ok\ufffd\n".encode()
+    r = httpx.get(f"{local.url}/Bin", headers={"accept": "text/html"})
+    assert r.status_code == 200 and "ok\ufffd" in r.text
+
+
 def test_new_ids_never_take_an_original_id(local: Server) -> None:
     with httpx.Client(base_url=local.url) as client:
         ids = [client.post("/", content=f"new {n}".encode()).text.strip().rsplit("/", 1)[1]
                for n in range(6)]
-    taken = set(CROWD) | {"abc", "Sh0", "XyZ", "bad"}
+    taken = set(CROWD) | {"abc", "Sh0", "XyZ", "bad", "Bin"}
     assert not set(ids) & taken, ids
     local.settle()
     assert httpx.get(f"{local.url}/aa?raw").text == "crowd aa"  # untouched
@@ -348,11 +358,16 @@ def test_documents_of_the_original() -> None:
     sealed_doc = Paste.from_json(ocaml_json("00" * 16, encrypted=True))
     assert sealed_doc.legacy and sealed_doc.ct == "00" * 16 and sealed_doc.iv is None
     for bad in (b'{"contents": "x", "hl": "python"}',  # no other field, as its reader
-                b'{"contents": {"invalid_utf8_string": [255]}}',
+                b'{"contents": {"invalid_utf8_string": [256]}}',
+                b'{"contents": {"invalid_utf8_string": [97], "x": 1}}',
+                b'{"contents": {"invalid_utf8_string": [255]}, "encrypted": true}',
                 b'{"contents": "x", "encrypted": "yes"}', b'{"contents": "\\ud800"}',
                 b'"just a string"', b"not json"):
         with pytest.raises(InvalidPaste):
             Paste.from_json(bad)
+    # a string that was not UTF-8, as the original's data-encoding wrote it
+    odd = Paste.from_json(b'{ "contents": { "invalid_utf8_string": [ 97, 255, 98 ] } }')
+    assert odd.text == "a\ufffdb" and odd.size == len("a\ufffdb".encode())
     # what a POST from the original's page stores: v1, its hex ciphertext, no iv
     stored = Paste(created="2026-12-02T00:00:00Z", size=16, ct="ab" * 16, enc=crypto.LEGACY_ENC)
     doc = json.loads(stored.to_json())

@@ -66,11 +66,18 @@ def test_switches_take_the_original_forms(flag, form, value):
 def test_the_readme_forms_reach_the_tls_settings():
     _, config = parse("--hostname", "zero.bin", "--https=true", "--production=false",
                       "--email", "a@b.c", "--certificate-seed", "cs", "--account-seed", "as",
-                      "--certificate-key-type", "p256", "--account-key-type", "P256")
+                      "--certificate-key-type", "p256", "--account-key-type", "RSA",
+                      "--account-bits", "2048", "--certificate-bits", "256")
     tls = config.tls
     assert tls is not None and tls.https and not tls.production
     assert (tls.hostname, tls.email, tls.cert_seed, tls.account_seed) == \
         ("zero.bin", "a@b.c", "cs", "as")
+    assert (tls.cert_key_type, tls.cert_bits, tls.account_key_type, tls.account_bits) == \
+        ("p256", 256, "rsa", 2048)
+    _, config = parse("--hostname", "h", "--https", "--certificate-key-type", "p3",
+                      "--account-key-type", "r")  # Cmdliner's enum takes a unique prefix
+    assert config.tls is not None
+    assert (config.tls.cert_key_type, config.tls.account_key_type) == ("p384", "rsa")
     _, config = parse("--https=false", "--hostname", "zero.bin")
     assert config.tls is None
 
@@ -123,7 +130,7 @@ def test_no_branch_means_the_remotes_head():
         (["-r", "git://h/r#"], "not a branch name"),
         (["-r", "#main"], "no URL"),
         (["-r", "git://h/r#x", "--remote-branch", "y"], "give one"),
-        (["--ssh-key", "rsa:XXX"], "pasteur keygen"),
+        (["--ssh-key", "rsa:a:b"], "one ':' only"),
         (["--ssh-key", "ed25519:AAAA"], "32 bytes"),
         (["--ssh-key", "ed25519:!!"], "base64"),
         (["--ssh-key", "dsa:x"], "ed25519:<base64> or rsa:<seed>"),
@@ -131,11 +138,12 @@ def test_no_branch_means_the_remotes_head():
         (["--ssh-authenticator", "notbase64!"], "SHA256:"),
         (["--ssh-key", "ed25519:" + base64.b64encode(bytes(32)).decode(), "--ssh-seed", "s",
           "-r", "git@h:r"], "give one"),
-        (["--certificate-key-type", "rsa"], "P-256"),
-        (["--account-key-type", "ed25519"], "P-256"),
+        (["--certificate-key-type", "ed25519"], "Let's Encrypt takes Ed25519"),
+        (["--account-key-type", "ed25519"], "nothing registered"),
         (["--account-key-type", "dsa"], "expected one of rsa, ed25519, p256, p384, p521"),
-        (["--certificate-bits", "4096"], "drop the flag"),
-        (["--account-bits", "2048"], "drop the flag"),
+        (["--account-key-type", "p"], "expected one of rsa, ed25519, p256, p384, p521"),
+        (["--certificate-bits", "-1"], "positive number of bits"),
+        (["--account-bits", "many"], "expected a number of bits"),
     ],
 )
 def test_bad_values_exit_2(args, needle):
@@ -144,24 +152,31 @@ def test_bad_values_exit_2(args, needle):
     assert needle in r.stderr and "Traceback" not in r.stderr
 
 
-def test_rsa_seed_refusal_says_how_to_register_a_new_key():
-    r = run("--ssh-key", "rsa:XXX", "-r", "git@h:r")
-    assert r.returncode == 2
-    for step in ("pasteur keygen", "deploy key", "--ssh-seed"):
-        assert step in r.stderr
+def test_keygen_prints_the_public_key_of_an_ssh_key() -> None:
+    """``pasteur keygen --ssh-key KEY`` prints the authorized_keys line and fingerprint,
+    to compare with the deploy key the remote has; rsa:<seed> is the original's key."""
+    from pasteur import seedkeys
+
+    out = subprocess.run([sys.executable, "-m", "pasteur", "keygen", "--ssh-key",
+                          "rsa:XXX", "--comment", "c"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout.splitlines()
+    expected = seedkeys.generate(b"XXX", "rsa", 4096).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    assert out[0] == f"{expected} c"
+    blob = base64.b64decode(expected.split()[1])
+    sha = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    assert out[1] == f"fingerprint SHA256:{sha}"
 
 
-def test_acme_seeds_say_the_key_is_not_the_originals(tmp_path: Path) -> None:
-    """A seed from the original gives another key here: said at start, not silently."""
-    port = free_port()
+def test_bad_rsa_bits_for_a_seeded_key_say_how_to_get_a_new_one(tmp_path: Path) -> None:
     r = subprocess.run(
         [sys.executable, "-m", "pasteur", "serve", "--data", str(tmp_path / "d"), "--https",
-         "--hostname", "zero.bin", "--certificate-seed", "s1", "--account-seed", "s2",
-         "--acme-directory", f"http://127.0.0.1:{port}/dir", "--http-port", "0",
-         "--dns-key", "k:hmac-sha256:" + base64.b64encode(b"k" * 16).decode(),
-         "--dns-addr", "127.0.0.1", "--https-port", str(free_port()), "--port", "0"],
+         "--hostname", "zero.bin", "--account-seed", "s2", "--account-bits", "512",
+         "--port", "0", "--https-port", str(free_port()), "--http-port", "0"],
         capture_output=True, text=True, timeout=60)
-    assert "not the RSA keys the original Pasteur derived" in r.stderr, r.stderr
+    assert r.returncode == 1, r.stderr
+    assert "--account-bits: 512-bit RSA keys are not made here" in r.stderr
+    assert "nothing registered" in r.stderr and "Traceback" not in r.stderr
 
 
 # -- the branch ----------------------------------------------------------------------
@@ -319,6 +334,26 @@ def test_seeds_walkthrough_master_only_remote(pasteurs: list[Instance], tmp_path
 
 
 # -- SSH with the original's key flags ---------------------------------------------------
+
+
+def test_ssh_key_rsa_seed_is_the_originals_key(sshd: Sshd, pasteurs: list[Instance],
+                                               tmp_path: Path) -> None:
+    """``--ssh-key rsa:<seed>`` authenticates with the RSA key the original made from the
+    seed (`pasteur.seedkeys`, checked against the OCaml libraries in
+    tests/test_seedkeys.py), to an OpenSSH server that takes only rsa-sha2 signatures."""
+    from pasteur import seedkeys
+
+    public = seedkeys.generate(b"hello", "rsa", 4096).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    authorized = sshd.dir / "authorized_keys"
+    authorized.write_text(authorized.read_text() + public + " original-rsa\n")
+    bare = bare_remote(tmp_path / "ssh.git", first_commit=True)
+    a = start_pasteur(tmp_path / "a", "-r", sshd.url(bare) + "#main", "--ssh-key", "rsa:hello",
+                      "--ssh-authenticator", ",".join(sshd.fingerprints.values()))
+    pasteurs.append(a)
+    pid = a.paste("with the original's RSA key")
+    wait_pushed(a, timeout=120)  # the key takes a few seconds to derive
+    assert pasted_on(bare, "main", pid)
 
 
 def test_ssh_key_ed25519_is_the_originals_key(sshd: Sshd, pasteurs: list[Instance],

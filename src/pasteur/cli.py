@@ -173,8 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_https_arguments(serve)
     EnvDefaults(serve).apply()
-    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed",
-                            description="Print a new seed and the matching OpenSSH public key.")
+    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed, or show "
+                                      "the public key of an --ssh-key",
+                            description="Print a new seed and the matching OpenSSH public key "
+                                        "(--seed: of that seed); with --ssh-key, the public "
+                                        "key and fingerprint of the original's --ssh-key.")
     add_keygen_arguments(keygen)
     from pasteur.client.terminal import add_client_commands
 

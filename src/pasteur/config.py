@@ -155,7 +155,7 @@ class SyncSettings:
     branch_source: str = "URL#branch"  # how the branch was chosen (sync.branch.Choice.source)
     token: str | None = field(default=None, repr=False)
     seed: str | None = field(default=None, repr=False)
-    ssh_key: str | None = field(default=None, repr=False)  # --ssh-key ed25519:<base64>
+    ssh_key: str | None = field(default=None, repr=False)  # --ssh-key rsa:SEED|ed25519:B64
     ssh_password: str | None = field(default=None, repr=False)
     ssh_auth: str | None = None  # SHA256:... host key pins, comma-separated
     ssh_insecure: bool = False
@@ -182,6 +182,10 @@ class TlsSettings:
     acme_ca: str | None = None
     account_seed: str | None = field(default=None, repr=False)
     cert_seed: str | None = field(default=None, repr=False)
+    account_key_type: str | None = None  # the original's flags; None: not given
+    account_bits: int | None = None
+    cert_key_type: str | None = None
+    cert_bits: int | None = None
     dns_key: str | None = field(default=None, repr=False)
     dns_addr: str | None = None
     dns_port: int | None = None

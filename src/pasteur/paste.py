@@ -205,6 +205,8 @@ def legacy_document(doc: dict[str, Any]) -> Paste:
     contents, encrypted = doc.get("contents"), doc.get("encrypted", False)
     if set(doc) - {"contents", "encrypted"} or not isinstance(encrypted, bool):
         raise InvalidPaste("a document of the original Pasteur holds contents and encrypted only")
+    if isinstance(contents, dict) and not encrypted:
+        contents = _invalid_utf8_string(contents)
     if not isinstance(contents, str):
         raise InvalidPaste("the original Pasteur's contents is not a string (not UTF-8 text?)")
     try:
@@ -214,6 +216,19 @@ def legacy_document(doc: dict[str, Any]) -> Paste:
     if encrypted:
         return Paste(created="", size=size, ct=contents, enc=LEGACY_ENC)
     return Paste(created="", size=size, text=contents)
+
+
+def _invalid_utf8_string(contents: dict[str, Any]) -> str | None:
+    """The original's JSON for a string that is not UTF-8 (data-encoding's
+    ``{"invalid_utf8_string": [byte, ...]}``, UPSTREAM.md §1), as text: the bytes
+    decoded with U+FFFD for each invalid sequence (a page and a raw view are UTF-8
+    text); None when it is not that shape."""
+    values = contents.get("invalid_utf8_string")
+    if set(contents) != {"invalid_utf8_string"} or not isinstance(values, list) or not all(
+        isinstance(b, int) and not isinstance(b, bool) and 0 <= b <= 255 for b in values
+    ):
+        return None
+    return bytes(values).decode("utf-8", "replace")
 
 
 def kdf_params(salt: str, iterations: str) -> dict[str, Any]:

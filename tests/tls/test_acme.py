@@ -20,9 +20,13 @@ from pasteur.tls.acme import (
     AcmeSettings,
     CertificateManager,
     DnsSettings,
+    KeySpec,
+    account_jwk,
     derive_key,
     dns_update,
+    key_kind,
     key_pem,
+    load_or_create_key,
 )
 from pasteur.tls.listener import HttpsError, HttpsServer
 from tests.fixtures_acme import (  # noqa: F401 - fixtures
@@ -84,11 +88,14 @@ async def test_dns01_issues_and_cleans_up(pebble: Pebble, knot: Knot, tmp_path: 
     host = f"dns01.{ZONE}"
     argv = acme_argv(pebble, tmp_path, host, "--http-port", "0", "--dns-key", knot.key,
                      "--dns-addr", "127.0.0.1", "--dns-port", str(knot.port),
-                     "--account-seed", "acct", "--cert-seed", "cert")
+                     "--account-seed", "acct", "--account-key-type", "p384",
+                     "--cert-seed", "cert", "--certificate-bits", "2048")
     async with running(*argv) as server, client_for(pebble) as c:
         r = await get(c, server, host)
         assert r.http_version == "HTTP/2"
-        assert peer_cert(r).public_key() == derive_key("cert", b"certificate").public_key()
+        # the original's keys for these seeds: an RSA-2048 certificate key (rsa is the
+        # default type with a seed), a P-384 account key (ES384)
+        assert peer_cert(r).public_key() == derive_key("cert", "rsa", 2048).public_key()
     assert knot.dig(f"_acme-challenge.{host}", "TXT") == []  # removed after validation
     assert not (tmp_path / "acme" / "account.key").exists()  # seeded: not stored
     assert not (tmp_path / "acme" / "certificate.key").exists()
@@ -204,11 +211,46 @@ def test_bad_options(argv: list[str], message: str, tmp_path: Path) -> None:
 # --- keys and renewal loop ------------------------------------------------------------
 
 
-def test_seed_derivation_is_deterministic() -> None:
-    a, b = derive_key("seed", b"account"), derive_key("seed", b"account")
-    assert key_pem(a) == key_pem(b)
-    assert key_pem(a) != key_pem(derive_key("seed", b"certificate"))
-    assert key_pem(a) != key_pem(derive_key("seed2", b"account"))
+def test_seeded_keys_are_the_originals() -> None:
+    """X509.Private_key.generate ~seed ~bits typ (pasteur.seedkeys, checked against the
+    OCaml libraries in tests/test_seedkeys.py); rsa/4096 when no type is given."""
+    from pasteur import seedkeys
+
+    a = derive_key("seed", "p256")
+    assert key_pem(a) == key_pem(seedkeys.generate(b"seed", "p256"))  # type: ignore[arg-type]
+    assert key_pem(a) != key_pem(derive_key("seed2", "p256"))
+    assert key_kind(derive_key("seed", "p521")) == "p521"
+    rsa_key = derive_key("seed", "rsa", 1024)
+    assert key_kind(rsa_key) == "rsa" and rsa_key.key_size == 1024
+    spec = KeySpec(seed="seed")
+    assert load_or_create_key(spec, Path("/nonexistent"), "account").key_size == 4096
+
+
+def test_stored_key_of_another_type_is_refused(tmp_path: Path) -> None:
+    """Without a seed, a stored key is kept unless the flags ask for another type or size:
+    then the operator is told to remove it (nothing to register), never given another
+    key silently."""
+    path = tmp_path / "account.key"
+    first = load_or_create_key(KeySpec(key_type="p384"), path, "account")
+    assert key_kind(first) == "p384"
+    assert key_pem(load_or_create_key(KeySpec(), path, "account")) == key_pem(first)
+    with pytest.raises(AcmeError, match="holds a p384 key and --account-key-type/"
+                                        "--account-bits ask for p256: remove the file"):
+        load_or_create_key(KeySpec(key_type="p256"), path, "account")
+    path.unlink()
+    rsa_key = load_or_create_key(KeySpec(key_type="rsa", bits=2048), path, "account")
+    assert rsa_key.key_size == 2048
+    with pytest.raises(AcmeError, match="2048-bit RSA key .* ask for 3072-bit RSA"):
+        load_or_create_key(KeySpec(bits=3072), path, "account")
+
+
+def test_account_jwk_algorithms() -> None:
+    import josepy as jose
+
+    assert account_jwk(derive_key("s", "rsa", 1024))[1] is jose.RS256
+    assert account_jwk(derive_key("s", "p256"))[1] is jose.ES256
+    assert account_jwk(derive_key("s", "p384"))[1] is jose.ES384
+    assert account_jwk(derive_key("s", "p521"))[1] is jose.ES512
 
 
 class FlakyIssuer:

@@ -4,6 +4,7 @@ the terminal client shares the parser)."""
 from __future__ import annotations
 
 import argparse
+import base64
 
 from pasteur.config import SyncSettings, flag_type
 
@@ -35,25 +36,23 @@ def parse_remote(value: str) -> str:
 
 
 def parse_ssh_key(value: str) -> str:
-    """The original's ``--ssh-key``: ``ed25519:<base64 of the 32-byte private key>`` is
-    taken as is; ``rsa:<seed>`` (an RSA key awa derives from the seed with its Fortuna
-    generator) is refused: this Pasteur cannot re-derive that key, and a different
-    key from the same seed would only be refused by the Git server."""
+    """The original's ``--ssh-key`` (awa's ``Keys.of_string``): ``ed25519:<base64 of the
+    32-byte private key>`` or ``rsa:<seed>`` (the RSA key awa derived from the seed,
+    re-derived here bit for bit); like awa, exactly one ``:``."""
     kind, sep, rest = value.partition(":")
     kind = kind.strip().lower()
-    if sep and kind == "ed25519":
+    if not sep or kind not in ("ed25519", "rsa"):
+        raise ValueError(f"expected ed25519:<base64> or rsa:<seed>, got {value!r}")
+    if ":" in rest:
+        raise ValueError("awa's TYPE:KEY has one ':' only, the original refused this key too "
+                         "(\"Invalid SSH key format\"); make a new one with 'pasteur keygen', "
+                         "register its public key as the deploy key and use --ssh-seed")
+    if kind == "ed25519":
         from pasteur.sync.sshkeys import key_from_ed25519
 
         key_from_ed25519(rest)  # ValueError with the reason
         return f"ed25519:{rest.strip()}"
-    if sep and kind == "rsa":
-        raise ValueError(
-            "rsa:<seed> keys (awa's RSA derivation) cannot be re-created by this Pasteur. "
-            "Make a new key: run 'pasteur keygen', register the public key it prints as the "
-            "deploy key of the repository, and start with --ssh-seed <the printed seed> "
-            "instead of --ssh-key (or give an Ed25519 key as --ssh-key ed25519:<base64>)"
-        )
-    raise ValueError(f"expected ed25519:<base64> or rsa:<seed>, got {value!r}")
+    return f"rsa:{rest}"
 
 
 def add_sync_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,11 +71,13 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
                    help="token for an http(s) remote, sent as HTTP basic auth password")
     g.add_argument("--ssh-seed", default=None, metavar="SEED",
                    help="seed of the SSH key (from 'pasteur keygen'; an Ed25519 key, not "
-                        "the RSA key the original's awa_gen_key made from its seeds)")
-    g.add_argument("--ssh-key", default=None, metavar="ed25519:BASE64",
+                        "the RSA key the original's awa_gen_key made from its seeds: that "
+                        "one is --ssh-key rsa:SEED)")
+    g.add_argument("--ssh-key", default=None, metavar="rsa:SEED|ed25519:BASE64",
                    type=flag_type(parse_ssh_key, "ssh-key"),
-                   help="the original's SSH key flag: ed25519:<base64 private key> "
-                        "(rsa:<seed> is refused, see 'Coming from the original Pasteur')")
+                   help="the original's SSH key flag: rsa:<seed> (the same 4096-bit RSA key "
+                        "the original derived from the seed) or ed25519:<base64 private "
+                        "key>; 'pasteur keygen --ssh-key KEY' prints its public key")
     g.add_argument("--ssh-password", default=None, metavar="PASSWORD",
                    help="password for SSH password authentication")
     g.add_argument("--ssh-auth", "--ssh-authenticator", dest="ssh_auth", default=None,
@@ -166,14 +167,25 @@ def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
 
 
 def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", default=None,
-                   help="print the public key of this seed instead of a new one")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--seed", default=None,
+                       help="print the public key of this --ssh-seed instead of a new one")
+    which.add_argument("--ssh-key", default=None, metavar="rsa:SEED|ed25519:BASE64",
+                       type=flag_type(parse_ssh_key, "ssh-key"),
+                       help="print the public key (authorized_keys line) and fingerprint "
+                            "of the original's --ssh-key, to compare with the remote's "
+                            "deploy key")
     p.add_argument("--comment", default=None, help="comment of the public key line")
 
 
 def keygen(args: argparse.Namespace) -> int:
-    from pasteur.sync.sshkeys import key_from_seed, new_seed
+    from pasteur.sync.sshkeys import fingerprint, key_from_seed, key_from_spec, new_seed
 
+    if args.ssh_key:
+        key = key_from_spec(args.ssh_key, args.comment)
+        print(key.public)
+        print(f"fingerprint {fingerprint(base64.b64decode(key.public.split()[1]))}")
+        return 0
     seed = args.seed or new_seed()
     key = key_from_seed(seed, args.comment)
     print(f"seed is {seed}")

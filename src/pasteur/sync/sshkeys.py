@@ -4,18 +4,27 @@
 ``--ssh-seed`` derives the same private key again, in memory only. The key is
 Ed25519: its 32-byte private scalar seed is SHA-256 of a domain label and the
 seed text, so any seed string works and the same seed always gives the same key.
+
+The original's ``--ssh-key`` is taken too: ``ed25519:<base64 of the 32-byte private
+key>`` as is, and ``rsa:<seed>`` as awa's ``Keys.of_string`` made it: the 4096-bit RSA
+key ``X509.Private_key.generate ~seed`` draws from a Fortuna generator seeded with the
+seed (re-derived bit for bit by `pasteur.seedkeys`). ``pasteur keygen --ssh-key KEY``
+prints its public key, to compare with the remote's deploy key.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
+import os
 import secrets
 import socket
 from dataclasses import dataclass
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 _LABEL = b"pasteur ssh ed25519 v1\0"
 
@@ -38,7 +47,7 @@ def key_from_seed(seed: str, comment: str | None = None) -> SshKey:
     return _ssh_key(Ed25519PrivateKey.from_private_bytes(scalar), comment)
 
 
-def _ssh_key(key: Ed25519PrivateKey, comment: str | None) -> SshKey:
+def _ssh_key(key: Ed25519PrivateKey | RSAPrivateKey, comment: str | None) -> SshKey:
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     ).decode("ascii")
@@ -61,6 +70,27 @@ def key_from_ed25519(b64: str, comment: str | None = None) -> SshKey:
     if len(raw) != 32:
         raise ValueError(f"an ed25519 private key has 32 bytes, this one has {len(raw)}")
     return _ssh_key(Ed25519PrivateKey.from_private_bytes(raw), comment)
+
+
+@functools.lru_cache(maxsize=4)
+def key_from_rsa_seed(seed: str, comment: str | None = None) -> SshKey:
+    """The key of the original's ``--ssh-key rsa:<seed>``: awa's ``Keys.of_string`` gives
+    the seed's bytes to ``X509.Private_key.generate ~seed `RSA`` (4096 bits). A few
+    seconds of work, hence cached."""
+    from pasteur import seedkeys
+
+    key = seedkeys.generate(os.fsencode(seed), "rsa", seedkeys.DEFAULT_BITS)
+    assert isinstance(key, RSAPrivateKey)
+    return _ssh_key(key, comment)
+
+
+def key_from_spec(spec: str, comment: str | None = None) -> SshKey:
+    """The key of an ``--ssh-key`` value (``ed25519:<base64>`` or ``rsa:<seed>``), as
+    `pasteur.sync.flags.parse_ssh_key` checked it."""
+    kind, _, rest = spec.partition(":")
+    if kind == "rsa":
+        return key_from_rsa_seed(rest, comment)
+    return key_from_ed25519(rest, comment)
 
 
 def fingerprint(key_blob: bytes) -> str:

@@ -48,8 +48,8 @@ from pasteur.sync import local as synclocal
 from pasteur.sync.sshkeys import (
     SshKey,
     fingerprint_of_hash,
-    key_from_ed25519,
     key_from_seed,
+    key_from_spec,
     parse_fingerprints,
 )
 
@@ -231,9 +231,10 @@ class Callbacks(pygit2.RemoteCallbacks):
 
 
 def ssh_key(settings: SyncSettings) -> SshKey | None:
-    """The SSH key of --ssh-key (ed25519:<base64>) or --ssh-seed, if either is given."""
+    """The SSH key of --ssh-key (rsa:<seed> or ed25519:<base64>) or --ssh-seed, if either
+    is given."""
     if settings.ssh_key:
-        return key_from_ed25519(settings.ssh_key.partition(":")[2])
+        return key_from_spec(settings.ssh_key)
     if settings.seed:
         return key_from_seed(settings.seed)
     return None

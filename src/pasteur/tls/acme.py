@@ -3,13 +3,14 @@
 The `acme` library is synchronous (requests); Pasteur calls it in a worker thread so
 the event loop keeps serving, among other things the HTTP-01 answer on port 80.
 
-Keys. With ``--account-seed``/``--cert-seed`` the keys are re-derived from the seed:
-``HKDF-SHA256(ikm=seed (UTF-8), salt=b"pasteur-acme-v1", info=PURPOSE, length=48)``,
-read as a big-endian integer ``x``, gives the EC P-256 private scalar ``x mod (n-1) + 1``
-(48 bytes for a 32-byte group order keeps the bias below 2^-128). PURPOSE is
-``b"account"`` or ``b"certificate"``, so the same seed never gives both keys. Without a
-seed, a random key is made once and stored (mode 0600) in ``DATA/acme/``. The issued
-chain is stored beside it, so a restart reuses a certificate that is not yet due.
+Keys. With ``--account-seed``/``--certificate-seed`` a key is the one the original
+Pasteur made from the same seed, type (``--*-key-type``, default rsa) and bits
+(``--*-bits``, default 4096): ``X509.Private_key.generate ~seed ~bits typ``, re-derived
+bit for bit by `pasteur.seedkeys`; it is never stored. Without a seed, a random key of
+the type asked for (default P-256) is made once and stored (mode 0600) in
+``DATA/acme/``. Ed25519 is refused by the flags: neither Let's Encrypt nor the ACME
+library here signs with it. The issued chain is stored beside the keys, so a restart
+reuses a certificate that is not yet due.
 """
 
 from __future__ import annotations
@@ -40,16 +41,19 @@ import josepy as jose
 import requests
 from acme import challenges, client, crypto_util, errors, messages
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from pasteur import seedkeys
 
 log = logging.getLogger("pasteur.tls.acme")
 
 STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
-HKDF_SALT = b"pasteur-acme-v1"
-P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+AcmeKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+NEW_KEY = ("a new key needs nothing registered: the ACME account is made on first use "
+           "and the certificate is issued again")
+_CURVE_TYPES = {"secp256r1": "p256", "secp384r1": "p384", "secp521r1": "p521"}
 TSIG_ALGORITHMS = ("hmac-sha256", "hmac-sha384", "hmac-sha512", "hmac-sha224", "hmac-sha1",
                    "hmac-md5")
 
@@ -61,14 +65,40 @@ class AcmeError(Exception):
 # --- keys -----------------------------------------------------------------------------
 
 
-def derive_key(seed: str, purpose: bytes) -> ec.EllipticCurvePrivateKey:
-    """Derive an EC P-256 private key from a seed, deterministically (see module doc)."""
-    okm = HKDF(hashes.SHA256(), length=48, salt=HKDF_SALT, info=purpose).derive(seed.encode())
-    scalar = int.from_bytes(okm, "big") % (P256_ORDER - 1) + 1
-    return ec.derive_private_key(scalar, ec.SECP256R1())
+def derive_key(seed: str, key_type: str = "rsa", bits: int | None = None) -> AcmeKey:
+    """The original's key for this seed, type and bits (see module doc)."""
+    key = seedkeys.generate(os.fsencode(seed), key_type, bits)
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise AcmeError(f"{key_type} keys cannot sign ACME requests here")
+    return key
 
 
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+def key_kind(key: AcmeKey) -> str:
+    """``rsa`` or ``p256``/``p384``/``p521`` (the flags' names)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return "rsa"
+    return _CURVE_TYPES.get(key.curve.name, key.curve.name)
+
+
+def describe(key: AcmeKey) -> str:
+    return f"{key.key_size}-bit RSA" if isinstance(key, rsa.RSAPrivateKey) else key_kind(key)
+
+
+def account_jwk(key: AcmeKey) -> tuple[jose.JWK, jose.JWASignature]:
+    """The JWK and JWS algorithm of an account key (RS256, ES256, ES384 or ES512)."""
+    if isinstance(key, rsa.RSAPrivateKey):
+        return jose.JWKRSA(key=key), jose.RS256
+    alg = {"p256": jose.ES256, "p384": jose.ES384, "p521": jose.ES512}[key_kind(key)]
+    return jose.JWKEC(key=key), alg
+
+
+def random_key(key_type: str, bits: int | None) -> AcmeKey:
+    if key_type == "rsa":
+        return rsa.generate_private_key(seedkeys.RSA_E, bits or seedkeys.DEFAULT_BITS)
+    return ec.generate_private_key(seedkeys.curve(key_type))
+
+
+def key_pem(key: AcmeKey) -> bytes:
     return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
 
@@ -83,15 +113,35 @@ def write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def load_or_create_key(seed: str | None, purpose: bytes, path: Path) -> ec.EllipticCurvePrivateKey:
-    if seed:
-        return derive_key(seed, purpose)
+@dataclass(frozen=True)
+class KeySpec:
+    """One ACME key's flags: --*-seed, --*-key-type, --*-bits (None: not given)."""
+
+    seed: str | None = field(default=None, repr=False)
+    key_type: str | None = None
+    bits: int | None = None
+
+
+def load_or_create_key(spec: KeySpec, path: Path, flag: str) -> AcmeKey:
+    """The seeded key, else the stored one (which must be of the type asked for), else a
+    new random one stored in ``path``. ``flag`` names the flags in messages."""
+    if spec.seed is not None:
+        return derive_key(spec.seed, spec.key_type or "rsa", spec.bits)
     if path.exists():
         key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey):
-            raise AcmeError(f"{path} is not an EC private key")
+        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise AcmeError(f"{path} is not an RSA or EC private key")
+        wrong_type = spec.key_type is not None and key_kind(key) != spec.key_type
+        wrong_bits = (spec.bits is not None and isinstance(key, rsa.RSAPrivateKey)
+                      and key.key_size != spec.bits)
+        if wrong_type or wrong_bits:
+            asked = (f"{spec.bits}-bit RSA" if (spec.key_type or key_kind(key)) == "rsa"
+                     and spec.bits else spec.key_type)
+            raise AcmeError(f"{path} holds a {describe(key)} key and --{flag}-key-type/"
+                            f"--{flag}-bits ask for {asked}: remove the file to make a new "
+                            f"key ({NEW_KEY}), or drop the flags to keep it")
         return key
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = random_key(spec.key_type or "p256", spec.bits)
     write_private(path, key_pem(key))
     return key
 
@@ -135,8 +185,8 @@ class AcmeSettings:
     directory: str = STAGING
     email: str | None = None
     ca_bundle: str | None = None
-    account_seed: str | None = None
-    cert_seed: str | None = None
+    account_key: KeySpec = KeySpec()
+    cert_key: KeySpec = KeySpec()
     dns: DnsSettings | None = None
     # Renew when less than this fraction of the certificate's lifetime is left
     # (30 days of a 90-day Let's Encrypt certificate).
@@ -244,10 +294,10 @@ class AcmeIssuer:
         self.settings = settings
         self.http_tokens = http_tokens
         state = settings.state_dir
-        self.account_key = load_or_create_key(settings.account_seed, b"account",
-                                              state / "account.key")
-        self.cert_key = load_or_create_key(settings.cert_seed, b"certificate",
-                                           state / "certificate.key")
+        self.account_key = load_or_create_key(settings.account_key, state / "account.key",
+                                              "account")
+        self.cert_key = load_or_create_key(settings.cert_key, state / "certificate.key",
+                                           "certificate")
         self._client: client.ClientV2 | None = None
 
     # Stored chain -----------------------------------------------------------------
@@ -284,9 +334,9 @@ class AcmeIssuer:
         if self._client is not None:
             return self._client
         s = self.settings
-        jwk = jose.JWKEC(key=self.account_key)
+        jwk, alg = account_jwk(self.account_key)
         # verify_ssl goes to requests' verify=, which takes a CA bundle's path too
-        net = client.ClientNetwork(jwk, alg=jose.ES256, user_agent="pasteur",
+        net = client.ClientNetwork(jwk, alg=alg, user_agent="pasteur",
                                    verify_ssl=s.ca_bundle or True,  # type: ignore[arg-type]
                                    timeout=30)
         try:
@@ -359,7 +409,7 @@ class AcmeIssuer:
         challb = next((c for c in authz.body.challenges if isinstance(c.chall, wanted)), None)
         if challb is None:
             raise AcmeError(f"the ACME server offers no {self.settings.challenge_type} challenge")
-        jwk = jose.JWKEC(key=self.account_key)
+        jwk, _ = account_jwk(self.account_key)
         response, validation = challb.response_and_validation(jwk)
         if isinstance(challb.chall, challenges.DNS01):
             cleanup = self._publish_dns(challb.chall.validation_domain_name(

@@ -71,18 +71,22 @@ def add_https_arguments(parser: argparse.ArgumentParser | Any) -> None:
     g.add_argument("--acme-directory", metavar="URL", help="directory URL of any ACME server")
     g.add_argument("--acme-ca", metavar="FILE",
                    help="CA bundle to trust for the ACME server's own HTTPS")
-    g.add_argument("--account-seed", metavar="SEED", help="derive the ACME account key from SEED")
+    g.add_argument("--account-seed", metavar="SEED",
+                   help="make the ACME account key from SEED: the key the original Pasteur "
+                        "made from the same seed, type and bits (not stored)")
     g.add_argument("--cert-seed", "--certificate-seed", dest="cert_seed", metavar="SEED",
-                   help="derive the certificate key from SEED (a P-256 key: not the key the "
-                        "original Pasteur derived from the same seed)")
-    for what in ("certificate", "account"):  # the original's flags: P-256 is all there is
-        g.add_argument(f"--{what}-key-type", metavar="TYPE",
+                   help="make the certificate key from SEED, as the original did")
+    for what in ("certificate", "account"):
+        dest = "cert" if what == "certificate" else what
+        g.add_argument(f"--{what}-key-type", dest=f"{dest}_key_type", metavar="TYPE",
                        type=flag_type(parse_key_type, f"{what}-key-type"),
-                       help=f"type of the {what} key: only p256 (the original's rsa, ed25519, "
-                            "p384 and p521 are refused)")
-        g.add_argument(f"--{what}-bits", metavar="N", type=flag_type(parse_bits, f"{what}-bits"),
-                       help="refused: bits of an RSA key (the original's flag); P-256 keys "
-                            "have no such setting")
+                       help=f"type of the {what} key: rsa, p256, p384 or p521 (default: rsa "
+                            f"with --{what}-seed, as the original; p256 otherwise; ed25519 is "
+                            "refused)")
+        g.add_argument(f"--{what}-bits", dest=f"{dest}_bits", metavar="N",
+                       type=flag_type(parse_bits, f"{what}-bits"),
+                       help=f"bits of an RSA {what} key (default 4096; ignored by the other "
+                            "types, as in the original)")
     g.add_argument("--dns-key", metavar="NAME:ALG:SECRET",
                    help="TSIG key for DNS-01 by RFC 2136 update (e.g. k:hmac-sha256:BASE64)")
     g.add_argument("--dns-addr", metavar="IP", help="address of the zone's primary DNS server")
@@ -101,20 +105,28 @@ def tls_settings(args: argparse.Namespace) -> TlsSettings | None:
         hostname=args.hostname, https_port=args.https_port, http_port=args.http_port,
         email=args.email, production=bool(args.production), acme_directory=args.acme_directory,
         acme_ca=args.acme_ca, account_seed=args.account_seed, cert_seed=args.cert_seed,
+        account_key_type=args.account_key_type, account_bits=args.account_bits,
+        cert_key_type=args.cert_key_type, cert_bits=args.cert_bits,
         dns_key=args.dns_key, dns_addr=args.dns_addr, dns_port=args.dns_port)
 
 
 def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
     """ACME settings from the HTTPS settings; raises HttpsError on bad input."""
-    from pasteur.tls.acme import PRODUCTION, STAGING, AcmeError, AcmeSettings, DnsSettings
+    from pasteur.tls.acme import (
+        PRODUCTION,
+        STAGING,
+        AcmeError,
+        AcmeSettings,
+        DnsSettings,
+        KeySpec,
+    )
 
     if not settings.hostname:
         raise fail("--https needs --hostname NAME, the public name to get a certificate for")
-    if settings.account_seed or settings.cert_seed:
-        log.warning("--account-seed/--certificate-seed derive P-256 keys (HKDF-SHA256, "
-                    "pasteur.tls.acme), not the RSA keys the original Pasteur derived from "
-                    "the same seeds: Let's Encrypt sees a new account key and a new "
-                    "certificate key; nothing needs registering")
+    account = key_spec("account", settings.account_seed, settings.account_key_type,
+                       settings.account_bits)
+    cert = key_spec("certificate", settings.cert_seed, settings.cert_key_type,
+                    settings.cert_bits)
     directory = settings.acme_directory or (PRODUCTION if settings.production else STAGING)
     dns_cfg = None
     try:
@@ -127,7 +139,22 @@ def acme_settings(settings: TlsSettings, data: DataDir) -> AcmeSettings:
     return AcmeSettings(
         hostname=settings.hostname.rstrip(".").lower(), state_dir=data.acme,
         directory=directory, email=settings.email, ca_bundle=settings.acme_ca,
-        account_seed=settings.account_seed, cert_seed=settings.cert_seed, dns=dns_cfg)
+        account_key=KeySpec(*account), cert_key=KeySpec(*cert), dns=dns_cfg)
+
+
+def key_spec(what: str, seed: str | None, key_type: str | None, bits: int | None
+             ) -> tuple[str | None, str | None, int | None]:
+    """(seed, type, bits) of one ACME key; HttpsError for bits the key cannot have."""
+    from pasteur import seedkeys
+
+    kind = key_type or ("rsa" if seed is not None else "p256")
+    if kind != "rsa":
+        return seed, key_type, None  # the original ignored the bits of other key types
+    try:
+        seedkeys.check(kind, bits)
+    except ValueError as e:
+        raise fail(f"--{what}-bits: {e} ({_NEW_KEY})") from None
+    return seed, key_type, bits
 
 
 def parse_bool(value: str) -> bool:
@@ -140,29 +167,39 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
-KEY_TYPES = ("rsa", "ed25519", "p256", "p384", "p521")  # the original's X509.Key_type.strings
-
-
 _NEW_KEY = ("a new key needs nothing registered: the ACME account is made on first use "
             "and the certificate is issued again")
 
 
 def parse_key_type(value: str) -> str:
-    """The original's ``--*-key-type``: p256 is what this Pasteur makes; the others are
-    refused, never replaced silently by another key type."""
+    """The original's ``--*-key-type`` (``X509.Key_type.strings``); ed25519 is refused:
+    Let's Encrypt takes Ed25519 neither for accounts nor for certificates."""
+    from pasteur.seedkeys import KEY_TYPES
+
     low = value.lower()
-    if low not in KEY_TYPES:
-        raise ValueError(f"expected one of {', '.join(KEY_TYPES)}, got {value!r}")
-    if low != "p256":
-        raise ValueError(f"{low} keys are not made by this Pasteur, which makes P-256 ACME keys "
-                         f"(Let's Encrypt takes them): give p256 or drop the flag ({_NEW_KEY})")
+    if low not in KEY_TYPES:  # Cmdliner's enum took an unambiguous prefix too
+        matches = [t for t in KEY_TYPES if low and t.startswith(low)]
+        if len(matches) != 1:
+            raise ValueError(f"expected one of {', '.join(KEY_TYPES)}, got {value!r}")
+        low = matches[0]
+    if low == "ed25519":
+        raise ValueError("ed25519 ACME keys are not made here: Let's Encrypt takes Ed25519 "
+                         "keys neither for accounts nor for certificates, so the original "
+                         "could not have used one either; give rsa, p256, p384 or p521 "
+                         f"({_NEW_KEY})")
     return low
 
 
 def parse_bits(value: str) -> int:
-    """The original's ``--*-bits`` (RSA key size): refused, P-256 keys have none."""
-    raise ValueError(f"{value!r}: RSA keys are not made by this Pasteur, which makes P-256 "
-                     f"ACME keys (no bits to set): drop the flag ({_NEW_KEY})")
+    """The original's ``--*-bits``: a positive number (checked against the key type by
+    `key_spec`)."""
+    try:
+        bits = int(value)
+    except ValueError:
+        raise ValueError(f"expected a number of bits, got {value!r}") from None
+    if bits <= 0:
+        raise ValueError(f"expected a positive number of bits, got {value!r}")
+    return bits
 
 
 # --- TLS context with a swappable certificate -----------------------------------------
