@@ -317,3 +317,19 @@ def test_the_miss_probe_worker_is_started_with_the_server(
     wait_for("A pushed", lambda: pid in remote_ids(bare), 30)
     assert b.get(pid) == 200  # the first miss: probed by the worker already running
     assert health(b)[1]["sync"]["miss_probes"] >= 1
+
+
+def test_a_mark_is_stale_by_the_time_in_its_name_or_by_how_long_it_was_seen() -> None:
+    from pasteur.sync.progress import MARK_STALE, MARKS, PushWatch
+
+    watch = PushWatch()
+    now = int(time.time())
+    fresh, old = f"{MARKS}aaaa-{now}", f"{MARKS}bbbb-{now - int(MARK_STALE) - 5}"
+    skewed = f"{MARKS}cccc-{now + 3600}"  # a clock an hour ahead
+    own = f"{MARKS}{watch.token}-{now - 100}"
+    watch.after_push({"marks": [fresh, old, skewed, own]})
+    assert watch.waiting == 2 and watch.stale == {old}
+    assert watch.push_args() == {"sweep": [old]}
+    watch.seen[skewed] -= MARK_STALE + 1  # seen under that name for too long
+    watch.after_push({"marks": [fresh, skewed], "swept": [old]})
+    assert watch.stale == {skewed} and watch.waiting == 1 and watch.swept == 1

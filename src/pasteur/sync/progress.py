@@ -125,8 +125,7 @@ class PushWatch:
                         "stopped pushing over %.0f s ago: %s", len(swept), MARK_STALE,
                         " ".join(sorted(swept)))
             self.swept += len(swept)
-        self.stale -= swept
-        self._count(reply)
+        self._count(reply)  # the marks advertised, less those deleted
 
     def _count(self, reply: dict[str, Any]) -> None:
         """Other instances' marks the remote advertised: the fresh ones are
