@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -17,13 +18,18 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from . import fill, procs
+from . import fill, peers, procs
 from .procs import Server, WrkResult
 from .upload import stream_upload
 from .weight import page_weight
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 SCENARIOS = ("create", "read", "scale", "upload", "weight")
+# The scale test's cold reads pick among this many of the stored pastes.
+COLD_PATHS = 100_000
+# Peak RSS of a server's process tree while it creates: 2x PrivateBin's
+# (152-156 MiB measured, issue 17 item 4).
+RSS_BUDGET = 300 * MIB
 
 
 @dataclass
@@ -87,15 +93,15 @@ class Bench:
             return None
         return procs.pinnwand(self.work, name, self.work / f"{name}.db", python)
 
-    def load(self, server: Server, script: str, args: list[str], connections: int,
+    def load(self, server: procs.Target, script: str, args: list[str], connections: int,
              duration: float | None = None, key: str = "") -> WrkResult:
         duration = duration or self.args.duration
         if self.args.warmup:
             procs.wrk(server.url + "/", script, args, connections, self.args.warmup)
             server.drain()
-        cpu = procs.cpu_seconds(server.pid)
+        cpu = sum(procs.cpu_seconds(pid) for pid in server.pids)
         result = procs.wrk(server.url + "/", script, args, connections, duration)
-        result.server_cpu_s = procs.cpu_seconds(server.pid) - cpu
+        result.server_cpu_s = sum(procs.cpu_seconds(pid) for pid in server.pids) - cpu
         if key:
             self.raw[key] = asdict(result) | {"rps": result.rps,
                                               "cpu_us_per_request": result.cpu_us_per_request}
@@ -219,7 +225,9 @@ class Bench:
     # -- scale ------------------------------------------------------------------
 
     def scale(self) -> None:
-        """Creates at 1 connection on a 1,000-paste and a large repository.
+        """Creates at 1 connection and random reads on a 1,000-paste and a
+        large repository; the peak RSS of each server's process tree while
+        it creates.
 
         Both servers run at once (pinned to the same core, one loaded at a time)
         and the runs alternate, ``--scale-rounds`` each: a burst of load from
@@ -228,15 +236,25 @@ class Bench:
         """
         small, large = 1000, self.args.scale
         rounds = max(1, self.args.scale_rounds)
-        servers = {}
+        servers: dict[int, Server] = {}
+        fills: dict[int, float] = {}
+        paths: dict[tuple[int, str], Path] = {}
         for count in (small, large):
             data = self.work / f"scale-{count}"
             repo = data / "repo.git"
             t0 = time.perf_counter()
-            if not repo.exists():
-                fill.fill(repo, count)
-            log(f"filled {count:,} pastes in {time.perf_counter() - t0:.1f} s")
-            self.raw[f"fill-{count}-s"] = time.perf_counter() - t0
+            ids = fill.fill(repo, count) if not repo.exists() else fill.random_ids(count)
+            fills[count] = time.perf_counter() - t0
+            log(f"filled {count:,} pastes in {fills[count]:.1f} s")
+            self.raw[f"fill-{count}-s"] = fills[count]
+            # Reads pick among 1,000 of the stored pastes on both sides (the same
+            # working set: the repository's size is what differs), and among
+            # COLD_PATHS on the large side (far more than the page cache holds).
+            rng = random.Random(count)
+            for kind, n in (("hot", small), ("cold", COLD_PATHS)):
+                paths[count, kind] = self.work / f"scale-{count}-{kind}.paths"
+                chosen = rng.sample(ids, min(len(ids), n))
+                paths[count, kind].write_text("".join(f"/{i}?raw=true\n" for i in chosen))
             servers[count] = self.pasteur(f"pasteur-{count}", data=data)
         # The fill's writeback (~100 MiB) would otherwise slow the first runs'
         # fdatasyncs (measured: p50 4.0 then 0.8 ms at 1,000 pastes).
@@ -244,12 +262,20 @@ class Bench:
         os.sync()
         log(f"synced the fills in {time.perf_counter() - t0:.1f} s")
         runs: dict[int, list[WrkResult]] = {small: [], large: []}
+        reads: dict[int, list[WrkResult]] = {small: [], large: []}
+        peaks: dict[int, procs.RssSampler] = {}
+        after_reads: dict[int, int] = {}
+        conns = max(self.conns)
+        cold: WrkResult | None = None
         try:
             for server in servers.values():
                 server.start()
             for count, server in servers.items():  # their start-up expiry scans
                 waited = server.wait_children()
                 log(f"pasteur-{count}: background work at start done in {waited:.1f} s")
+            peaks = {count: procs.RssSampler(server.pid) for count, server in servers.items()}
+            for sampler in peaks.values():
+                sampler.__enter__()
             for n in range(rounds):
                 for count, server in servers.items():
                     runs[count].append(self.load(
@@ -260,24 +286,47 @@ class Bench:
             # them are what the repository's size could slow down.
             commit = {count: server.health() for count, server in servers.items()}
             self.raw["scale-health"] = commit
+            # Memory: creates at full load, where the caches and the commits
+            # behind grow most (the read runs come after: their page cache
+            # is not a create's).
+            for count, server in servers.items():
+                self.load(server, "create.lua", ["plain", "1024"], conns,
+                          key=f"pasteur-scale-{count}-memory")
+                server.health()
+            for sampler in peaks.values():
+                sampler.__exit__()
+            for n in range(rounds):
+                for count, server in servers.items():
+                    reads[count].append(self.load(
+                        server, "read.lua", [str(paths[count, "hot"])], conns,
+                        duration=max(1.0, self.args.duration / rounds * 2),
+                        key=f"pasteur-scale-read-{count}-{n}"))
+            cold = self.load(servers[large], "read.lua", [str(paths[large, "cold"])], conns,
+                             key=f"pasteur-scale-read-{large}-cold")
+            for count, server in servers.items():
+                after_reads[count] = sum(rss for rss, _ in procs.tree_rss(server.pid).values())
         finally:
+            for sampler in peaks.values():
+                sampler.__exit__()
             for server in servers.values():
                 server.stop()
             if not self.args.keep:
                 for count in servers:
                     shutil.rmtree(self.work / f"scale-{count}", ignore_errors=True)
 
-        def med(count: int, what: str) -> float:
+        def med(count: int, what: str, of: dict[int, list[WrkResult]] = runs) -> float:
             return statistics.median(
                 r.latency_us[what] if what in r.latency_us else getattr(r, what)
-                for r in runs[count])
+                for r in of[count])
 
         rel = med(large, "p50") / med(small, "p50")
+        fill_note = (f"fills: {small:,} pastes in {fills[small]:.1f} s, {large:,} in "
+                     f"{fills[large]:.1f} s")
         self.rows.append(Row(
             f"create at {large:,} pastes vs {small:,}, 1 conn",
             f"{rel:.2f}x", p50=fmt_ms(med(large, "p50")), p99=fmt_ms(med(large, "p99")),
-            cpu=f"{med(large, 'cpu_us_per_request'):,.0f} us", target="p50 <= 1.3x of 1,000",
-            ok=rel <= 1.3,
+            cpu=f"{med(large, 'cpu_us_per_request'):,.0f} us", target="p50 <= 1.2x of 1,000",
+            ok=rel <= 1.2,
             note=f"at {small:,}: p50 {fmt_ms(med(small, 'p50'))}, p99 "
             f"{fmt_ms(med(small, 'p99'))}, {med(small, 'cpu_us_per_request'):,.0f} us CPU; "
             f"medians of {rounds} alternating runs each; the Git commits behind: "
@@ -285,7 +334,37 @@ class Bench:
             f"{commit[large].get('pastes', 0) / max(1, commit[large].get('batches', 0)):.0f} "
             f"pastes at {large:,} vs {commit[small].get('commit_ms', 0):.1f} ms of "
             f"{commit[small].get('pastes', 0) / max(1, commit[small].get('batches', 0)):.0f} "
-            f"at {small:,}",
+            f"at {small:,}; {fill_note}",
+        ))
+        rrel = med(small, "rps", reads) / med(large, "rps", reads)
+        self.rows.append(Row(
+            f"read raw at {large:,} pastes vs {small:,}, {conns} conn",
+            f"{rrel:.2f}x", p50=fmt_ms(med(large, "p50", reads)),
+            p99=fmt_ms(med(large, "p99", reads)),
+            cpu=f"{med(large, 'cpu_us_per_request', reads):,.0f} us",
+            target="reads/s >= 1/1.2 of 1,000's", ok=rrel <= 1.2,
+            note=f"{fmt_rate(med(large, 'rps', reads))} at {large:,} vs "
+            f"{fmt_rate(med(small, 'rps', reads))} at {small:,} (p50 "
+            f"{fmt_ms(med(small, 'p50', reads))}, {med(small, 'cpu_us_per_request', reads):,.0f}"
+            f" us CPU), 1,000 random pastes on each side; medians of {rounds} alternating runs "
+            f"each; among {min(large, COLD_PATHS):,} random pastes at {large:,} (most not in "
+            f"the page cache): "
+            + (f"{fmt_rate(cold.rps)}, p50 {fmt_ms(cold.latency_us['p50'])}, "
+               f"{cold.cpu_us_per_request:,.0f} us CPU" if cold else "not measured"),
+        ))
+        self.raw["scale-rss"] = {count: {"peak": p.peak, "parts": p.describe(),
+                                         "after_reads": after_reads.get(count)}
+                                 for count, p in peaks.items()}
+        budget = RSS_BUDGET
+        self.rows.append(Row(
+            f"peak RSS, server + children, creates at {large:,} pastes",
+            f"{peaks[large].peak / MIB:.0f} MiB", cpu="",
+            target=f"<= {budget / MIB:.0f} MiB at both sizes", ok=max(
+                p.peak for p in peaks.values()) <= budget,
+            note=f"at the peak: {peaks[large].describe()}; at {small:,}: "
+            f"{peaks[small].peak / MIB:.0f} MiB ({peaks[small].describe()}); over the 1 "
+            f"and {conns} connection create runs, sampled every 0.1 s; after the reads: "
+            + ", ".join(f"{v / MIB:.0f} MiB at {k:,}" for k, v in after_reads.items()),
         ))
 
     # -- memory -----------------------------------------------------------------
@@ -388,6 +467,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--read-pastes-pinnwand", type=int, default=250,
                    help="pastes created in pinnwand for the read runs (default 250)")
     p.add_argument("--no-pinnwand", action="store_true", help="measure Pasteur alone")
+    p.add_argument("--peers", nargs="?", const=",".join(peers.PEERS),
+                   help="instead of the scenarios: creates and reads beside the peers, one "
+                        f"table (default all: {', '.join(peers.PEERS)}; PrivateBin from "
+                        "$PASTEUR_PEERS_DIR, default ../shared/peers)")
     p.add_argument("--work", help="working directory (default: a new one under --tmp)")
     p.add_argument("--tmp", default="/var/tmp",
                    help="where to make the working directory: a real disk, not tmpfs "
@@ -408,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
     unknown = only - set(SCENARIOS)
+    names = [n.strip() for n in (args.peers or "").split(",") if n.strip()]
+    unknown |= {f"peer {n}" for n in names if n not in peers.PEERS}
     if unknown:
         print(f"bench: unknown scenario(s) {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -423,8 +508,11 @@ def main(argv: list[str] | None = None) -> int:
     log(f"disk under {bench.work.parent}: a file created in {disk['create_cpu_us']:,.0f} us of "
         f"CPU, a 1 KiB write + fdatasync in {disk['fdatasync_us']:,.0f} us")
     started = time.monotonic()
+    comparison = peers.Peers(bench, names) if args.peers is not None else None
     steps = [("create/read", bench.creates_and_reads, only & {"create", "read"})]
     steps += [(name, getattr(bench, name), name in only) for name in ("scale", "upload", "weight")]
+    if comparison is not None:
+        steps = [("peers", comparison.run, True)]
     failed_steps = []
     try:
         for name, step, wanted in steps:
@@ -440,8 +528,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(bench.work, ignore_errors=True)
     print(f"\nPasteur benchmark ({'quick' if args.quick else 'full'}; server on CPU "
           f"{procs.SERVER_CPU}, wrk on CPU {procs.CLIENT_CPU}; {args.duration:g} s per run; "
-          f"ratio = times better than pinnwand)\n")
-    print(bench.table())
+          f"ratio = times better than {'pinnwand' if comparison is None else 'the peer'})\n")
+    if comparison is None:
+        print(bench.table())
+    else:
+        print(comparison.table())
+        print(comparison.targets())
+        bench.raw["peers"] = [s.asdict() for s in comparison.sides]
     load = os.getloadavg()
     print("\nbackground load before the run: "
           + ", ".join(f"{k} {v:.0%} busy" for k, v in busy_before.items())

@@ -11,9 +11,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import httpx
 
@@ -67,6 +69,117 @@ def _children(pid: int) -> list[int]:
         with contextlib.suppress(OSError):
             out += [int(x) for x in (task / "children").read_text().split()]
     return out
+
+
+def tree(pids: list[int]) -> list[int]:
+    """The processes and all their descendants (nginx's and php-fpm's workers,
+    Pasteur's committer)."""
+    out: list[int] = []
+    todo = list(pids)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += _children(pid)
+    return out
+
+
+def tree_memory(pids: list[int]) -> dict[str, int]:
+    """RSS and PSS (shared pages split between the processes sharing them: the
+    fair sum over php-fpm's workers) of the processes and their descendants, in
+    bytes."""
+    out = {"rss": 0, "pss": 0}
+    for pid in tree(pids):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key = line.split(":", 1)[0]
+                if key in ("Rss", "Pss"):
+                    out[key.lower()] += int(line.split()[1]) * 1024
+    return out
+
+
+class MemorySampler:
+    """The largest tree_memory() seen, every ``interval`` s, while in the ``with``."""
+
+    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+        self.pids, self.interval = pids, interval
+        self.peak = {"rss": 0, "pss": 0}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while True:
+            now = tree_memory(self.pids)
+            self.peak = {k: max(v, now[k]) for k, v in self.peak.items()}
+            if self._stop.wait(self.interval):
+                return
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+GIT_COMMANDS = ("repack", "pack-objects", "prune", "reflog", "cat-file", "push", "fetch")
+
+
+def tree_rss(pid: int) -> dict[int, tuple[int, str]]:
+    """RSS (bytes) and name of a process and of all its descendants, by pid
+    (Pasteur's committer, expiry scan, sync worker, ``git repack`` and the
+    ``git pack-objects`` it runs)."""
+    out: dict[int, tuple[int, str]] = {}
+    for p in tree([pid]):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                fields = dict(line.split(":", 1) for line in f if ":" in line)
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:  # ended meanwhile
+            continue
+        rss = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
+        words = [a.decode(errors="replace") for a in argv if a]
+        name = (words[words.index("-m") + 1] if "-m" in words[:-1] else
+                next((w for w in words if w in GIT_COMMANDS), fields.get("Name", "?").strip()))
+        out[p] = (rss, name)
+    return out
+
+
+class RssSampler:
+    """The peak of the summed RSS of a process tree, sampled every ``every``
+    seconds in a thread while in the ``with``; ``peak_parts``: the processes at
+    the peak (``MemorySampler`` keeps the peaks of RSS and PSS, not the parts)."""
+
+    def __init__(self, pid: int, every: float = 0.1) -> None:
+        self.pid = pid
+        self.every = every
+        self.peak = 0
+        self.peak_parts: dict[int, tuple[int, str]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            parts = tree_rss(self.pid)
+            total = sum(rss for rss, _ in parts.values())
+            if total > self.peak:
+                self.peak, self.peak_parts = total, parts
+            self._stop.wait(self.every)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def describe(self) -> str:
+        """The processes at the peak, largest first: "server 120, ... MiB"."""
+        parts = sorted(self.peak_parts.items(), key=lambda kv: -kv[1][0])
+        return ", ".join(f"{'server' if pid == self.pid else name} {rss / (1 << 20):.0f}"
+                         for pid, (rss, name) in parts) + " MiB"
 
 
 def reset_peak_rss(pid: int) -> bool:
@@ -129,6 +242,18 @@ def cpu_busy(seconds: float = 1.0) -> dict[str, float]:
     }
 
 
+class Target(Protocol):
+    """What the load runs need of a server: Server, or peers.PrivateBin (two trees)."""
+
+    name: str
+    url: str
+
+    @property
+    def pids(self) -> list[int]: ...
+
+    def drain(self, timeout: float = 120) -> None: ...
+
+
 @dataclass
 class Server:
     name: str
@@ -173,6 +298,11 @@ class Server:
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
+
+    @property
+    def pids(self) -> list[int]:
+        """The roots of the server's process tree."""
+        return [self.pid]
 
     def status(self) -> dict[str, int]:
         return proc_status(self.pid)

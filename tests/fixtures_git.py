@@ -136,7 +136,7 @@ SSH_SEED = "pasteur-test-seed-0123456789"
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    from pasteur.sync.sshkeys import key_from_seed
+    from pasteur.sync.sshkeys import key_from_awa_seed
 
     binary = shutil.which("sshd") or "/usr/sbin/sshd"
     if not Path(binary).exists():
@@ -149,7 +149,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", key],
                              check=True, capture_output=True, text=True).stdout
         fingerprints[kind] = out.split()[1]
-    (d / "authorized_keys").write_text(key_from_seed(SSH_SEED).public + "\n")
+    # the original's --ssh-seed key (RSA-2048 from the seed, awa <= 0.0.4)
+    (d / "authorized_keys").write_text(key_from_awa_seed(SSH_SEED).public + "\n")
     port = free_port()
     config = d / "sshd_config"
     config.write_text(

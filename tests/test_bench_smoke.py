@@ -42,3 +42,60 @@ def test_bench_smoke(tmp_path, capsys) -> None:
     assert len(doc["rows"]) == 5
     table = capsys.readouterr().out
     assert "| create 1 KiB unencrypted, 2 conn" in table and "| read raw, 2 conn" in table
+
+
+def peers_run(tmp_path, capsys) -> tuple[dict, str]:
+    report = tmp_path / "bench.json"
+    code = main(["--peers", "privatebin", "--connections", "2", "--duration", "1",
+                 "--warmup", "0", "--read-pastes", "5", "--work", str(tmp_path / "work"),
+                 "--json", str(report)])
+    assert code == 0
+    return json.loads(report.read_text()), capsys.readouterr().out
+
+
+def test_bench_peers_smoke(tmp_path, capsys) -> None:
+    """``--peers``: Pasteur and PrivateBin (run from $PASTEUR_PEERS_DIR, default
+    ../shared/peers) in one table; PrivateBin has figures or says why not."""
+    doc, out = peers_run(tmp_path, capsys)
+    sides = {s["label"]: s for s in doc["raw"]["peers"]}
+    assert set(sides) == {"Pasteur, encrypted", "Pasteur, unencrypted", "PrivateBin 2.0.5"}
+    for label in ("Pasteur, encrypted", "Pasteur, unencrypted"):
+        assert sides[label]["creates"]["2"]["rps"] > 0, label
+        assert sum(sides[label]["creates"]["2"]["errors"].values()) == 0, label
+    assert sides["Pasteur, encrypted"]["peak"]["pss"] > 0
+    row = next(line for line in out.splitlines() if line.startswith("| PrivateBin 2.0.5"))
+    pb = sides["PrivateBin 2.0.5"]
+    if pb["skipped"]:
+        assert f"SKIPPED: {pb['skipped']}" in row
+        return
+    for run in [pb["creates"]["2"], *pb["reads"].values()]:
+        assert run["rps"] > 0 and sum(run["errors"].values()) == 0, run
+    assert len(pb["reads"]) == 2 and pb["idle"]["pss"] > 0
+    assert "/s (" in row and " ms (" in row  # figures, each with its ratio
+    assert "issue 17 item 2 (encrypted creates against PrivateBin's): 2 conn" in out
+
+
+def test_bench_peers_skipped(tmp_path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("PASTEUR_PEERS_DIR", str(tmp_path / "nowhere"))
+    doc, out = peers_run(tmp_path, capsys)
+    row = next(line for line in out.splitlines() if line.startswith("| PrivateBin 2.0.5"))
+    assert f"SKIPPED: no privatebin-2.0.5.tar.gz at {tmp_path / 'nowhere'}" in row
+    assert "| Pasteur, encrypted" in out and "not measured (no PrivateBin figures)" in out
+
+
+def test_bench_scale_smoke(tmp_path, capsys) -> None:
+    """The scale scenario: creates, reads and the process tree's peak RSS at two sizes."""
+    report = tmp_path / "bench.json"
+    code = main(["--only", "scale", "--no-pinnwand", "--scale", "2000", "--duration", "1",
+                 "--warmup", "0", "--scale-rounds", "1", "--work", str(tmp_path / "work"),
+                 "--json", str(report)])
+    assert code == 0
+    doc = json.loads(report.read_text())
+    rss = doc["raw"]["scale-rss"]
+    assert set(rss) == {"1000", "2000"} and all(v["peak"] > 0 for v in rss.values())
+    assert "server" in rss["2000"]["parts"]
+    assert doc["raw"]["fill-2000-s"] > 0
+    table = capsys.readouterr().out
+    for row in ("| create at 2,000 pastes vs 1,000", "| read raw at 2,000 pastes vs 1,000",
+                "| peak RSS, server + children, creates at 2,000 pastes"):
+        assert row in table

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pasteur import crypto
 
@@ -435,7 +437,7 @@ def test_crypto_vectors_in_chromium(page, server):
           }
           const p = c.makePayload("round trip ✓\\n", "rust", true);
           const e = await c.encrypt(p);
-          out.roundTrip = await c.decrypt(e.key, e.iv, e.ct);
+          out.roundTrip = await c.decrypt(e.key, e.iv, e.ct, null, e.fmt);
           out.lengths = [c.b64urlDecode(e.key).length, c.b64urlDecode(e.iv).length];
           out.fresh = (await c.encrypt(p)).key !== e.key;
           out.encrypted = e;
@@ -450,8 +452,73 @@ def test_crypto_vectors_in_chromium(page, server):
     assert result["password"] == [[v["aes_key"], v["payload"]] for v in VECTORS["password"]]
     assert result["roundTrip"] == {"v": 1, "text": "round trip ✓\n", "lang": "rust", "ln": True}
     assert result["lengths"] == [32, 12] and result["fresh"]
-    e = result["encrypted"]  # and what the browser encrypts, Python decrypts
-    assert crypto.decrypt(e["key"], e["iv"], e["ct"])["text"] == "round trip ✓\n"
+    e = result["encrypted"]  # and what the browser encrypts (v2), Python decrypts
+    assert e["fmt"] == 2
+    assert crypto.decrypt(e["key"], e["iv"], e["ct"], fmt=e["fmt"])["text"] == "round trip ✓\n"
+
+
+VECTORS_V2 = json.loads((Path(__file__).parent / "vectors" / "crypto-v2.json").read_text("utf-8"))
+
+
+def test_format_v2_in_chromium_both_ways(page, server):
+    """The v2 vectors (made by Python) decrypt in Chromium, each invalid one fails for its
+    reason; what Chromium encrypts in v2 Python decrypts; a decompression bomb is refused."""
+    bomb_key, bomb_iv = bytes(range(32)), bytes(12)
+    zeros = crypto.deflate(b'{"v":1,"text":"' + b"0" * (crypto.MAX_INFLATED - 16) + b'"}')
+    bomb = crypto.b64url_encode(AESGCM(bomb_key).encrypt(bomb_iv, zeros, None))
+    page.goto(server.url + "/")
+    result = page.evaluate(
+        """async ([vectors, bomb]) => {
+          const c = await import("/static/crypto.js");
+          const out = {decrypted: [], inflated: [], resealed: [], invalid: [], v1: []};
+          for (const v of vectors.valid) {
+            out.decrypted.push(await c.decrypt(v.key, v.iv, v.ct, null, 2));
+            const plain = await c.inflate(c.b64urlDecode(v.deflated));
+            out.inflated.push(new TextDecoder().decode(plain));
+            const ct = await c.seal(c.b64urlDecode(v.key), c.b64urlDecode(v.iv), v.payload, 2);
+            out.resealed.push(await c.decrypt(v.key, v.iv, ct, null, 2));
+            try { await c.decrypt(v.key, v.iv, v.ct); out.v1.push("decrypted!"); }
+            catch (e) { out.v1.push(e.kind); }
+          }
+          for (const v of vectors.invalid) {
+            try { await c.decrypt(v.key, v.iv, v.ct, null, 2); out.invalid.push("decrypted!"); }
+            catch (e) { out.invalid.push(e.kind); }
+          }
+          const v = vectors.valid[0];
+          out.formats = [];
+          for (const fmt of [0, 3, "2", 2.5, null]) {
+            try { await c.decrypt(v.key, v.iv, v.ct, null, fmt); out.formats.push("decrypted!"); }
+            catch (e) { out.formats.push(e.kind); }
+          }
+          try { await c.decrypt(bomb.key, bomb.iv, bomb.ct, null, 2); out.bomb = "decrypted!"; }
+          catch (e) { out.bomb = [e.kind, e.message]; }
+          const text = "def f(x):\\n    return x * 2  # ✓\\n".repeat(2000);
+          out.made = [];
+          for (const password of ["", "pw"]) {
+            out.made.push(await c.encrypt(c.makePayload(text, "python", true), password));
+          }
+          out.limits = [c.FORMAT, c.MAX_INFLATED];
+          return out;
+        }""",
+        [VECTORS_V2, {"key": crypto.b64url_encode(bomb_key), "iv": crypto.b64url_encode(bomb_iv),
+                      "ct": bomb}],
+    )
+    payloads = [v["payload"] for v in VECTORS_V2["valid"]]
+    assert result["decrypted"] == payloads and result["resealed"] == payloads
+    assert [json.loads(t) for t in result["inflated"]] == payloads
+    assert result["v1"] == ["payload"] * len(payloads)  # a v2 paste is not v1
+    assert result["invalid"] == [v["kind"] for v in VECTORS_V2["invalid"]]
+    assert result["formats"] == ["format"] * 5
+    assert result["bomb"] == ["bomb", "the paste inflates to more than 67108864 bytes: refused"]
+    assert result["limits"] == [crypto.FORMAT, crypto.MAX_INFLATED]
+    text = "def f(x):\n    return x * 2  # ✓\n" * 2000
+    plain, with_password = result["made"]
+    assert plain["fmt"] == with_password["fmt"] == 2
+    assert len(plain["ct"]) < len(text) / 20  # compressed before it was encrypted
+    assert crypto.decrypt(plain["key"], plain["iv"], plain["ct"], fmt=2)["text"] == text
+    args = (with_password["key"], with_password["iv"], with_password["ct"], "pw",
+            with_password["salt"], with_password["iter"])
+    assert crypto.decrypt(*args, fmt=2)["text"] == text
 
 
 def test_paste_encrypted_by_python_opens_in_browser(page, server):
@@ -464,12 +531,33 @@ def test_paste_encrypted_by_python_opens_in_browser(page, server):
     assert page.locator("#paste").get_attribute("class") in (None, "")
 
 
-def test_large_encrypted_paste_is_fetched_then_decrypted(page, server_factory):
-    """Above 4 MiB the page holds no ciphertext: show.js fetches the streamed document."""
+def test_paste_encrypted_by_python_in_v2_opens_in_browser(page, server):
+    text = 'fn main() {\n    println!("from the terminal, compressed");\n}\n' * 50
+    sealed = crypto.new_paste(crypto.make_payload(text, "rust", True))
+    code = httpx.post(server.url + "/", files={k: (None, v) for k, v in sealed.fields().items()},
+                      headers={"Accept": "application/json"}).json()["code"]
+    page.goto(f"{server.url}/{code}#{sealed.key}")
+    page.locator("#paste-code .hljs-keyword").first.wait_for()
+    assert page.locator("#paste-code").inner_text() == text
+    assert page.locator("#paste").get_attribute("data-fmt") == "2"
+
+
+@pytest.mark.parametrize("fmt", [1, 2])
+def test_large_encrypted_paste_is_fetched_then_decrypted(page, server_factory, fmt):
+    """Above 4 MiB the page holds no ciphertext: show.js fetches the streamed document
+    (and, in v2, learns from it that it is compressed)."""
     big = server_factory("--max", "16MiB")
-    text = ("large line of text " * 50 + "\n") * 5_000  # ~4.8 MiB
-    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "", False))
-    code = post_encrypted(big, ct, iv)
+    if fmt == 1:
+        text = ("large line of text " * 50 + "\n") * 5_000  # ~4.8 MiB
+    else:  # random letters: still over 4 MiB once compressed
+        text = "".join(base64.b64encode(os.urandom(750)).decode() + "\n"
+                       for _ in range(5_000))
+    key, iv, ct = crypto.encrypt(crypto.make_payload(text, "", False), fmt=fmt)
+    assert len(ct) > 4 << 20
+    files = {"paste": (None, ct), "iv": (None, iv), "encrypted": (None, "true"),
+             "fmt": (None, str(fmt))}
+    code = httpx.post(big.url + "/", files=files, headers={"Accept": "application/json"},
+                      timeout=60).json()["code"]
     response = page.goto(f"{big.url}/{code}#{key}")
     assert len(response.body()) < 20_000
     page.locator("#paste-code").wait_for(timeout=60_000)

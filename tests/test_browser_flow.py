@@ -156,6 +156,34 @@ def test_delete_asks_for_confirmation(visitor, server):
     assert status_of(server, f"/{pid}") == 404
 
 
+def test_keep_it_keeps_the_key_of_an_encrypted_paste(visitor, server):
+    """From an encrypted paste's page, "Delete this paste…" then "Keep it" comes back to
+    the paste decrypted: the key rides in the fragment both ways (never sent)."""
+    page = visitor()
+    pid = paste(page, server, CODE, lang="python")
+    link = page.url
+    key = link.split("#", 1)[1]
+    wait_text(page)
+    page.get_by_role("link", name="Delete this paste").click()
+    page.get_by_role("heading", name=f"Delete paste {pid}?").wait_for()
+    assert page.url == f"{server.url}/{pid}/delete#{key}"
+    keep = page.get_by_role("link", name="Keep it")
+    playwright_api.expect(keep).to_have_attribute("href", f"/{pid}#{key}")
+    keep.click()
+    page.wait_for_url(link)
+    wait_text(page)  # decrypted again
+    assert page.locator("#paste-status").is_hidden()
+    assert status_of(server, f"/{pid}") == 200
+    # The key was never sent: not in any URL or body the page requested.
+    for url, body in page.requests:
+        assert key not in url.split("#")[0] and key.encode() not in body
+    # The delete link opened elsewhere has no key to keep: "Keep it" is the bare paste.
+    other = visitor()
+    other.goto(f"{server.url}/{pid}/delete?token=nope")
+    playwright_api.expect(other.get_by_role("link", name="Keep it")).to_have_attribute(
+        "href", f"/{pid}")
+
+
 def test_plain_paste_copy_status_and_download_name(visitor, server):
     page = visitor()
     text = "import os\nprint(os.getcwd())\n"

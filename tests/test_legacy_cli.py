@@ -376,6 +376,91 @@ def test_ssh_key_ed25519_is_the_originals_key(sshd: Sshd, pasteurs: list[Instanc
     assert base64.b64encode(raw).decode() not in a.output()
 
 
+def test_ssh_seed_is_the_originals_rsa_2048_key(sshd: Sshd, pasteurs: list[Instance],
+                                                tmp_path: Path) -> None:
+    """``--ssh-seed SEED`` (the seeds' README, with ``--ssh-auth``) authenticates with the
+    RSA-2048 key awa's ``Keys.of_seed `Rsa`` made from the seed until awa 0.0.4 (checked
+    against that OCaml code in tests/test_seedkeys.py), the key awa_gen_key printed."""
+    from pasteur import seedkeys
+
+    public = seedkeys.generate(b"XXX", "rsa", 2048).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    authorized = sshd.dir / "authorized_keys"
+    authorized.write_text(authorized.read_text() + public + " awa@awa.local\n")
+    bare = bare_remote(tmp_path / "ssh.git", first_commit=True)
+    a = start_pasteur(tmp_path / "a", "--ssh-seed", "XXX",
+                      "--ssh-auth=" + ",".join(sshd.fingerprints.values()),
+                      "--remote", sshd.url(bare) + "#main")
+    pasteurs.append(a)
+    pid = a.paste("with the original's --ssh-seed key")
+    wait_pushed(a, timeout=120)
+    assert pasted_on(bare, "main", pid)
+
+
+def test_a_refused_ssh_seed_key_names_the_other_keys_of_the_seed(
+    sshd: Sshd, tmp_path: Path
+) -> None:
+    """A deploy key made by an original built with awa >= 0.0.5 (RSA-4096), or by an
+    earlier ``pasteur keygen`` (Ed25519), is not the --ssh-seed key: the refusal says
+    which key was offered and what to give instead, nothing is derived silently."""
+    bare = bare_remote(tmp_path / "ssh.git", first_commit=True)
+    inst = start_pasteur(tmp_path / "a", "-r", sshd.url(bare) + "#main",
+                         "--ssh-seed", "not registered",
+                         "--ssh-auth", ",".join(sshd.fingerprints.values()), wait=False)
+    deadline = time.monotonic() + 120
+    while inst.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if inst.proc.poll() is None:
+        stop(inst.proc)
+    out = inst.output()
+    assert "refused our credentials" in out, out
+    assert "RSA-2048" in out and "--ssh-key rsa:SEED" in out and "--pasteur-seed" in out
+
+
+def test_keygen_makes_an_ed25519_ssh_key_and_converts_old_seeds(tmp_path: Path) -> None:
+    """``pasteur keygen`` prints a new key as the original's ``--ssh-key ed25519:<base64
+    of the 32-byte private key>``, its public key (ssh-keygen agrees on the fingerprint);
+    ``--pasteur-seed`` turns a seed an earlier keygen printed into the same key."""
+    def keygen(*args: str) -> list[str]:
+        return subprocess.run([sys.executable, "-m", "pasteur", "keygen", *args],
+                              capture_output=True, text=True, check=True,
+                              timeout=120).stdout.splitlines()
+
+    flag, public, fp = keygen("--comment", "c")
+    assert flag.startswith("--ssh-key ed25519:")
+    raw = base64.b64decode(flag.split(":", 1)[1], validate=True)
+    expected = Ed25519PrivateKey.from_private_bytes(raw).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    assert public == f"{expected} c"
+    (tmp_path / "k.pub").write_text(public + "\n")
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", tmp_path / "k.pub"],
+                         capture_output=True, text=True, check=True).stdout
+    assert fp == f"fingerprint {out.split()[1]}"
+    assert keygen()[0] != flag
+    # the printed flag gives the same key back
+    assert keygen("--ssh-key", flag.split()[1], "--comment", "c") == [public, fp]
+    # an earlier keygen's seed: its key was SHA-256(label || seed) as the private key
+    old = hashlib.sha256(b"pasteur ssh ed25519 v1\0xyz").digest()
+    converted = keygen("--pasteur-seed", "xyz")
+    assert converted[0] == "--ssh-key ed25519:" + base64.b64encode(old).decode()
+    r = subprocess.run([sys.executable, "-m", "pasteur", "keygen", "--seed", "xyz"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "--pasteur-seed" in r.stderr
+
+
+def test_keygen_ssh_seed_prints_the_originals_key_and_the_awa_005_caveat() -> None:
+    from pasteur import seedkeys
+
+    r = subprocess.run([sys.executable, "-m", "pasteur", "keygen", "--ssh-seed", "XXX",
+                        "--comment", "c"], capture_output=True, text=True, check=True,
+                       timeout=120)
+    expected = seedkeys.generate(b"XXX", "rsa", 2048).public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+    public, fp = r.stdout.splitlines()
+    assert public == f"{expected} c" and fp.startswith("fingerprint SHA256:")
+    assert "awa 0.0.5" in r.stderr and "--ssh-key rsa:SEED" in r.stderr
+
+
 def test_unreachable_remote_keeps_the_branch_of_the_previous_run(
     git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
 ) -> None:

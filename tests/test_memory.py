@@ -9,6 +9,7 @@ import threading
 import time
 
 import httpx
+import pygit2
 
 
 def rss_peak_kib(pid: int) -> int:
@@ -190,3 +191,64 @@ def test_large_encrypted_paste_streams_its_document(server_factory):
     page = httpx.get(f"{server.url}/{code}").text  # the ciphertext is fetched by show.js
     assert f'data-src="/{code}?raw=true"' in page and 'data-ct=""' in page
     assert len(page) < 20_000
+
+
+def _live_trees(repo: pygit2.Repository, root: pygit2.Oid) -> tuple[int, int]:
+    """What caching every tree of the served tree would take: raw (leaves,
+    middles, root) and parsed (root and middles), in ``TreeCache``'s bytes."""
+    from pasteur.storage.objects import parse_tree
+    from pasteur.storage.treecache import RAW_OVERHEAD, entries_cost
+
+    raw_total = parsed_total = 0
+    todo, depth = [root], 0
+    while todo:
+        nxt = []
+        for oid in todo:
+            raw = repo.odb.read(oid)[1]
+            raw_total += len(raw) + RAW_OVERHEAD
+            if depth < 2:
+                parsed_total += entries_cost(parse_tree(raw))
+                nxt += [e.id for e in repo[oid] if e.type_str == "tree"]
+        todo, depth = nxt, depth + 1
+    return raw_total, parsed_total
+
+
+def test_tree_caches_do_not_grow_with_the_pastes_created(tmp_path):
+    """Thousands of creates in tens of batches: the server's and the committer's
+    tree caches hold about the served tree's own trees, not every version each
+    batch replaced (they held those up to 64 MiB of raw trees and 100,000
+    parsed entries each); libgit2's object cache is bounded."""
+    import asyncio
+
+    from pasteur.procs import LIBGIT2_CACHE
+    from pasteur.storage.store import Store
+
+    repo = tmp_path / "repo.git"
+
+    async def main() -> list[tuple[int, int, int, int]]:
+        store = Store(repo)
+        store.start()
+        held = []
+        try:
+            for rnd in range(30):
+                await asyncio.gather(*(store.add(f"paste {rnd} {i}".encode())
+                                       for i in range(100)))
+                await store.flush()
+                if rnd % 10 == 9:
+                    assert store.head is not None
+                    raw, parsed = _live_trees(store.repository.reader,
+                                              store.repository.reader[store.head].tree.id)
+                    held.append((store.tree_cache.bytes_held,
+                                 store.writer.figures.committer_cached, raw, parsed))
+            assert pygit2.settings.cached_memory[1] == LIBGIT2_CACHE
+            assert pygit2.settings.cached_memory[0] <= LIBGIT2_CACHE
+        finally:
+            await store.stop()
+        return held
+
+    for server, committer, raw, parsed in asyncio.run(main()):
+        # a little slack: a lookup on the old head between a batch's drop
+        # and the swap of heads may cache a tree that is replaced already
+        bound = raw + parsed + (64 << 10)
+        assert server <= bound, (server, raw, parsed)
+        assert 0 < committer <= bound, (committer, raw, parsed)

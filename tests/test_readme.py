@@ -51,10 +51,11 @@ SKIPPED = {
     "--dns-key pasteur-update:hmac-sha256:SECRET --dns-addr 192.0.2.53 --dns-port 53":
     "needs Let's Encrypt and a public zone; tests/tls/test_acme.py runs DNS-01 against pebble "
     "and knot",
-    "PASTEUR_SSH_SEED='3q2+7w…=' pasteur serve -r git@github.com:me/pastes.git --ssh-auth "
+    "PASTEUR_SSH_KEY='ed25519:3q2+7w…=' pasteur serve -r git@github.com:me/pastes.git "
+    "--ssh-auth "
     "SHA256:p2QAMXNIC1TJYWeIOttrVc98/R1BUFWu3/LiyKgUfQM,"
     "SHA256:+DiY3wvvV6TuJJhbpZisF/zLDA0zPMSvHdkr4UvCOqU":
-    "needs a GitHub repository with the seed's key as a deploy key; tests/sync/test_syncer.py runs "
+    "needs a GitHub repository with the key as a deploy key; tests/sync/test_syncer.py runs "
     "ssh remotes with --ssh-auth against sshd",
     "PASTEUR_REMOTE_TOKEN=github_pat_… pasteur serve -r https://github.com/me/pastes.git":
     "needs a GitHub token; tests/sync/test_syncer.py runs https remotes with --remote-token "

@@ -264,3 +264,41 @@ def test_a_committed_paste_with_an_unreadable_expiry_still_reads_and_deletes(ser
     r = httpx.delete(f"{server.url}/{pid}", headers={"x-delete-token": token})
     assert r.status_code < 400, r.text
     assert httpx.get(f"{server.url}/{pid}?raw=true").status_code in (404, 410)
+
+
+def test_the_encryption_format_is_checked_and_stored(server):
+    """fmt (2: compressed, then encrypted) is stored for readers to see; anything but 1 or 2
+    in ASCII digits, or fmt without encryption, is a 400 and nothing is stored."""
+    payload = crypto.make_payload("print('v2')\n" * 200, "python", True)
+    sealed = crypto.new_paste(payload)
+    r = post(server, sealed.fields())
+    assert r.status_code == 201, r.text
+    code = r.json()["code"]
+    doc = json.loads(server.git("cat-file", "-p", f"HEAD:{shard_path(code)}"))
+    assert doc["fmt"] == 2 and doc["ct"] == sealed.ct
+    assert list(doc)[-3:] == ["fmt", "iv", "ct"]  # ct stays the last key (write_document)
+    got = httpx.get(f"{server.url}/{code}?raw=true").json()
+    assert crypto.decrypt(sealed.key, got["iv"], got["ct"], fmt=got["fmt"]) == payload
+    page = httpx.get(f"{server.url}/{code}").text
+    assert 'data-fmt="2"' in page
+    v1 = crypto.encrypt(payload)
+    r = post(server, {"paste": v1[2], "iv": v1[1], "encrypted": "true", "fmt": "1"})
+    doc = json.loads(server.git("cat-file", "-p", f"HEAD:{shard_path(r.json()['code'])}"))
+    assert "fmt" not in doc  # v1: as before
+    before = committed_ids(server)
+    for fmt in ("0", "3", "²", "2.0", "-2", "v2"):
+        r = post(server, {**sealed.fields(), "fmt": fmt})
+        assert r.status_code == 400 and "fmt must be a number from 1 to 2" in r.json()["error"]
+    r = post(server, {"paste": "clear text", "fmt": "2"})
+    assert r.status_code == 400 and "fmt is the format of an encrypted paste" in r.text
+    assert committed_ids(server) == before
+
+
+def test_a_stored_document_of_an_unknown_format_is_refused():
+    sealed = crypto.new_paste(crypto.make_payload("x"))
+    doc = {"v": 1, "created": "2026-12-02T00:00:00Z", "size": 30, "enc": "aes-256-gcm",
+           "fmt": 2, "iv": sealed.iv, "ct": sealed.ct}
+    assert Paste.from_json(json.dumps(doc).encode()).fmt == 2
+    for fmt in (3, "2", True, None):
+        with pytest.raises(ValueError, match="unknown encryption format"):
+            Paste.from_json(json.dumps({**doc, "fmt": fmt}).encode())

@@ -27,7 +27,7 @@ from pasteur import seedkeys
 HERE = Path(__file__).parent
 SOURCE = HERE / "ocaml" / "seedkey_ref.ml"
 VECTORS = json.loads((HERE / "vectors" / "seedkeys-v1.json").read_text())
-PACKAGES = "x509,mirage-crypto-rng,cstruct"
+PACKAGES = "x509,mirage-crypto-rng,mirage-crypto-pk,cstruct"
 
 
 def canon(key: object) -> str:
@@ -130,3 +130,29 @@ def test_bad_key_types_and_bits_are_refused(key_type: str, bits: int | None,
 
 def test_bits_are_ignored_by_curves_as_in_the_original() -> None:
     assert canon(seedkeys.generate(b"s", "p384", 256)) == canon(seedkeys.generate(b"s", "p384"))
+
+
+# -- the original's --ssh-seed: awa <= 0.0.4 Keys.of_seed `Rsa (RSA-2048) ---------------
+
+
+@pytest.mark.parametrize("case", VECTORS["awa_of_seed"], ids=lambda c: c["seed"][:12])
+def test_awa_of_seed_key_matches_the_stored_references(case: dict) -> None:
+    from pasteur.sync.sshkeys import AWA_SEED_BITS
+
+    assert canon(seedkeys.generate(case["seed"].encode(), "rsa", AWA_SEED_BITS)) == \
+        case["digest"]
+
+
+def test_awa_of_seed_key_matches_ocaml(reference: Path) -> None:
+    """awa 0.0.1-0.0.4's ``Keys.of_seed `Rsa`` code (Fortuna seeded with the seed,
+    ``Rsa.generate ~g ~bits:2048``) run in OCaml, and the key --ssh-seed uses here."""
+    from pasteur.sync.sshkeys import key_from_awa_seed
+
+    for case in VECTORS["awa_of_seed"]:
+        pem = subprocess.run([reference, case["seed"], "awa-of-seed"], capture_output=True,
+                             check=True, timeout=300).stdout
+        theirs = serialization.load_pem_private_key(pem, password=None)
+        assert canon(theirs) == case["digest"], case
+        ours = serialization.load_ssh_private_key(
+            key_from_awa_seed(case["seed"]).private_pem.encode(), password=None)
+        assert canon(ours) == case["digest"], case

@@ -173,11 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_https_arguments(serve)
     EnvDefaults(serve).apply()
-    keygen = sub.add_parser("keygen", help="make an SSH key seed for --ssh-seed, or show "
-                                      "the public key of an --ssh-key",
-                            description="Print a new seed and the matching OpenSSH public key "
-                                        "(--seed: of that seed); with --ssh-key, the public "
-                                        "key and fingerprint of the original's --ssh-key.")
+    keygen = sub.add_parser("keygen", help="make a new SSH key for --ssh-key, or show the "
+                                      "public key of an --ssh-key or --ssh-seed",
+                            description="Print a new Ed25519 key as '--ssh-key ed25519:...', "
+                                        "its OpenSSH public key and fingerprint; with "
+                                        "--ssh-key or --ssh-seed, the public key and "
+                                        "fingerprint of that key (the original's keys, bit "
+                                        "for bit).")
     add_keygen_arguments(keygen)
     from pasteur.client.terminal import add_client_commands
 

@@ -44,6 +44,8 @@ def escape(text: str, also: str = "\\") -> str:
 
 def quoted(text: str) -> str:
     """``text`` escaped to sit between double quotes."""
+    if text.isprintable() and "\\" not in text and '"' not in text:
+        return text  # the common case, without escape's generator (per access-log field)
     return escape(text, '\\"')
 
 

@@ -11,11 +11,16 @@ Limits against slow and idle clients:
 - above ``limits.MAX_CONNECTIONS`` concurrent connections new requests get 503;
 - a request head over the limits of limits.py is answered 414 or 431 while it
   arrives, before it is parsed whole (see `GuardedProtocol`).
+
+A request whose whole answer is already known (``HotAnswers``: the cached reads
+of ``pasteur.web.hotpath``) is answered when its head is parsed, without an ASGI
+request cycle.
 """
 
 from __future__ import annotations
 
 import asyncio
+from typing import Protocol
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -66,6 +71,18 @@ class _Coalescing:
         return getattr(self._transport, name)
 
 
+class HotAnswers(Protocol):
+    """Whole answers known before a request's cycle (``pasteur.web.hotpath``)."""
+
+    def answer(self, method: bytes, url: bytes, headers: list[tuple[bytes, bytes]],
+               keep_alive: bool, client: tuple[str, int] | None,
+               default_headers: list[tuple[bytes, bytes]]) -> bytes | None:
+        """The response's bytes, as the application would send them after
+        ``default_headers`` (uvicorn's Date), with ``connection: close`` when not
+        ``keep_alive``; None: the request goes to the application."""
+        ...
+
+
 class _Refused(Exception):
     """Raised in a parser callback to stop the parser; `GuardedProtocol` answers."""
 
@@ -91,6 +108,8 @@ class GuardedProtocol(HttpToolsProtocol):
     _fields = 0
 
     header_timeout = HEADER_TIMEOUT
+    hot: HotAnswers | None = None  # set on a subclass by whoever builds the listener
+    _answered = False  # this message was answered by `hot`: no cycle was made for it
 
     def _arm_head_timer(self) -> None:
         if self._head_timer is None:
@@ -170,6 +189,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._arm_head_timer()
         self._head_sum = self._fields = 0
+        self._answered = False
 
     def on_url(self, url: bytes) -> None:
         self._head_sum += len(url)
@@ -192,6 +212,8 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._disarm_head_timer()
         self._in_head = False
+        if self.hot is not None and self._answer_hot(self.hot):
+            return
         before = self.cycle
         super().on_headers_complete()
         # A new request's cycle (not an upgrade's early return), its task not run yet.
@@ -199,8 +221,36 @@ class GuardedProtocol(HttpToolsProtocol):
                 and self.cycle.scope["method"] != "HEAD":
             self.cycle.transport = _Coalescing(self.transport)  # type: ignore[assignment]  # duck-types one
 
+    def _answer_hot(self, hot: HotAnswers) -> bool:
+        """Write ``hot``'s answer, as uvicorn's cycle would end (keep-alive timer,
+        close), if it has one and no earlier request's answer is still due."""
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or self.pipeline \
+                or self.expect_100_continue or self.transport.is_closing():
+            return False
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            return False  # the 503 of uvicorn's own
+        parser = self.parser
+        keep_alive = parser.get_http_version() != "1.0" and parser.should_keep_alive()
+        data = hot.answer(parser.get_method(), self.url, self.headers, keep_alive, self.client,
+                          self.server_state.default_headers)
+        if data is None:
+            return False
+        self._answered = True
+        self.transport.write(data)
+        if not keep_alive:
+            self.transport.close()
+        self.on_response_complete()
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:
+            super().on_body(body)
+
     def on_message_complete(self) -> None:
-        super().on_message_complete()
+        if not self._answered:
+            super().on_message_complete()
         self._in_head, self._head_bytes = True, 0
 
     def connection_lost(self, exc: Exception | None) -> None:

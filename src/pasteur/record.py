@@ -30,6 +30,7 @@ from typing import Any
 
 from . import languages
 from .config import parse_duration
+from .crypto import FORMATS
 from .paste import (
     MAX_KDF_ITERATIONS,
     MIN_KDF_ITERATIONS,
@@ -160,6 +161,7 @@ class Record:
     encrypted: bool = False
     burn: bool = False
     iv: str | None = None
+    fmt: int = 1  # an encrypted paste's format (crypto.FORMATS; 2: compressed first)
     kdf: dict[str, Any] | None = None
     expiry: int | None = None  # seconds from creation
     form: bool = False  # sent by the HTML form (a textarea: CRLF)
@@ -181,6 +183,11 @@ def checked(fields: Mapping[str, str], default_expiry: int | None = None,
     encrypted = flag("encrypted", fields.get("encrypted"))
     if fields.get("password"):  # sent by the form only without JavaScript
         raise RecordError(PASSWORD_SENT)
+    fmt = 1
+    if fields.get("fmt", "").strip():
+        if not encrypted:
+            raise RecordError("fmt is the format of an encrypted paste: it needs encrypted=true")
+        fmt = ascii_int("fmt", fields["fmt"], min(FORMATS), max(FORMATS))
     kdf = None
     if fields.get("salt") or fields.get("iter"):
         if not encrypted:
@@ -200,6 +207,7 @@ def checked(fields: Mapping[str, str], default_expiry: int | None = None,
         encrypted=encrypted,
         burn=flag("burn", fields.get("burn")),
         iv=fields.get("iv") or None,
+        fmt=fmt,
         kdf=kdf,
         expiry=expiry_seconds(fields.get("expiry"), default_expiry, max_expiry, now),
         form=fields.get("form") == "html",

@@ -25,14 +25,16 @@ from .protocol import KEEPALIVE_TIMEOUT, GuardedProtocol
 from .storage.repository import lock_repository
 from .storage.store import Store
 from .tls import listener as https
-from .web.app import ASGIApp, create_app
+from .web.app import ASGIApp, Frontdoor, create_app
 from .web.frontdoor import ResponseCounts
 from .web.metrics import PasteurCollector, metrics_app, registry_for
 
 log = logging.getLogger("pasteur")
 
-def uvicorn_config(app: ASGIApp, config: Config) -> uvicorn.Config:
-    protocol = type("Protocol", (GuardedProtocol,), {"header_timeout": config.header_timeout})
+def uvicorn_config(app: Frontdoor, config: Config) -> uvicorn.Config:
+    """The plain listener's: its protocol answers the front door's hot reads."""
+    protocol = type("Protocol", (GuardedProtocol,),
+                    {"header_timeout": config.header_timeout, "hot": app.hot})
     return uvicorn.Config(
         app,
         host=config.bind,

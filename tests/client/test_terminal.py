@@ -9,6 +9,7 @@ import sys
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from pasteur import crypto
 from pasteur.storage.objects import shard_path
@@ -124,3 +125,31 @@ def test_a_hostile_iteration_count_is_refused_at_once(server):
         "pasteur: cannot decrypt: the paste asks for 1,000,000,000,000 PBKDF2 iterations, "
         "more than the 10,000,000 allowed: refused (a hostile or damaged paste)\n")
     assert pasteur("get", url, env=env).returncode == 1
+
+
+def test_paste_writes_format_v2_and_uncompressed_v1(shared_server):
+    text = b"def f(x):\n    return x * 2\n" * 500
+    urls = {}
+    for flag in ("", "--uncompressed"):
+        r = pasteur("paste", "-s", shared_server.url, *([flag] if flag else []), stdin=text)
+        assert r.returncode == 0, r.stderr
+        urls[flag] = r.stdout.decode().strip()
+        assert pasteur("get", urls[flag]).stdout == text
+    v2 = httpx.get(urls[""].split("#")[0] + "?raw=true").json()
+    v1 = httpx.get(urls["--uncompressed"].split("#")[0] + "?raw=true").json()
+    assert v2["fmt"] == 2 and "fmt" not in v1
+    assert len(v2["ct"]) * 20 < len(v1["ct"])  # compressed before it was encrypted
+
+
+def test_get_refuses_a_decompression_bomb(shared_server):
+    key, iv = bytes(range(32)), bytes(12)
+    zeros = crypto.deflate(b'{"v":1,"text":"' + b"0" * crypto.MAX_INFLATED + b'"}')
+    ct = crypto.b64url_encode(AESGCM(key).encrypt(iv, zeros, None))
+    r = httpx.post(shared_server.url + "/", headers={"accept": "application/json"}, files={
+        "paste": (None, ct), "iv": (None, crypto.b64url_encode(iv)),
+        "encrypted": (None, "true"), "fmt": (None, "2")})
+    assert r.status_code == 201, r.text
+    got = pasteur("get", f"{r.json()['url']}#{crypto.b64url_encode(key)}")
+    assert got.returncode == 1 and got.stdout == b""
+    assert got.stderr.decode().startswith(
+        "pasteur: cannot decrypt: the paste inflates to more than 67,108,864 bytes: refused")

@@ -16,7 +16,7 @@ from pasteur.config import SyncSettings
 from pasteur.storage.repository import Change
 from pasteur.storage.store import Store
 from pasteur.sync.merge import absorb, erase_message, integrate, is_rewrite, paste_id_of
-from pasteur.sync.sshkeys import fingerprint, key_from_seed, parse_fingerprint
+from pasteur.sync.sshkeys import fingerprint, key_from_awa_seed, parse_fingerprint
 from pasteur.sync.syncer import WorkerClient, cleartext_secret, redact
 
 pytest.register_assert_rewrite("tests.fixtures_git")
@@ -74,15 +74,15 @@ def get(inst: Instance, paste_id: str) -> int:
 
 
 def test_keygen_is_deterministic(tmp_path: Path) -> None:
-    run = [str(Path(subprocess.sys.executable).with_name("pasteur")), "keygen", "--seed", "xyz"]
+    """``pasteur keygen --ssh-seed SEED`` prints the same key each time (the original's,
+    RSA-2048), and ssh-keygen computes the fingerprint printed with it."""
+    run = [str(Path(subprocess.sys.executable).with_name("pasteur")), "keygen", "--ssh-seed",
+           "xyz"]
     first = subprocess.run(run, capture_output=True, text=True, check=True).stdout
     second = subprocess.run(run, capture_output=True, text=True, check=True).stdout
     assert first == second
-    seed_line, key_line = first.splitlines()
-    assert seed_line == "seed is xyz"
-    assert key_line.startswith("ssh-ed25519 AAAA")
-    fresh = subprocess.run(run[:2], capture_output=True, text=True, check=True).stdout
-    assert fresh.splitlines()[0] != seed_line
+    key_line, fp_line = first.splitlines()
+    assert key_line.startswith("ssh-rsa AAAA")
     # ssh-keygen reads our public key and prints the fingerprint we compute
     pub = tmp_path / "k.pub"
     pub.write_text(key_line + "\n")
@@ -90,9 +90,10 @@ def test_keygen_is_deterministic(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=True).stdout
     import base64
     blob = base64.b64decode(key_line.split()[1])
-    assert out.split()[1] == fingerprint(blob)
+    assert out.split()[:2] == ["2048", fingerprint(blob)]
+    assert fp_line == f"fingerprint {fingerprint(blob)}"
     assert parse_fingerprint(fingerprint(blob)) != b""
-    assert key_from_seed("xyz").private_pem.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert key_from_awa_seed("xyz").private_pem.startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
 
 
 def test_redact_strips_tokens() -> None:

@@ -1,6 +1,7 @@
 """The terminal client: ``pasteur paste`` and ``pasteur get``.
 
-It encrypts and decrypts in exactly the browser's format (``pasteur.crypto``),
+It encrypts and decrypts in exactly the browser's formats (``pasteur.crypto``:
+new pastes in v2, compressed then encrypted; v1 and the original Pasteur's read),
 so a paste made here opens in a browser and the reverse. The key stays in the
 URL fragment, which is never sent to the server.
 """
@@ -44,6 +45,9 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:  # noqa: SLF00
     p.add_argument("-b", "--burn", action="store_true", help="delete after the first reading")
     p.add_argument("-p", "--password", action="store_true",
                    help="protect with a password (asked, or PASTEUR_PASSWORD)")
+    p.add_argument("--uncompressed", action="store_true",
+                   help="encrypt in format v1, not compressed first (for a paste that mixes a "
+                        "secret with text someone else chose: README, Encryption formats)")
     p.add_argument("--plain", action="store_true",
                    help="do not encrypt (the server can read it; it gets a raw view)")
     p.add_argument("--user", default=None, help="Git author (stored in clear)")
@@ -144,14 +148,11 @@ def paste(args: argparse.Namespace) -> int:
         fields.update(paste=text, hl=lang, ln="true" if args.ln else "")
     else:
         payload = crypto.make_payload(text, lang, args.ln, files)
-        if args.password:
-            key, iv, ct, salt, iterations = crypto.encrypt_with_password(
-                payload, _password(args, confirm=True)
-            )
-            fields.update(salt=salt, iter=str(iterations))
-        else:
-            key, iv, ct = crypto.encrypt(payload)
-        fields.update(paste=ct, iv=iv, encrypted="true")
+        password = _password(args, confirm=True) if args.password else None
+        # format v2 (compressed, then encrypted), or v1 with --uncompressed
+        sealed = crypto.new_paste(payload, password, compress=not args.uncompressed)
+        key = sealed.key
+        fields.update(sealed.fields())
     for name in ("expiry", "user", "comment"):
         if getattr(args, name):
             fields[name] = getattr(args, name)
@@ -204,6 +205,10 @@ def get(args: argparse.Namespace) -> int:
         return 0
     kdf = doc.get("kdf")
     password = None
+    try:  # an unknown format is said before any password is asked for
+        fmt = crypto.check_format(doc.get("fmt", 1))
+    except crypto.DecryptError as exc:
+        raise ClientError(f"cannot decrypt: {exc}") from exc
     if kdf:
         try:  # before the password is asked for: a hostile count would take hours
             crypto.check_iterations(kdf.get("iter") if isinstance(kdf, dict) else None)
@@ -213,7 +218,7 @@ def get(args: argparse.Namespace) -> int:
     try:
         payload = crypto.decrypt(
             key, doc["iv"], doc["ct"], password,
-            kdf.get("salt") if kdf else None, kdf.get("iter") if kdf else None,
+            kdf.get("salt") if kdf else None, kdf.get("iter") if kdf else None, fmt,
         )
     except crypto.DecryptError as exc:
         hint = " (or the password)" if kdf else ""

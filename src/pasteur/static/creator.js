@@ -51,11 +51,20 @@ function fillLinkBox() {
   if (linkBox && encrypted) linkBox.value = linkBox.dataset.link + location.hash;
 }
 
+// "Delete this paste…" carries the key to the confirmation page (in its
+// fragment: never sent), whose "Keep it" brings it back (delete.js).
+const deleteLink = document.getElementById("delete-this");
+function keyToDelete() {
+  if (deleteLink && encrypted) deleteLink.href = deleteLink.getAttribute("href").split("#")[0] + location.hash;
+}
+
 if (encrypted) {
   window.addEventListener("hashchange", () => {
     fillLinkBox();
+    keyToDelete();
     draw().catch(failed);
   });
 }
 fillLinkBox();
+keyToDelete();
 draw().catch(failed);

@@ -1,4 +1,4 @@
-// Pasteur encryption format v1 (the same as pasteur/crypto.py):
+// Pasteur encryption formats v1 and v2 (the same as pasteur/crypto.py); v1:
 // AES-256-GCM, 32-byte random key carried in the URL fragment, 12-byte random
 // iv, no additional data, 128-bit tag appended; plaintext is the UTF-8 JSON
 // payload {"v":1,"text":…,"lang":…,"ln":…}, plus, for a paste with attached
@@ -15,8 +15,18 @@
 // server refuses to store more: the count comes from the paste, and a hostile
 // one could ask for hours of work (both numbers: pasteur/crypto.py, and a test
 // checks they agree).
+//
+// Format v2 is v1 with the payload's bytes compressed (raw DEFLATE, RFC 1951,
+// CompressionStream("deflate-raw")) before AES-256-GCM; the stored document
+// says so ("fmt": 2), and a reader inflates after decrypting, at most
+// MAX_INFLATED bytes (a decompression bomb is refused). New pastes are v2 but
+// where this browser has no CompressionStream, or the payload is over
+// MAX_INFLATED: then v1. Why (ciphertext does not compress, a v2 page weighs
+// about a third): pasteur/crypto.py.
 
-export const VERSION = 1;
+export const VERSION = 1; // of the payload, in either format
+export const FORMAT = 2; // new pastes' (the stored document's "fmt")
+export const MAX_INFLATED = 64 * 1024 * 1024;
 const KEY_BYTES = 32;
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -27,7 +37,9 @@ const SALT_BYTES = 16;
 
 // Why decryption failed: "key" (malformed key), "data" (malformed iv or
 // ciphertext), "kdf" (an iteration count above MAX_KDF_ITERATIONS), "auth"
-// (wrong key or altered paste), "payload" (bad content).
+// (wrong key or altered paste), "payload" (bad content), "format" (an
+// unknown fmt), "nozip" (v2, and no DecompressionStream here), "bomb" (v2
+// inflating to more than MAX_INFLATED).
 export class DecryptError extends Error {
   constructor(kind, message) {
     super(message);
@@ -115,30 +127,101 @@ export async function deriveKey(linkKey, password, salt, iterations) {
   return new Uint8Array(bits);
 }
 
-// Deterministic encryption with a given key and iv (Uint8Arrays): returns ct.
-export async function seal(key, iv, payload) {
+// Whether this browser can write (and read) format v2.
+export function compression() {
+  try {
+    new CompressionStream("deflate-raw");
+    new DecompressionStream("deflate-raw");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// Raw DEFLATE of bytes (Uint8Array), as pasteur/crypto.py's deflate.
+export async function deflate(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("deflate-raw"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+// Raw DEFLATE back to bytes, at most `limit` of them: more (a decompression
+// bomb), a cut or trailing data reject with a DecryptError.
+export async function inflate(bytes, limit = MAX_INFLATED) {
+  if (!compression()) throw new DecryptError("nozip", "this browser cannot decompress (no DecompressionStream)");
+  const reader = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate-raw")).getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch {
+      throw new DecryptError("payload", "the decrypted paste is not valid v2 (DEFLATE) data");
+    }
+    if (chunk.done) break;
+    size += chunk.value.length;
+    if (size > limit) {
+      reader.cancel().catch(() => {});
+      throw new DecryptError("bomb", `the paste inflates to more than ${limit} bytes: refused`);
+    }
+    chunks.push(chunk.value);
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+// The format of a stored paste ("fmt", 1 when absent), or a DecryptError.
+export function checkFormat(fmt) {
+  if (fmt !== 1 && fmt !== 2) throw new DecryptError("format", `unknown encryption format ${fmt}`);
+  return fmt;
+}
+
+// The format a new paste is written in.
+export function formatFor(plain) {
+  return compression() && plain.length <= MAX_INFLATED ? FORMAT : 1;
+}
+
+function packed(payload) {
   checkPayload(payload);
+  return new TextEncoder().encode(JSON.stringify(payload));
+}
+
+async function sealBytes(key, iv, plain, fmt) {
   if (key.length !== KEY_BYTES || iv.length !== IV_BYTES) throw new TypeError("key must be 32 bytes, iv 12");
-  const plain = new TextEncoder().encode(JSON.stringify(payload));
-  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, await importKey(key, "encrypt"), plain);
+  const data = checkFormat(fmt) === 2 ? await deflate(plain) : plain;
+  const ct = await crypto.subtle.encrypt({ name: "AES-GCM", iv }, await importKey(key, "encrypt"), data);
   return b64urlEncode(new Uint8Array(ct));
 }
 
-// Encrypts with a fresh key and iv: resolves to {key, iv, ct}, all base64url,
-// plus {salt, iter} when a password is given.
+// Deterministic encryption with a given key and iv (Uint8Arrays): returns ct.
+export async function seal(key, iv, payload, fmt = 1) {
+  return sealBytes(key, iv, packed(payload), fmt);
+}
+
+// Encrypts with a fresh key and iv, in format v2 where it can (formatFor):
+// resolves to {key, iv, ct, fmt}, key, iv and ct base64url, plus {salt, iter}
+// when a password is given.
 export async function encrypt(payload, password = "") {
+  const plain = packed(payload);
+  const fmt = formatFor(plain);
   const key = crypto.getRandomValues(new Uint8Array(KEY_BYTES));
   const iv = crypto.getRandomValues(new Uint8Array(IV_BYTES));
-  if (!password) return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct: await seal(key, iv, payload) };
+  if (!password) return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct: await sealBytes(key, iv, plain, fmt), fmt };
   const salt = crypto.getRandomValues(new Uint8Array(SALT_BYTES));
   const aesKey = await deriveKey(key, password, salt, KDF_ITERATIONS);
-  const ct = await seal(aesKey, iv, payload);
-  return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct, salt: b64urlEncode(salt), iter: KDF_ITERATIONS };
+  const ct = await sealBytes(aesKey, iv, plain, fmt);
+  return { key: b64urlEncode(key), iv: b64urlEncode(iv), ct, fmt, salt: b64urlEncode(salt), iter: KDF_ITERATIONS };
 }
 
 // Decrypts and checks a payload; rejects with a DecryptError. A password
-// paste needs kdf = {password, salt, iter}.
-export async function decrypt(keyText, ivText, ctText, kdf = null) {
+// paste needs kdf = {password, salt, iter}; a v2 one fmt = 2.
+export async function decrypt(keyText, ivText, ctText, kdf = null, fmt = 1) {
+  checkFormat(fmt);
   let key, iv, ct;
   try {
     key = b64urlDecode(keyText);
@@ -170,6 +253,7 @@ export async function decrypt(keyText, ivText, ctText, kdf = null) {
   } catch {
     throw new DecryptError("auth", "wrong key, or the paste was altered");
   }
+  if (fmt === 2) plain = await inflate(new Uint8Array(plain));
   try {
     const payload = JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(plain));
     checkPayload(payload);

@@ -70,11 +70,12 @@ async function sendEncrypted() {
     say(`${tooBig()} Packed for encryption (with its options), it takes ${formatBytes(packed)}.`);
     return;
   }
-  const { key, iv, ct, salt, iter } = await encrypt(payload, passwordInput.value);
+  const { key, iv, ct, fmt, salt, iter } = await encrypt(payload, passwordInput.value);
   const data = new FormData();
   data.set("paste", ct);
   data.set("iv", iv);
   data.set("encrypted", "true");
+  data.set("fmt", String(fmt)); // 2: compressed before encryption (crypto.js)
   if (salt) {
     data.set("salt", salt);
     data.set("iter", String(iter));

@@ -1,5 +1,5 @@
 // The original OCaml Pasteur's encryption, to read its links (never to
-// encrypt: new pastes use format v1, crypto.js). Its page (js/pasteur_js.ml
+// encrypt: new pastes use formats v1 and v2, crypto.js). Its page (js/pasteur_js.ml
 // at c2bf170) encrypted with AES-128-CBC under a FIXED IV, stored the
 // ciphertext as hex and put the key in the URL fragment as base64 (padded)
 // of the JWK JSON that WebCrypto exports. The same as pasteur/crypto.py's

@@ -46,3 +46,29 @@ export function chunked(html) {
   if (block.replace(/<[^>]*>/g, "") !== "") blocks.push(block);
   return blocks.map((b) => `<span class="chunk">${b}</span>`).join("");
 }
+
+// A large text in the same blocks as chunked(escapeHtml(text)), built as
+// nodes (a text node per block): nothing to escape, split with a regular
+// expression or parse as HTML, for the first paint of a large encrypted paste
+// (measured, 1 MB of Python in Chromium, laid out in #paste: the HTML way took
+// 11-20 ms of main-thread CPU, this 3-6).
+export function textBlocks(text) {
+  const fragment = document.createDocumentFragment();
+  for (let start = 0; start < text.length;) {
+    let end = start;
+    for (let n = 0; n < CHUNK_LINES; n++) {
+      const newline = text.indexOf("\n", end);
+      if (newline === -1) {
+        end = text.length;
+        break;
+      }
+      end = newline + 1;
+    }
+    const block = document.createElement("span");
+    block.className = "chunk";
+    block.textContent = text.slice(start, end);
+    fragment.append(block);
+    start = end;
+  }
+  return fragment;
+}

@@ -6,8 +6,8 @@
 import { decryptLegacy, LEGACY_ENC } from "./legacy.js";
 import { formatBytes } from "./bytes.js";
 import { copyText } from "./copy.js";
-import { available, b64urlDecode, checkIterations, decrypt, DecryptError } from "./crypto.js";
-import { chunked, escapeHtml, lineNumbers } from "./lines.js";
+import { available, b64urlDecode, checkFormat, checkIterations, decrypt, DecryptError } from "./crypto.js";
+import { chunked, escapeHtml, lineNumbers, textBlocks } from "./lines.js";
 import { core, GRAMMARS, LABELS } from "./languages.js";
 
 const article = document.getElementById("paste");
@@ -31,6 +31,9 @@ const MESSAGES = {
   data: "This paste is damaged: the stored data cannot be decrypted.",
   kdf: "This paste asks for far more password-hashing work than any paste made here (a damaged or hostile paste): it is not decrypted.",
   payload: "This paste was decrypted but its content is not in a format this page understands.",
+  format: "This paste is stored in an encryption format this page does not know (made by a newer Pasteur, or damaged).",
+  nozip: "This paste is compressed, and this browser cannot decompress it (it has no DecompressionStream): open it in a current browser, or with `pasteur get`.",
+  bomb: "This paste would expand to more than 64 MiB once decompressed, more than any paste made here: it is not shown (a damaged or hostile paste).",
   nocrypto: "This paste is encrypted, and this browser cannot decrypt it here: it only allows decryption on secure pages (https, or http on localhost). Open the link over https.",
 };
 
@@ -69,7 +72,7 @@ async function render(payload) {
   const numbers = payload.ln ? lineNumbers(text) : "";
   const big = text.length > PLAIN_FIRST;
   gutter.className = big ? `gutter d${String(numbers.length - numbers.lastIndexOf("\n") - 1)}` : "gutter";
-  if (big) gutter.innerHTML = chunked(numbers);
+  if (big) gutter.replaceChildren(textBlocks(numbers));
   else gutter.textContent = numbers;
   if (lang) {
     const known = Object.hasOwn(LABELS, lang);
@@ -87,7 +90,7 @@ async function render(payload) {
     code.innerHTML = await highlight(text, lang);
     return reveal();
   }
-  code.innerHTML = chunked(escapeHtml(text));
+  code.replaceChildren(textBlocks(text));
   reveal();
   await painted();
   code.innerHTML = chunked(await highlight(text, lang));
@@ -156,9 +159,12 @@ function fail(error) {
   say(MESSAGES[error.kind]);
 }
 
+// The stored document's format ("fmt"; none: v1).
+const format = () => (article.dataset.fmt ? Number(article.dataset.fmt) : 1);
+
 async function decryptAndRender(key, iv, ct, kdf) {
   say("Decrypting…", false);
-  await render(await decrypt(key, iv, ct, kdf));
+  await render(await decrypt(key, iv, ct, kdf, format()));
   say("");
   return true;
 }
@@ -171,6 +177,7 @@ async function loadDocument() {
     const body = await response.json();
     if (!response.ok || !body.ct) throw new Error(body.error || `HTTP ${response.status}`);
     article.dataset.ct = body.ct;
+    if (body.fmt) article.dataset.fmt = String(body.fmt);
     return true;
   } catch (error) {
     say(`This paste could not be loaded: ${error.message}`);
@@ -210,7 +217,8 @@ async function show() {
     }
   }
   try {
-    checkIterations(Number(iter)); // before the password is asked for
+    checkFormat(format()); // both before the password is asked for
+    checkIterations(Number(iter));
   } catch (error) {
     return fail(error);
   }
@@ -247,6 +255,7 @@ async function readOnce(event) {
   }
   document.getElementById("burn").hidden = true;
   Object.assign(article.dataset, { ct: body.ct, iv: body.iv });
+  if (body.fmt) article.dataset.fmt = String(body.fmt);
   if (body.kdf) Object.assign(article.dataset, { salt: body.kdf.salt, iter: String(body.kdf.iter) });
   window.removeEventListener("hashchange", show); // it is gone from the server now
   const gone = "This paste has now been deleted from the server: keep a copy if you need it.";

@@ -59,8 +59,10 @@ class CommitterError(Exception):
 class Reply:
     head: bytes | None  # the new head's raw id (None: nothing committed)
     trees: list[tuple[bytes, bytes]]  # the trees written: (raw id, content)
+    dropped: list[bytes]  # the trees they replaced (raw ids): to leave the caches
     commits: int
     packs: int
+    cached: int  # bytes in the committer's tree cache (``TreeCache.bytes_held``)
 
 
 def _send(out: IO[bytes], obj: object) -> None:
@@ -195,8 +197,10 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
                 "head": (repository.head.raw
                          if repository.head is not None and repository.head != before else None),
                 "trees": pack.built_trees(),
+                "dropped": pack.dropped_trees(),
                 "commits": repository.commits - commits,
                 "packs": repository.packs - packs,
+                "cached": repository.tree_cache.bytes_held,
             }
         except Exception as exc:  # noqa: BLE001 - the server gets every failure
             reply = {"error": f"{type(exc).__name__}: {exc}"}

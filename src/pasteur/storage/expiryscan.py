@@ -12,23 +12,28 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 
 import pygit2
 
+from ..procs import bound_libgit2
+
 EXPIRES = re.compile(rb'"expires":"([0-9TZ:-]+)"')
 HEAD_BYTES = 512  # "expires" comes right after "v", "created" and "size"
+Out = Callable[[str], object]  # where found lines go
 
 
-def _emit(repo: pygit2.Repository, paste_id: str, oid: pygit2.Oid, out: list[str]) -> None:
+def _emit(repo: pygit2.Repository, paste_id: str, oid: pygit2.Oid, out: Out) -> None:
     obj = repo.get(oid)
     if isinstance(obj, pygit2.Blob):
         m = EXPIRES.search(obj.data[:HEAD_BYTES])
         if m:
-            out.append(f"{m.group(1).decode()} {paste_id}\n")
+            out(f"{m.group(1).decode()} {paste_id}\n")
 
 
-def full(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
-    out: list[str] = []
+def full(repo: pygit2.Repository, tree: pygit2.Tree, out: Out) -> None:
+    """Every expiring paste of ``tree``, written to ``out`` as found (never
+    all held at once: a million expiring pastes would be ~60 MB)."""
     for a in tree:
         if not isinstance(a, pygit2.Tree):
             continue
@@ -38,23 +43,21 @@ def full(repo: pygit2.Repository, tree: pygit2.Tree) -> list[str]:
             for leaf in b:
                 if leaf.name is not None:  # always set on a tree's entry
                     _emit(repo, leaf.name, leaf.id, out)
-    return out
 
 
-def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree) -> list[str]:
-    out: list[str] = []
+def since(repo: pygit2.Repository, old: pygit2.Tree, new: pygit2.Tree, out: Out) -> None:
     for delta in old.diff_to_tree(new).deltas:
         if delta.status in (pygit2.enums.DeltaStatus.ADDED, pygit2.enums.DeltaStatus.MODIFIED):
             path = delta.new_file.path
             if path.count("/") == 2:
                 _emit(repo, path.rsplit("/", 1)[1], delta.new_file.id, out)
-    return out
 
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
         print("usage: python -m pasteur.storage.expiryscan REPO HEAD [SINCE]", file=sys.stderr)
         return 2
+    bound_libgit2()
     repo = pygit2.Repository(argv[0])
     tree = repo[argv[1]].peel(pygit2.Tree)
     old = None
@@ -63,8 +66,10 @@ def main(argv: list[str]) -> int:
             old = repo[argv[2]].peel(pygit2.Tree)
         except (KeyError, ValueError):  # rewritten or erased since: scan everything
             old = None
-    lines = since(repo, old, tree) if old is not None else full(repo, tree)
-    sys.stdout.writelines(lines)
+    if old is not None:
+        since(repo, old, tree, sys.stdout.write)
+    else:
+        full(repo, tree, sys.stdout.write)
     return 0
 
 

@@ -23,13 +23,23 @@ log = logging.getLogger("pasteur.store")
 
 # More packs than this and the writer rolls them up (git repack --geometric=2).
 PACK_LIMIT = 50
+# git's memory in a repack, bounded: its maps of the packs (1 GiB windows up
+# to 8 GiB by default: the pages read stay resident), its cache of delta
+# bases (96 MiB), one thread, and the delta search's window and cache
+# (``repack -a``). Measured on 54 packs of a 100,000-paste repository: a peak
+# RSS of 378-678 MB with git's defaults, 42 MB with these, in the same time;
+# rolling up everything at 1,000,000 pastes (+35,000 created): 158 MB (197 MB
+# without the delta base cache's limit, once 2.2 GB).
+GIT_MEMORY = ("-c", "core.packedGitLimit=32m", "-c", "core.packedGitWindowSize=8m",
+              "-c", "core.deltaBaseCacheLimit=8m", "-c", "pack.threads=1",
+              "-c", "pack.windowMemory=32m", "-c", "pack.deltaCacheSize=8m")
 
 
 def repack_and_prune(repository: Repository) -> None:
     """Delete the objects no ref reaches (erased pastes, an old history):
     ``git reflog expire``, ``git repack -a -d`` and ``git prune
     --expire=now``, then new handles (writer thread)."""
-    git = ["git", "-C", str(repository.path)]
+    git = ["git", "-C", str(repository.path), *GIT_MEMORY]
     for args in (["reflog", "expire", "--expire=now", "--all"],
                  ["repack", "-a", "-d", "-q"],
                  ["prune", "--expire=now"]):
@@ -46,7 +56,7 @@ def repack_command(repository: Repository) -> list[str]:
     packs written meanwhile are left alone. No delta search
     (``pack.window=0``): measured 91 ms instead of 299 ms for 50 batches of
     64 pastes; erasure's ``repack -a`` deltifies."""
-    return ["git", "-C", str(repository.path), "-c", "repack.writeBitmaps=false",
+    return ["git", "-C", str(repository.path), *GIT_MEMORY, "-c", "repack.writeBitmaps=false",
             "-c", "pack.window=0", "repack", "-d", "--geometric=2", "-q"]
 
 

@@ -80,6 +80,10 @@ class PackBuilder:
         self._trees: dict[bytes, Entries] = {}  # trees built here
         self._raw_built: dict[bytes, bytes] = {}  # leaves built here, raw
         self._raw_width: dict[bytes, int] = {}  # ... and their names' length
+        # Trees the edits replaced (the old root, middles and leaves, and
+        # those built here and edited again): dropped from the cache once
+        # the pack is written, so that it holds live trees only.
+        self.replaced: set[bytes] = set()
         self.cache = cache if cache is not None else TreeCache()
 
     def __len__(self) -> int:
@@ -120,17 +124,28 @@ class PackBuilder:
         return self.cache.paste_oid(root, name, self.repo.odb, self._trees, self._raw_built)
 
     def built_trees(self) -> list[tuple[bytes, bytes]]:
-        """The trees built here, raw: (id, content)."""
-        return [*((oid, self.objects[oid][1]) for oid in self._trees), *self._raw_built.items()]
+        """The trees built here and still in use, raw: (id, content)."""
+        replaced = self.replaced
+        return [*((oid, self.objects[oid][1]) for oid in self._trees if oid not in replaced),
+                *((oid, raw) for oid, raw in self._raw_built.items() if oid not in replaced)]
+
+    def dropped_trees(self) -> list[bytes]:
+        """The trees the edits replaced, not built again here."""
+        return [oid for oid in self.replaced
+                if oid not in self._trees and oid not in self._raw_built]
 
     def keep_trees(self) -> None:
-        """Once the pack is written: its trees go to the cache (the next batch
-        starts from them)."""
+        """Once the pack is written: the trees it replaced leave the cache,
+        its own go in (the next batch starts from them)."""
+        self.cache.drop(self.dropped_trees())
+        replaced = self.replaced
         for oid, entries in self._trees.items():
-            self.cache.put(oid, entries)
-            self.cache.put_raw(oid, self.objects[oid][1])
+            if oid not in replaced:
+                self.cache.put(oid, entries)
+                self.cache.put_raw(oid, self.objects[oid][1])
         for oid, raw in self._raw_built.items():
-            self.cache.put_raw(oid, raw, self._raw_width.get(oid, 0))
+            if oid not in replaced:
+                self.cache.put_raw(oid, raw, self._raw_width.get(oid, 0))
 
     def tree(self, entries: Entries) -> bytes:
         oid = self.add(b"tree", tree_bytes(entries))
@@ -154,10 +169,19 @@ class PackBuilder:
             name = paste_id.encode()
             edits[name[:1]][name[1:2]][name] = None
         root_e = self.entries(root)
+        replaced = self.replaced
+        if root is not None:
+            replaced.add(root)
         for a, by_b in edits.items():
+            entry = root_e.get(a + b"/")
+            if entry is not None:
+                replaced.add(entry[-20:])
             mid_e = self._sub(root_e, a)
             for b, leaves in by_b.items():
                 self.pace()
+                entry = mid_e.get(b + b"/")
+                if entry is not None:
+                    replaced.add(entry[-20:])
                 if self._edit_leaf_raw(mid_e, b, leaves):
                     continue
                 leaf_e = self._sub(mid_e, b)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pygit2
 
+from ..procs import bound_libgit2
 from .durable import FSYNC_FILES_LIMIT, fsync_path, syncfs
 from .errors import StoreError
 from .layout import BRANCH, Layout
@@ -45,6 +46,7 @@ class Change:
 
 
 LOCK_WAIT = 2.0  # seconds
+
 
 
 def lock_repository(path: Path) -> int:
@@ -114,6 +116,7 @@ class Repository:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.layout = Layout(self.path)
+        bound_libgit2()
         self.repo = open_or_init(self.path)
         # A second handle for reads on the event loop: the writer thread owns
         # ``self.repo``; libgit2 finds new loose objects and packs on disk.

@@ -5,38 +5,62 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Iterable
 
 import pygit2
 
 from .objects import Entries, parse_tree
 
+# What an entry costs beyond its bytes (measured with tracemalloc: a bytes
+# object's head, the OrderedDict's node and slot; a parsed entry's two bytes
+# objects and its dict slot).
+RAW_OVERHEAD = 160
+ENTRY_OVERHEAD = 120
+TREE_OVERHEAD = 400
+
+
+def entries_cost(entries: Entries) -> int:
+    """The bytes a parsed tree holds, about (``ENTRY_OVERHEAD`` per entry)."""
+    return TREE_OVERHEAD + sum(len(k) + len(v) + ENTRY_OVERHEAD for k, v in entries.items())
+
 
 class TreeCache:
     """Parsed entries of recently used trees, by id (ids name content, so an
-    entry never goes stale), least recently used first out. Bounded by the
-    number of entries held: the root and the 62 middle trees stay; at a
-    million pastes, the leaves come and go. Shared by the writer and the
-    journal thread (which checks new ids against it): a lock guards it.
+    entry never goes stale), least recently used first out. Bounded in bytes
+    (``max_bytes`` parsed, ``max_raw`` raw, overheads counted): the root and
+    the 62 middle trees stay (parsed, ~0.8 MB); the leaves, raw, ~32 bytes a
+    paste (~37 MB at a million pastes), come and go past the budget. A tree
+    replaced by a commit is dropped at once (``drop``): only the served
+    tree's are worth keeping, so old versions never push live ones out.
+    Shared by the writer and the journal thread (which checks new ids
+    against it): a lock guards it. The server and the committer process each
+    have one.
 
     It also spares libgit2's lookups, which grow with the number of packs: an
     object not in its cache is searched pack after pack (measured: creates
     ~15% slower after 10 s at full load, with ~150 packs waiting for a
     repack)."""
 
-    def __init__(self, max_entries: int = 100_000, max_raw: int = 64 << 20) -> None:
-        self.max_entries = max_entries
-        self.size = 0
+    def __init__(self, max_bytes: int = 2 << 20, max_raw: int = 8 << 20) -> None:
+        self.max_bytes = max_bytes
+        self.size = 0  # bytes of the parsed entries, overheads counted
         self.items: OrderedDict[bytes, Entries] = OrderedDict()
+        self._costs: dict[bytes, int] = {}
         self._lock = threading.Lock()
-        # Below the parsed entries, the trees' raw content (~32 bytes a paste:
-        # a million pastes' trees fit), so a miss above costs a parse, not a
-        # search through the packs and an inflate; id checks read it directly.
+        # Below the parsed entries, the trees' raw content, so a miss above
+        # costs a parse, not a search through the packs and an inflate; id
+        # checks read it directly.
         self.max_raw = max_raw
         self.raw_size = 0
         self.raws: OrderedDict[bytes, bytes] = OrderedDict()
         # Raw leaves known to be fixed-stride records of files named with this
         # many characters (built by _edit_leaf_raw): not checked again.
         self.strides: dict[bytes, int] = {}
+
+    @property
+    def bytes_held(self) -> int:
+        """What the cache holds, parsed and raw, overheads counted."""
+        return self.size + self.raw_size
 
     def raw(self, oid: bytes, odb: pygit2.Odb) -> bytes:
         """A tree's raw content (empty if ``oid`` is not a tree)."""
@@ -52,17 +76,31 @@ class TreeCache:
         return data
 
     def put_raw(self, oid: bytes, data: bytes, stride: int = 0) -> None:
+        cost = len(data) + RAW_OVERHEAD
         with self._lock:
+            if oid in self.raws:
+                if stride:
+                    self.strides[oid] = stride
+                return
             if stride:
                 self.strides[oid] = stride
-            if oid in self.raws:
-                return
             self.raws[oid] = data
-            self.raw_size += len(data) + 64
+            self.raw_size += cost
             while self.raw_size > self.max_raw and len(self.raws) > 1:
                 gone, old = self.raws.popitem(last=False)
-                self.raw_size -= len(old) + 64
+                self.raw_size -= len(old) + RAW_OVERHEAD
                 self.strides.pop(gone, None)
+
+    def drop(self, oids: Iterable[bytes]) -> None:
+        """Forget trees (replaced by a commit: no lookup will start from them)."""
+        with self._lock:
+            for oid in oids:
+                data = self.raws.pop(oid, None)
+                if data is not None:
+                    self.raw_size -= len(data) + RAW_OVERHEAD
+                self.strides.pop(oid, None)
+                if self.items.pop(oid, None) is not None:
+                    self.size -= self._costs.pop(oid)
 
     def has_paste(self, root: bytes | None, name: bytes, odb: pygit2.Odb) -> bool:
         """Whether the id ``name`` is taken in the tree ``root``, in either
@@ -124,15 +162,17 @@ class TreeCache:
             return entries
 
     def put(self, oid: bytes, entries: Entries) -> None:
+        cost = entries_cost(entries)
         with self._lock:
             if oid in self.items:
                 self.items.move_to_end(oid)
                 return
             self.items[oid] = entries
-            self.size += len(entries)
-            while self.size > self.max_entries and len(self.items) > 1:
-                _, old = self.items.popitem(last=False)
-                self.size -= len(old)
+            self._costs[oid] = cost
+            self.size += cost
+            while self.size > self.max_bytes and len(self.items) > 1:
+                gone, _ = self.items.popitem(last=False)
+                self.size -= self._costs.pop(gone)
 
     def entries(self, oid: bytes, odb: pygit2.Odb) -> Entries:
         """A tree's entries (not to be modified), parsed from ``odb`` on a miss."""

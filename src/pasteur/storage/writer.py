@@ -63,6 +63,7 @@ class Figures:
     commit_seconds: float = 0.0  # time spent in them (wall, fsyncs included)
     last_error: str | None = None  # the last failed commit's error, kept after a success
     last_error_at: float | None = None  # when (epoch seconds)
+    committer_cached: int = 0  # bytes in the committer's tree cache, after its last batch
 
 
 class Writer:
@@ -305,6 +306,8 @@ class Writer:
             })
         except CommitterError as exc:
             raise StoreError(str(exc)) from exc
+        repository.tree_cache.drop(reply.dropped)
+        self.figures.committer_cached = reply.cached
         for oid, raw in reply.trees:
             repository.tree_cache.put_raw(oid, raw)
         if reply.head is not None:

@@ -45,8 +45,8 @@ def parse_ssh_key(value: str) -> str:
         raise ValueError(f"expected ed25519:<base64> or rsa:<seed>, got {value!r}")
     if ":" in rest:
         raise ValueError("awa's TYPE:KEY has one ':' only, the original refused this key too "
-                         "(\"Invalid SSH key format\"); make a new one with 'pasteur keygen', "
-                         "register its public key as the deploy key and use --ssh-seed")
+                         "(\"Invalid SSH key format\"); make a new one with 'pasteur keygen' and "
+                         "register its public key as the deploy key")
     if kind == "ed25519":
         from pasteur.sync.sshkeys import key_from_ed25519
 
@@ -70,14 +70,17 @@ def add_sync_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--remote-token", default=None, metavar="TOKEN",
                    help="token for an http(s) remote, sent as HTTP basic auth password")
     g.add_argument("--ssh-seed", default=None, metavar="SEED",
-                   help="seed of the SSH key (from 'pasteur keygen'; an Ed25519 key, not "
-                        "the RSA key the original's awa_gen_key made from its seeds: that "
-                        "one is --ssh-key rsa:SEED)")
+                   help="the original's --ssh-seed (the seeds' README; awa_gen_key's 'seed "
+                        "is ...'): the 2048-bit RSA key awa's Keys.of_seed made from SEED "
+                        "until awa 0.0.4 (an original built with awa 0.0.5 or later, from "
+                        "December 2021, made the 4096-bit key of --ssh-key rsa:SEED); "
+                        "'pasteur keygen --ssh-seed SEED' prints its public key")
     g.add_argument("--ssh-key", default=None, metavar="rsa:SEED|ed25519:BASE64",
                    type=flag_type(parse_ssh_key, "ssh-key"),
                    help="the original's SSH key flag: rsa:<seed> (the same 4096-bit RSA key "
-                        "the original derived from the seed) or ed25519:<base64 private "
-                        "key>; 'pasteur keygen --ssh-key KEY' prints its public key")
+                        "the original derived from the seed) or ed25519:<base64 of the "
+                        "32-byte private key>, as 'pasteur keygen' prints a new one; "
+                        "'pasteur keygen --ssh-key KEY' prints its public key")
     g.add_argument("--ssh-password", default=None, metavar="PASSWORD",
                    help="password for SSH password authentication")
     g.add_argument("--ssh-auth", "--ssh-authenticator", dest="ssh_auth", default=None,
@@ -168,28 +171,61 @@ def sync_settings(args: argparse.Namespace) -> SyncSettings | None:
 
 def add_keygen_arguments(p: argparse.ArgumentParser) -> None:
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--seed", default=None,
-                       help="print the public key of this --ssh-seed instead of a new one")
     which.add_argument("--ssh-key", default=None, metavar="rsa:SEED|ed25519:BASE64",
                        type=flag_type(parse_ssh_key, "ssh-key"),
                        help="print the public key (authorized_keys line) and fingerprint "
                             "of the original's --ssh-key, to compare with the remote's "
                             "deploy key")
+    which.add_argument("--ssh-seed", default=None, metavar="SEED",
+                       help="the same for the original's --ssh-seed (RSA-2048)")
+    which.add_argument("--pasteur-seed", default=None, metavar="SEED",
+                       help="a seed printed by 'pasteur keygen' before it printed --ssh-key "
+                            "(this project's own Ed25519 key, which --ssh-seed no longer "
+                            "makes): print the --ssh-key ed25519:... of that same key")
+    which.add_argument("--seed", default=None, help=argparse.SUPPRESS,
+                       type=flag_type(_gone_seed, "seed"))
     p.add_argument("--comment", default=None, help="comment of the public key line")
 
 
+def _gone_seed(value: str) -> str:
+    raise ValueError("'pasteur keygen --seed' is gone: --ssh-seed now makes the original's "
+                     "RSA key. For a seed an earlier 'pasteur keygen' printed, "
+                     "'pasteur keygen --pasteur-seed SEED' prints the --ssh-key of the same "
+                     "key; for the original's seed, 'pasteur keygen --ssh-seed SEED'")
+
+
+AWA_005_NOTE = ("note: this is the key of an original built with awa 0.0.4 or older (until "
+                "December 2021); with awa 0.0.5 or later the same seed made the 4096-bit "
+                "key of --ssh-key rsa:SEED ('pasteur keygen --ssh-key rsa:SEED' prints it)")
+
+
 def keygen(args: argparse.Namespace) -> int:
-    from pasteur.sync.sshkeys import fingerprint, key_from_seed, key_from_spec, new_seed
+    """Print a new key (``--ssh-key ed25519:…``), or the public half of a given one."""
+    import sys
 
-    if args.ssh_key:
-        key = key_from_spec(args.ssh_key, args.comment)
-        print(key.public)
-        print(f"fingerprint {fingerprint(base64.b64decode(key.public.split()[1]))}")
-        return 0
-    seed = args.seed or new_seed()
-    key = key_from_seed(seed, args.comment)
-    print(f"seed is {seed}")
+    from pasteur.sync.sshkeys import (
+        fingerprint,
+        key_from_awa_seed,
+        key_from_spec,
+        new_ed25519,
+        pasteur_seed_to_spec,
+    )
+
+    if args.ssh_seed == "" or args.pasteur_seed == "":
+        print("pasteur keygen: the seed is empty", file=sys.stderr)
+        return 2
+    if args.ssh_seed is not None:
+        key = key_from_awa_seed(args.ssh_seed, args.comment)
+        print(AWA_005_NOTE, file=sys.stderr)
+    else:
+        spec = args.ssh_key
+        if args.pasteur_seed is not None:
+            spec = pasteur_seed_to_spec(args.pasteur_seed)
+        elif not spec:
+            spec = new_ed25519()
+        if spec != args.ssh_key:
+            print(f"--ssh-key {spec}")
+        key = key_from_spec(spec, args.comment)
     print(key.public)
+    print(f"fingerprint {fingerprint(base64.b64decode(key.public.split()[1]))}")
     return 0
-
-

@@ -1,15 +1,23 @@
-"""Deterministic SSH keys from a seed, and OpenSSH fingerprints.
+"""SSH keys of the command line, and OpenSSH fingerprints.
 
-``pasteur keygen`` prints a random seed and the public key derived from it;
-``--ssh-seed`` derives the same private key again, in memory only. The key is
-Ed25519: its 32-byte private scalar seed is SHA-256 of a domain label and the
-seed text, so any seed string works and the same seed always gives the same key.
+The original Pasteur's keys, re-derived bit for bit by `pasteur.seedkeys`:
 
-The original's ``--ssh-key`` is taken too: ``ed25519:<base64 of the 32-byte private
-key>`` as is, and ``rsa:<seed>`` as awa's ``Keys.of_string`` made it: the 4096-bit RSA
-key ``X509.Private_key.generate ~seed`` draws from a Fortuna generator seeded with the
-seed (re-derived bit for bit by `pasteur.seedkeys`). ``pasteur keygen --ssh-key KEY``
-prints its public key, to compare with the remote's deploy key.
+* ``--ssh-seed SEED`` (the original's flag from September 2020 to March 2022, and the
+  seeds' README's): git-mirage's ``with_rsa_key`` gave the seed to awa's
+  ``Keys.of_seed `Rsa SEED``, which until awa 0.0.4 (every awa release before December
+  2021) seeded a Fortuna generator with the seed's bytes and drew a **2048-bit** RSA key
+  (``Mirage_crypto_pk.Rsa.generate ~g ~bits:2048``) — the key ``awa_gen_key`` printed
+  with its ``seed is …`` line. awa 0.0.5 and later made the 4096-bit key of
+  ``--ssh-key rsa:SEED`` from the same seed instead.
+* ``--ssh-key rsa:SEED`` (awa >= 0.0.5 ``Keys.of_string``): the 4096-bit RSA key
+  ``X509.Private_key.generate ~seed`` draws from the same kind of generator.
+* ``--ssh-key ed25519:BASE64``: the base64 (padded, as ocaml-base64 decodes it) of the
+  32-byte Ed25519 private key, taken as is (``X509.Private_key.of_string `ED25519``).
+
+``pasteur keygen`` makes a new Ed25519 key and prints it as ``--ssh-key ed25519:…``.
+Seeds printed by ``pasteur keygen`` before it did (this project's own Ed25519 derivation,
+SHA-256 of a label and the seed) are converted by ``pasteur keygen --pasteur-seed SEED``
+to the ``--ssh-key ed25519:…`` of the same key.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 _LABEL = b"pasteur ssh ed25519 v1\0"
+AWA_SEED_BITS = 2048  # awa <= 0.0.4 Keys.of_seed `Rsa: Rsa.generate ~g ~bits:2048
 
 
 @dataclass(frozen=True)
@@ -35,16 +44,18 @@ class SshKey:
     private_pem: str  # OpenSSH private key format, unencrypted (memory only)
 
 
-def new_seed() -> str:
-    """A fresh random seed (32 bytes, base64 like the original's ``awa_gen_key``)."""
-    return base64.b64encode(secrets.token_bytes(32)).decode("ascii")
+def new_ed25519() -> str:
+    """A fresh Ed25519 key as an ``--ssh-key`` value: ``ed25519:<base64 of 32 bytes>``."""
+    return "ed25519:" + base64.b64encode(secrets.token_bytes(32)).decode("ascii")
 
 
-def key_from_seed(seed: str, comment: str | None = None) -> SshKey:
+def pasteur_seed_to_spec(seed: str) -> str:
+    """The ``--ssh-key ed25519:…`` of the key an earlier ``pasteur keygen`` seed gave
+    (this project's own derivation, before ``--ssh-seed`` took the original's meaning)."""
     if not seed:
-        raise ValueError("the SSH seed is empty")
+        raise ValueError("the seed is empty")
     scalar = hashlib.sha256(_LABEL + seed.encode("utf-8")).digest()
-    return _ssh_key(Ed25519PrivateKey.from_private_bytes(scalar), comment)
+    return "ed25519:" + base64.b64encode(scalar).decode("ascii")
 
 
 def _ssh_key(key: Ed25519PrivateKey | RSAPrivateKey, comment: str | None) -> SshKey:
@@ -72,16 +83,24 @@ def key_from_ed25519(b64: str, comment: str | None = None) -> SshKey:
     return _ssh_key(Ed25519PrivateKey.from_private_bytes(raw), comment)
 
 
-@functools.lru_cache(maxsize=4)
-def key_from_rsa_seed(seed: str, comment: str | None = None) -> SshKey:
-    """The key of the original's ``--ssh-key rsa:<seed>``: awa's ``Keys.of_string`` gives
-    the seed's bytes to ``X509.Private_key.generate ~seed `RSA`` (4096 bits). A few
-    seconds of work, hence cached."""
+@functools.lru_cache(maxsize=8)
+def key_from_rsa_seed(seed: str, comment: str | None = None,
+                      bits: int = 4096) -> SshKey:
+    """The RSA key awa made from a seed: ``bits`` 4096 for the original's ``--ssh-key
+    rsa:<seed>`` (awa >= 0.0.5 ``Keys.of_string`` → ``X509.Private_key.generate ~seed
+    `RSA``), 2048 for its ``--ssh-seed`` (awa <= 0.0.4 ``Keys.of_seed `Rsa``). The seed's
+    bytes as given on the command line feed the generator. A few seconds of work for
+    4096 bits, hence cached."""
     from pasteur import seedkeys
 
-    key = seedkeys.generate(os.fsencode(seed), "rsa", seedkeys.DEFAULT_BITS)
+    key = seedkeys.generate(os.fsencode(seed), "rsa", bits)
     assert isinstance(key, RSAPrivateKey)
     return _ssh_key(key, comment)
+
+
+def key_from_awa_seed(seed: str, comment: str | None = None) -> SshKey:
+    """The key of the original's ``--ssh-seed SEED``: RSA-2048 (see the module doc)."""
+    return key_from_rsa_seed(seed, comment, AWA_SEED_BITS)
 
 
 def key_from_spec(spec: str, comment: str | None = None) -> SshKey:

@@ -71,8 +71,8 @@ def validate(settings: SyncSettings) -> None:
         raise SyncError(f"unsupported remote URL scheme {scheme!r} in {redact(url)}")
     if is_ssh(url):
         if not (settings.seed or settings.ssh_key or settings.ssh_password):
-            raise SyncError("an SSH remote needs --ssh-seed (make one with 'pasteur keygen'), "
-                            "--ssh-key ed25519:<base64> or --ssh-password")
+            raise SyncError("an SSH remote needs --ssh-key (make one with 'pasteur keygen'), "
+                            "the original's --ssh-seed or --ssh-password")
         if settings.ssh_auth:
             try:
                 parse_fingerprints(settings.ssh_auth)

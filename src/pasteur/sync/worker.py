@@ -44,11 +44,12 @@ from pygit2.ffi import C
 
 from pasteur.config import SyncSettings
 from pasteur.ids import ALPHABET
+from pasteur.procs import bound_libgit2
 from pasteur.sync import local as synclocal
 from pasteur.sync.sshkeys import (
     SshKey,
     fingerprint_of_hash,
-    key_from_seed,
+    key_from_awa_seed,
     key_from_spec,
     parse_fingerprints,
 )
@@ -193,7 +194,7 @@ class Callbacks(pygit2.RemoteCallbacks):
                 and is_ssh(self.settings.url):
             return pygit2.UserPass(user, self.settings.ssh_password)
         if allowed_types & CredentialType.SSH_MEMORY or allowed_types & CredentialType.SSH_KEY:
-            raise SyncFailure("config", "the SSH remote needs --ssh-seed, --ssh-key or "
+            raise SyncFailure("config", "the SSH remote needs --ssh-key, --ssh-seed or "
                                         "--ssh-password")
         if allowed_types & CredentialType.USERPASS_PLAINTEXT:
             if not self.token:
@@ -209,8 +210,13 @@ class Callbacks(pygit2.RemoteCallbacks):
         key = ssh_key(self.settings)
         if key is None:
             return "the password from --ssh-password"
-        which = "--ssh-key" if self.settings.ssh_key else "--ssh-seed"
-        return f"the SSH key from {which}: {key.public}"
+        if self.settings.ssh_key:
+            return f"the SSH key from --ssh-key: {key.public}"
+        return (f"the SSH key from --ssh-seed, the original's RSA-2048 key of that seed "
+                f"(awa <= 0.0.4): {key.public}; an original built with awa 0.0.5 or later "
+                "made the key of --ssh-key rsa:SEED from the same seed, and a seed from an "
+                "earlier 'pasteur keygen' is converted by 'pasteur keygen --pasteur-seed "
+                "SEED'")
 
     def push_negotiation(self, updates: list[pygit2.remotes.PushUpdate]) -> None:
         # Force-with-lease: the remote's current value comes from this very
@@ -236,7 +242,7 @@ def ssh_key(settings: SyncSettings) -> SshKey | None:
     if settings.ssh_key:
         return key_from_spec(settings.ssh_key)
     if settings.seed:
-        return key_from_seed(settings.seed)
+        return key_from_awa_seed(settings.seed)
     return None
 
 
@@ -261,6 +267,7 @@ class Worker:
         pygit2.settings.enable_fsync_gitdir(True)
         pygit2.settings.server_connect_timeout = settings.connect_timeout_ms
         pygit2.settings.server_timeout = settings.timeout_ms
+        bound_libgit2()
         self.path = repo
         self.repo = pygit2.Repository(repo)
         self.reopens = 0  # the server's handle renewals this handle follows

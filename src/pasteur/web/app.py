@@ -22,14 +22,15 @@ from .assets import Bundle, StaticFiles
 from .caches import BaseUrls, CommitLinks, PageCache
 from .create import CreatePage
 from .delete import DeletePage
-from .frontdoor import ASGIApp, FastPath, Frontdoor, ResponseCounts
+from .frontdoor import AccessLog, ASGIApp, FastPath, Frontdoor, ResponseCounts
 from .health import Health, SyncStatus
+from .hotpath import HotReads
 from .pastes import Pastes
 from .render import Renderer, environment
 from .show import ShowPage
 from .sweeper import Sweeper
 
-__all__ = ["ASGIApp", "create_app"]
+__all__ = ["ASGIApp", "Frontdoor", "create_app"]
 
 log = logging.getLogger("pasteur.access")
 
@@ -43,13 +44,17 @@ def create_app(
     claim: Callable[[str], Awaitable[str]] | None = None,
     sync_status: SyncStatus | None = None,
     counts: ResponseCounts | None = None,  # answers counted for /metrics (metrics.py); None: off
-) -> ASGIApp:
+) -> Frontdoor:
     """The ASGI app over ``store`` (opened, and locked, by whoever calls).
 
     ``misses``: asked when a paste is not found whether a fetch brought new
     pastes (sync's ``MissProbe.miss``); ``sync_status``: sync's figures for
     ``/healthz``; ``claim``: claims a burn paste on the remote before it is
     served (sync's ``BurnClaims.claim``). All None when the server does not sync.
+
+    Its ``hot`` (``hotpath.py``): the reads of cached pages, for the plain
+    listener's protocol to answer before the app (None when every request
+    must pass the front door: basic auth, a trusted proxy).
 
     ``freeze`` (the server's own process): once started, the objects alive
     then (modules, classes, the templates, lexers) move out of the garbage
@@ -112,4 +117,7 @@ def create_app(
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
     fast = FastPath(app, create.create, show.show, crashed)
-    return Frontdoor(app, config.auth, TrustedProxies(config.trusted_proxies), fast, counts)
+    proxies = TrustedProxies(config.trusted_proxies)
+    access_log = AccessLog()
+    hot = None if config.auth is not None or proxies else HotReads(cache, access_log, counts)
+    return Frontdoor(app, config.auth, proxies, fast, counts, access_log, hot)

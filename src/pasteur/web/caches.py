@@ -8,23 +8,35 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from starlette.requests import Request
+from starlette.responses import Response
 
 from ..proxy import bucket
 from ..storage.store import Store
+from . import compress
 from .compress import compress_async
 
 
 @dataclass
 class CachedPage:
-    """A cached response's body, its type, and its compressed bodies made so far."""
+    """A cached response's body, its type, its compressed bodies made so far,
+    and the heads the application sends with them (``hotpath.py``)."""
 
     body: bytes
     ctype: str
     variants: dict[str, bytes] = field(default_factory=dict)  # content coding -> body
+    # What ``compress.coding`` said (None, "" or a coding) -> the response's header lines.
+    heads: dict[str | None, bytes] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
-        return len(self.body) + sum(len(v) for v in self.variants.values())
+        return (len(self.body) + sum(len(v) for v in self.variants.values())
+                + sum(len(h) for h in self.heads.values()))
+
+    def response(self, coding: str | None, body: bytes) -> Response:
+        """The answer to a read of this page: ``body`` is its body in ``coding``
+        (``compress.coding``; the front door's ``compressing`` passes a
+        response that has its coding)."""
+        return Response(body, media_type=self.ctype, headers=compress.headers(coding))
 
 
 class PageCache:
@@ -80,6 +92,14 @@ class PageCache:
                     self._trim()
         return body
 
+    def add_head(self, key: tuple, page: CachedPage, coding: str | None, head: bytes) -> None:
+        """Keep ``head`` with ``page`` (got under ``key``), counted while cached."""
+        if coding not in page.heads:
+            page.heads[coding] = head
+            if self.items.get(key) is page:
+                self.size += len(head)
+                self._trim()
+
     def _trim(self) -> None:
         while self.size > self.max_bytes:
             _, dropped = self.items.popitem(last=False)
@@ -116,7 +136,10 @@ class BaseUrls:
 
 class CommitLinks:
     """A paste's link to the commit that added it (``--commit-url``), its
-    commit id cached; cleared when an erasure rewrites the commits."""
+    commit id cached (the newest ``MAX`` pastes read: ~200 bytes each);
+    cleared when an erasure rewrites the commits."""
+
+    MAX = 10_000
 
     def __init__(self, template: str | None, store: Store) -> None:
         self.template = template
@@ -132,6 +155,8 @@ class CommitLinks:
             found = self.store.commit_of(paste_id)
             if found is None:
                 return None
+            if len(self.commits) >= self.MAX:  # the oldest out (dicts keep their order)
+                del self.commits[next(iter(self.commits))]
             commit = self.commits[paste_id] = str(found.id)
         return template.replace("{commit}", commit)
 

@@ -108,7 +108,9 @@ def headers(encoding: str | None) -> dict[str, str]:
     return {"vary": "Accept-Encoding", "content-encoding": encoding}
 
 
+@functools.lru_cache(maxsize=64)
 def compressible(content_type: str) -> bool:
+    """Whether a body of this type is worth compressing (remembered: responses have few types)."""
     ctype = content_type.partition(";")[0].strip().lower()
     return ctype.startswith("text/") or ctype in TEXT_TYPES or ctype.endswith(("+json", "+xml"))
 

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..logsafe import quoted
+from ..protocol import HotAnswers
 from ..proxy import TrustedProxies
 from .compress import compressing
 
@@ -73,7 +74,10 @@ class ResponseCounts:
         self.counts: dict[tuple[str, int], int] = {}
 
     def count(self, method: str, path: str, status: int) -> None:
-        key = (request_kind(method, path), status)
+        self.add(request_kind(method, path), status)
+
+    def add(self, kind: str, status: int) -> None:
+        key = (kind, status)
         self.counts[key] = self.counts.get(key, 0) + 1
 
 
@@ -129,7 +133,8 @@ class Frontdoor:
 
     def __init__(self, app: ASGIApp, auth: tuple[str, str] | None,
                  proxies: TrustedProxies | None = None, fast: FastPath | None = None,
-                 counts: ResponseCounts | None = None) -> None:
+                 counts: ResponseCounts | None = None, access_log: AccessLog | None = None,
+                 hot: HotAnswers | None = None) -> None:
         self.app = app
         self.counts = counts  # None: /metrics is off
         # The real client and scheme behind a --trusted-proxy (see proxy.py).
@@ -137,7 +142,10 @@ class Frontdoor:
         # The hot routes, served without Starlette's middleware and routing
         # layers: returns False for any other request.
         self.fast = fast
-        self.access_log = AccessLog()
+        self.access_log = access_log or AccessLog()
+        # Answers the plain listener's protocol gives before this door, with
+        # its log line and count (hotpath.py); None with auth or a trusted proxy.
+        self.hot = hot
         self.auth = None
         if auth is not None:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()

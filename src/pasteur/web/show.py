@@ -118,7 +118,7 @@ class ShowPage:
         coding = compress.coding(request.headers.get("accept-encoding", ""), page.ctype,
                                  len(page.body))
         body = await self.cache.encoded(key, page, coding or "")
-        return Response(body, media_type=page.ctype, headers=compress.headers(coding))
+        return page.response(coding, body)
 
     def _streamed(
         self, request: Request, chunks: AsyncIterator[bytes], ctype: str, size: int | None = None
@@ -143,7 +143,7 @@ class ShowPage:
                 return self._streamed(request, self.pastes.stored(document),
                                       "application/json", document.blob.size)
             return self.pages.render("encrypted.html", ct="", iv=paste.iv, kdf=paste.kdf,
-                               src=raw_url, **meta)
+                                     fmt=paste.fmt, src=raw_url, **meta)
         if raw:
             return self._streamed(request, self.pastes.text_of(document),
                                   "text/plain; charset=utf-8")
@@ -206,7 +206,7 @@ class ShowPage:
             if paste.legacy:  # the language comes from the link, as the original's did
                 meta["legacy_lang"] = link_language(query.get("hl"), "")
             return self.pages.render("encrypted.html", ct=paste.ct, iv=paste.iv, kdf=paste.kdf,
-                                     **meta)
+                                     fmt=paste.fmt, **meta)
         # Responses that stay true until the paste is removed are cached under
         # the request's query (the fast path in ``show``).
         cacheable = cache and not (creator or paste.expires or paste.burn)

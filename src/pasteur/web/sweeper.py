@@ -30,6 +30,11 @@ class Sweeper:
 
     TICK = 1.0
     RESCAN = 10.0  # how often to look for pastes brought in by sync
+    # Pastes watched at most (~170 bytes each): past that, only the half due
+    # soonest are kept, and pastes due at or after the first one let go
+    # (``horizon``) are not watched; once the kept ones are swept, the whole
+    # tree is scanned again. Memory stays flat however many pastes expire.
+    MAX_WATCHED = 20_000
 
     def __init__(self, store: Store, cache: PageCache, commits: CommitLinks,
                  erase_interval: float | None) -> None:
@@ -39,6 +44,8 @@ class Sweeper:
         self.erase_interval = erase_interval
         self.due: list[tuple[float, str]] = []
         self.watched: set[str] = set()
+        self.horizon = float("inf")  # pastes due from then on are not watched
+        self.rescan = False  # the watched ones are swept: scan the whole tree again
         self.tasks: list[asyncio.Task[None]] = []
         self.last_erase = time.monotonic()
 
@@ -51,7 +58,20 @@ class Sweeper:
                 log.error("paste %s has an unreadable expiry %r: it is not watched",
                           paste_id, expires[:40])
                 return
+            if due >= self.horizon:  # found again by the next full scan
+                self.watched.discard(paste_id)
+                return
             heapq.heappush(self.due, (due, paste_id))
+            if len(self.due) > self.MAX_WATCHED:
+                self._shed()
+
+    def _shed(self) -> None:
+        """Keep the half of the watched pastes due soonest (see ``MAX_WATCHED``)."""
+        ordered = sorted(self.due)
+        keep = self.MAX_WATCHED // 2
+        self.horizon = ordered[keep][0]
+        self.due = [item for item in ordered[:keep] if item[0] < self.horizon]
+        self.watched = {paste_id for _, paste_id in self.due}
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -70,6 +90,8 @@ class Sweeper:
         scanned: str | None = None
         generation = -1
         while True:
+            if self.rescan:  # what was let go past the horizon is due soon
+                self.rescan, self.horizon, scanned, generation = False, float("inf"), None, -1
             if store.head is not None and store.generation != generation:
                 generation = store.generation
                 try:
@@ -126,6 +148,8 @@ class Sweeper:
             _, paste_id = heapq.heappop(self.due)
             self.watched.discard(paste_id)
             expired.append(paste_id)
+        if not self.due and self.horizon != float("inf"):
+            self.rescan = True
         if expired:
             await self.store.remove(expired, "Expire")
             for paste_id in expired:

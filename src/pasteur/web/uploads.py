@@ -45,7 +45,7 @@ def paste_of(upload: Upload, rec: record.Record, max_size: int) -> tuple[Paste, 
         # A large ciphertext is checked while it is copied (write_document).
         ct = "A" * 22 if big else upload.paste.decode("ascii", "replace")
         try:
-            paste = Paste.sealed(ct, iv)
+            paste = Paste.sealed(ct, iv, rec.fmt)
         except InvalidPaste as exc:
             raise FormError(400, f"bad encrypted paste: {exc}") from exc
         if big:
