@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pygit2
 import pytest
 
 from pasteur.storage.journal import HEADER, Journal, JournalError, record_size
@@ -349,27 +350,35 @@ def test_large_creates_together_and_a_stop_during_an_append(tmp_path):
     assert Journal(tmp_path / "repo.git" / JOURNAL_FILE).read() == []
 
 
-def test_a_journaled_id_taken_by_a_synced_paste_is_committed_under_another(tmp_path):
+def test_a_journaled_id_taken_by_a_synced_paste_keeps_it_loudly(tmp_path, capfd):
+    """Only a writer outside the id namespaces can add an id of ours (a push
+    by hand): the acknowledged paste keeps its id, never renamed; the other
+    is named in the log and stays in history."""
     from pasteur.storage.repository import Change
 
-    async def main() -> None:
+    async def main() -> str:
         store = _lingering(tmp_path / "repo.git")
         store.start()
         pid = await store.add(b"mine, acknowledged")
+        theirs: list[pygit2.Oid] = []
 
         def remote() -> None:  # what a sync brings meanwhile
             oid = store.repo.create_blob(b"the remote's paste")
+            theirs.append(oid)
             store.apply([Change([(pid, oid)], [], None, "sync")])
 
         await store.run_in_writer(remote)
         await store.flush()
-        assert store.get(pid) == b"the remote's paste"
+        assert store.get(pid) == b"mine, acknowledged"
         assert pid not in store.idbook.journaled and pid not in store.idbook.reserved
-        mine = [i for i in store.ids() if i.startswith(pid) and i != pid]
-        assert len(mine) == 1 and store.get(mine[0]) == b"mine, acknowledged"
+        assert [i for i in store.ids() if i.startswith(pid)] == [pid]  # no <id><6 hex>
+        assert store.repo[theirs[0]].data == b"the remote's paste"  # kept in history
         await store.stop()
+        return str(theirs[0])
 
-    asyncio.run(main())
+    blob = asyncio.run(main())
+    err = capfd.readouterr().err  # logged by the committer process, on its stderr
+    assert "paste id collision" in err and blob in err, err
 
 
 class _Disk:

@@ -307,3 +307,87 @@ def test_an_old_addition_copied_after_the_marker_is_not_taken_back(tmp_path: Pat
     added = {pid for c in store.repo.walk(store.head) for pid, _ in commit_delta(c)[0]}
     assert "xxxx" not in added
     store.close()
+
+
+def test_a_removal_reason_travels_with_removal_commits_and_markers(tmp_path: Path) -> None:
+    """Why a paste is gone is read from removal commits ("Burn paste <id>")
+    and, once an erasure dropped those, from the marker's reason lines."""
+    from pasteur.sync.merge import gone_reasons, marked_reasons
+
+    store = Store(tmp_path / "r.git", journal=False)
+    blob = store.repo.create_blob(b"x")
+    store.apply([Change([("aaaa", blob), ("bbbb", blob), ("cccc", blob)], [], None, "Add 3")])
+    base = store.head
+    store.apply([Change([], ["aaaa"], None, "Burn paste aaaa")])
+    store.apply([Change([], ["bbbb", "cccc"], None, "Expire 2 pastes")])
+    assert gone_reasons(store.repo, store.head, base) == {"aaaa": "Burn", "bbbb": "Expire",
+                                                          "cccc": "Expire"}
+    message = erase_message({"aaaa", "bbbb", "dddd"}, {"aaaa": "Burn", "bbbb": "Delete"})
+    assert marked(message) == ["aaaa", "bbbb", "dddd"]  # older instances read the ids alike
+    assert marked_reasons(message) == {"aaaa": "Burn", "bbbb": "Delete"}
+    assert marked_reasons("Burn: aaaa\n") == {}  # not a marker
+    store.apply([Change([], [], None, message)])
+    assert gone_reasons(store.repo, store.head, base)["bbbb"] == "Delete"  # the newest wins
+    store.close()
+
+
+def test_every_instance_answers_the_same_410_for_a_paste_removed_elsewhere(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path
+) -> None:
+    bare = bare_remote(git_daemon.base / "why.git", first_commit=True)
+    url = git_daemon.url("why.git")
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "1", "--erase-interval",
+                      "2s", "--rate-limit", "off")
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "1", "--rate-limit", "off")
+    pasteurs += [a, b]
+
+    def create(**fields: str) -> dict:
+        files = {"paste": (None, "removed on A"), **{k: (None, v) for k, v in fields.items()}}
+        r = a.client().post("/", files=files, headers={"accept": "application/json"})
+        assert r.status_code == 201, r.text
+        return r.json()
+
+    burned, expired, deleted = create(burn="true"), create(expiry="3s"), create()
+    ids = [p["code"] for p in (burned, expired, deleted)]
+    wait_until("the pastes on B", lambda: b.get(deleted["code"]) == 200, 60)
+    r = a.client().post(f"/{burned['code']}/read?raw=true")
+    assert r.status_code == 200 and r.text == "removed on A"
+    r = a.client().delete(f"/{deleted['code']}",
+                          headers={"x-delete-token": deleted["delete_token"]})
+    assert r.status_code == 200
+
+    def answers(inst: Instance) -> list[tuple[int, str]]:
+        out = []
+        for pid in ids:
+            r = inst.client().get(f"/{pid}", headers={"accept": "text/plain"})
+            out.append((r.status_code, r.text.strip()))
+        return out
+
+    expect = [(410, f"paste {ids[0]} was read and deleted: it was made to be read once"),
+              (410, f"paste {ids[1]} has expired and was deleted"),
+              (404, f"no paste {ids[2]}")]
+
+    def same(inst: Instance) -> bool:
+        got = answers(inst)
+        return [c for c, _ in got] == [c for c, _ in expect] and all(
+            want in text for (_, text), (_, want) in zip(got, expect, strict=True))
+
+    wait_until("A's answers", lambda: same(a), 60)
+    wait_until("the same answers on B", lambda: same(b), 60)
+    # erased on A: the removal commits are gone from the remote's history, only
+    # the marker says why; an instance that never saw the pastes answers alike
+    wait_until("the erasure on the remote", lambda: not git(
+        "-C", bare, "log", "--format=%H", "main", "--", *(f"{i[0]}/{i[1]}/{i}" for i in ids)
+    ).strip(), 90)
+    marker = git("-C", bare, "log", "--format=%B", "--grep=^Erased:", "main")
+    assert f"Burn: {ids[0]}" in marker and f"Expire: {ids[1]}" in marker, marker
+    assert f"Delete: {ids[2]}" in marker, marker
+    c = start_pasteur(tmp_path / "c", "-r", url, "--sync-interval", "1")
+    pasteurs.append(c)
+    assert same(c), answers(c)
+    b.close()
+    b.proc.terminate()
+    b.proc.wait(20)
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "1")  # remembered
+    pasteurs.append(b)
+    assert same(b), answers(b)

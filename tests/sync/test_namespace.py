@@ -10,6 +10,7 @@ import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pygit2
 import pytest
@@ -28,7 +29,10 @@ from tests.fixtures_git import (  # noqa: E402 - after the rewrite registration
     start_pasteur,
 )
 
-pytest_plugins = ["tests.fixtures_git"]
+if TYPE_CHECKING:
+    from tests.fixtures_faults import Faults
+
+pytest_plugins = ["tests.fixtures_faults", "tests.fixtures_git"]
 pytestmark = pytest.mark.timeout(300)
 
 
@@ -133,3 +137,41 @@ def test_a_namespace_survives_kill_and_waits_for_the_remote(
         return r.status_code == 201 and r.json()["code"][-1] != first[-1]
 
     wait_until("a namespace for C", created, 60)
+
+
+def test_a_journaled_id_pushed_by_hand_meanwhile_keeps_the_clients_paste(
+    git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path, faults: Faults
+) -> None:
+    """Only a writer outside the namespaces can add an id of ours: if it does
+    while the paste is journaled and not yet committed, the acknowledged URL
+    still serves the client's paste (never renamed), and the log says so."""
+    bare = bare_remote(git_daemon.base / "h.git", first_commit=True)
+    url = git_daemon.url("h.git")
+    a = start_pasteur(tmp_path / "a", "-r", url, "--sync-interval", "0", env=faults.env)
+    pasteurs.append(a)
+    first = a.paste("first")
+    wait_until("pushed", lambda: first in remote_ids(bare), 30)
+    faults.fail("fsync", "tmp_pasteur-")  # commits fail: the next paste stays journaled
+    r = a.client().post("/", content=b"mine, acknowledged")
+    assert r.status_code == 201, r.text
+    pid = r.text.strip().rsplit("/", 1)[1]
+    # a push by hand adds the same id with other content
+    work = tmp_path / "hand"
+    git("clone", "-q", bare, work)
+    (work / pid[0] / pid[1]).mkdir(parents=True, exist_ok=True)
+    (work / pid[0] / pid[1] / pid).write_text("pushed by hand")
+    git("-C", work, "add", "-A")
+    git("-C", work, "commit", "-qm", "by hand")
+    git("-C", work, "push", "-q", "origin", "HEAD:main")
+    # a miss for another id makes A fetch and integrate it
+    assert a.get("Zz9z") == 404
+    wait_until("fetched", lambda: a.health()["sync"]["miss_fetches"] >= 1, 30)
+    assert a.client().get(f"/{pid}", params={"raw": "true"}).text == "mine, acknowledged"
+    faults.clear("fsync")
+    wait_until("committed and pushed", lambda: a.health()["uncommitted"] == 0
+               and a.health()["sync"]["pending"] == 0, 60)
+    assert a.client().get(f"/{pid}", params={"raw": "true"}).text == "mine, acknowledged"
+    on_remote = git("-C", bare, "show", f"main:{pid[0]}/{pid[1]}/{pid}")
+    assert "mine, acknowledged" in on_remote and "pushed by hand" not in on_remote
+    assert [i for i in remote_ids(bare) if i.startswith(pid)] == [pid]  # nothing renamed
+    assert "paste id collision" in a.output() and pid in a.output()

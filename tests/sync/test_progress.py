@@ -7,6 +7,7 @@ figures come from bench/sync_fair.py."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -199,3 +200,136 @@ def test_healthz_is_not_ok_nor_synchronised_while_commits_fail(
     code, body = health(a)
     assert body["commit_error"] is None and body["last_commit_error"] is not None
     wait_for("synchronised", lambda: health(a)[1]["sync"]["state"] == "synchronised", 30)
+
+
+def hold_pushes(bare: Path, flag: Path) -> None:
+    """A pre-receive hook refusing every update of the branch while ``flag``
+    exists (the waiting marks still go through): an instance's pushes are
+    rejected again and again, so it sets a waiting mark and keeps it."""
+    hook = bare / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\nwhile read old new ref; do\n"
+                    f"  if [ \"$ref\" = refs/heads/main ] && [ -e '{flag}' ]; then\n"
+                    "    echo 'held by the test' >&2; exit 1\n  fi\ndone\nexit 0\n")
+    hook.chmod(0o755)
+    flag.touch()
+
+
+def test_the_waiting_mark_of_a_killed_instance_expires_and_is_deleted(
+        git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path) -> None:
+    bare = bare_remote(git_daemon.base / "stale.git", first_commit=True)
+    url = git_daemon.url("stale.git")
+    flag = tmp_path / "hold"
+    hold_pushes(bare, flag)
+    doomed = start_pasteur(tmp_path / "doomed", "-r", url)
+    pasteurs.append(doomed)
+    create(doomed, "never pushed")
+    wait_for("a waiting mark", lambda: marks(bare) != [], 60)
+    children = _workers(doomed.proc.pid)
+    doomed.proc.send_signal(signal.SIGKILL)  # kill -9: its mark stays behind
+    doomed.proc.wait(10)
+    # its sync worker may finish the request in hand (a mark renewed) first
+    wait_for("its workers gone", lambda: not any(Path(f"/proc/{c}").exists()
+                                                 for c in children), 30)
+    left = marks(bare)
+    assert left, "the mark went with its instance"
+    flag.unlink()
+    a = start_pasteur(tmp_path / "a", "-r", url)
+    pasteurs.append(a)
+    pushed: list[str] = []
+
+    def gone() -> bool:
+        pushed.append(create(a, f"paste {len(pushed)}"))  # each push sees the marks
+        time.sleep(0.5)
+        return not set(left) & set(marks(bare))
+
+    took = wait_for("the stale mark deleted", gone, 120)
+    print(f"the killed instance's mark was deleted {took:.1f} s after the next start")
+    sync = health(a)[1]["sync"]
+    assert sync["marks_swept"] >= 1, sync
+    assert "waiting marks left on the remote" in a.output()
+    wait_for("A's pastes on the remote", lambda: set(pushed) <= set(remote_ids(bare)), 60)
+
+
+def test_healthz_fails_while_deletes_and_burns_cannot_commit(
+        git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path,
+        faults: Faults) -> None:
+    bare = bare_remote(git_daemon.base / "rm.git", first_commit=True)
+    a = start_pasteur(tmp_path / "a", "-r", git_daemon.url("rm.git"), env=faults.env)
+    pasteurs.append(a)
+    doomed = a.paste_json("to delete")
+    burn = a.client().post("/", files={"paste": (None, "burn me"), "burn": (None, "true")},
+                           headers={"accept": "application/json"}).json()
+    wait_for("pushed", lambda: burn["code"] in remote_ids(bare), 30)
+    wait_for("/healthz 200", lambda: health(a)[0] == 200, 30)
+    faults.fail("fsync", "tmp_pasteur-")  # every commit's pack fails, as on a full disk
+    token = {"x-delete-token": doomed["delete_token"]}
+    r = a.client().delete(f"/{doomed['code']}", headers=token)
+    assert r.status_code == 503 and "could not be deleted" in r.text, r.text
+    code, body = health(a)
+    assert code == 503 and body["status"] == "failing", body
+    assert body["commit_error"].startswith("removal: "), body
+    assert any(p.startswith("removals have failed") for p in body["problems"]), body
+    assert body["sync"]["state"] == "commits failing", body["sync"]
+    r = a.client().post(f"/{burn['code']}/read?raw=true")
+    assert r.status_code == 503 and "could not be burned" in r.text, r.text
+    assert health(a)[0] == 503
+    faults.clear("fsync")
+    r = a.client().delete(f"/{doomed['code']}", headers=token)
+    assert r.status_code == 200, r.text
+    code, body = health(a)
+    assert code == 200 and body["commit_error"] is None, body
+    assert body["last_commit_error"]["error"].startswith("removal: "), body
+    r = a.client().post(f"/{burn['code']}/read?raw=true")
+    assert r.status_code == 200 and r.text == "burn me"
+    wait_for("removed on the remote", lambda: not {doomed["code"], burn["code"]}
+             & set(remote_ids(bare)), 30)
+
+
+def _workers(pid: int) -> list[int]:
+    """The sync worker processes among a server's children."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            try:
+                cmd = Path(f"/proc/{child}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"pasteur.sync.worker" in cmd:
+                found.append(int(child))
+    return found
+
+
+def test_the_miss_probe_worker_is_started_with_the_server(
+        git_daemon: GitDaemon, pasteurs: list[Instance], tmp_path: Path) -> None:
+    bare = bare_remote(git_daemon.base / "warm.git", first_commit=True)
+    url = git_daemon.url("warm.git")
+    a = start_pasteur(tmp_path / "a", "-r", url)
+    b = start_pasteur(tmp_path / "b", "-r", url, "--sync-interval", "0")
+    pasteurs += [a, b]
+    # the push loop's worker and the miss probe's, before any miss
+    wait_for("two sync workers", lambda: len(_workers(b.proc.pid)) == 2, 30)
+    assert health(b)[1]["sync"]["miss_probes"] == 0
+    pid = create(a, "pushed elsewhere")
+    wait_for("A pushed", lambda: pid in remote_ids(bare), 30)
+    assert b.get(pid) == 200  # the first miss: probed by the worker already running
+    assert health(b)[1]["sync"]["miss_probes"] >= 1
+
+
+def test_a_mark_is_stale_by_the_time_in_its_name_or_by_how_long_it_was_seen() -> None:
+    from pasteur.sync.progress import MARK_STALE, MARKS, PushWatch
+
+    watch = PushWatch()
+    now = int(time.time())
+    fresh, old = f"{MARKS}aaaa-{now}", f"{MARKS}bbbb-{now - int(MARK_STALE) - 5}"
+    skewed = f"{MARKS}cccc-{now + 3600}"  # a clock an hour ahead
+    own = f"{MARKS}{watch.token}-{now - 100}"
+    watch.after_push({"marks": [fresh, old, skewed, own]})
+    assert watch.waiting == 2 and watch.stale == {old}
+    assert watch.push_args() == {"sweep": [old]}
+    watch.seen[skewed] -= MARK_STALE + 1  # seen under that name for too long
+    watch.after_push({"marks": [fresh, skewed], "swept": [old]})
+    assert watch.stale == {skewed} and watch.waiting == 1 and watch.swept == 1

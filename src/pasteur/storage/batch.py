@@ -55,9 +55,18 @@ class Ids(Protocol):
         ``root``, not in ``taken``, now reserved."""
         ...
 
-    def renamed(self, old: str, new: str) -> None:
-        """A journaled paste is committed as ``new``: ``old`` was taken meanwhile."""
-        ...
+
+def _displaced(paste_id: str, there: bytes) -> None:
+    """A journaled paste's id was taken, since it was journaled, by another
+    paste that a sync brought. With id namespaces (``sync.namespace``) no
+    instance picks an id of ours: only a writer outside that scheme (a push
+    by hand) can. The id was acknowledged to the client for its paste, so
+    the journaled paste keeps it (it replaces the other in the tree, never
+    renamed behind the client's back); the other stays in history, named
+    here so that it can be recovered."""
+    log.error("paste id collision: %s, acknowledged here for a journaled paste, was added "
+              "meanwhile by a writer outside the id namespaces (blob %s, kept in history); "
+              "the acknowledged paste keeps the id", paste_id, there.hex())
 
 
 def commit_batch(repository: Repository, batch: Sequence[Pending], pacer: Pacer,
@@ -98,16 +107,7 @@ def commit_batch(repository: Repository, batch: Sequence[Pending], pacer: Pacer,
             if there == oid.raw:
                 continue  # committed before a crash, not checkpointed
             if there is not None:
-                # Another instance's paste arrived by sync with this id
-                # since it was journaled: keep both (as sync.merge does).
-                new_id = f"{p.paste_id}{str(oid)[:6]}"
-                log.error("id %s was taken meanwhile by a paste from the remote: the "
-                          "journaled paste is committed as %s", p.paste_id, new_id)
-                if ids is not None:
-                    ids.renamed(p.paste_id, new_id)
-                p.paste_id = new_id
-                if pack.paste_oid(root, new_id.encode()) == oid.raw:
-                    continue  # renamed and committed before a crash
+                _displaced(p.paste_id, there)
         if p.author is None and p.message is None:
             anonymous.append((p.paste_id, oid))
         else:

@@ -58,7 +58,6 @@ class CommitterError(Exception):
 @dataclass
 class Reply:
     head: bytes | None  # the new head's raw id (None: nothing committed)
-    renames: list[tuple[str, str]]  # journaled ids committed under another
     trees: list[tuple[bytes, bytes]]  # the trees written: (raw id, content)
     dropped: list[bytes]  # the trees they replaced (raw ids): to leave the caches
     commits: int
@@ -194,12 +193,9 @@ def serve(repo_path: Path, inp: IO[bytes], out: IO[bytes]) -> None:
             before = repository.head
             commits, packs = repository.commits, repository.packs
             pack = commit_batch(repository, batch, pacer, req["relaxed"], req["verify"])
-            renames = [(old, p.paste_id) for (old, *_), p in zip(req["items"], batch, strict=True)
-                       if p.paste_id != old]
             reply: dict[str, Any] = {
                 "head": (repository.head.raw
                          if repository.head is not None and repository.head != before else None),
-                "renames": renames,
                 "trees": pack.built_trees(),
                 "dropped": pack.dropped_trees(),
                 "commits": repository.commits - commits,

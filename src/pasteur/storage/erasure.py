@@ -62,6 +62,16 @@ class Erasure:
         if reason:
             self.tombstones.add(ids, reason)
 
+    def remember(self, reasons: dict[str, str]) -> None:
+        """Why pastes removed elsewhere (another instance, by sync) are gone
+        (id -> reason), for those not remembered so already."""
+        by_reason: dict[str, list[str]] = {}
+        for paste_id, reason in reasons.items():
+            if self.tombstones.reason(paste_id) != reason:
+                by_reason.setdefault(reason, []).append(paste_id)
+        for reason, ids in by_reason.items():
+            self.tombstones.add(ids, reason)
+
     def erase(self) -> int:
         """Erase the listed pastes from history and the object store; how many."""
         ids = self.pending()

@@ -105,12 +105,6 @@ class IdBook:
         tree = self.repository.tree
         return tree is not None and paste_id in tree
 
-    def renamed(self, old: str, new: str) -> None:
-        """A journaled paste is committed as ``new`` (``old`` was taken meanwhile)."""
-        self.journaled.pop(old, None)
-        self.release([old])
-        self.try_reserve(new)
-
     def try_reserve(self, paste_id: str) -> bool:
         with self._lock:
             if paste_id in self.reserved:

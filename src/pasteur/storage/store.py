@@ -39,6 +39,7 @@ from .batch import Pending
 from .committer import Committer
 from .erasure import Erasure
 from .errors import StoreError
+from .failures import Failures
 from .idbook import IdBook
 from .intake import Intake
 from .journal import Journal, JournalError, Record
@@ -106,6 +107,8 @@ class Store:
             self.repository, self.idbook, self.quarantine, self.journal,
             Committer(self.path, lock_fd) if self.journal is not None else None,
             self.maintenance, self.maintain)
+        # Failed removals and erasures, for /healthz (``failures.py``).
+        self.failures = Failures(self.writer.figures, lambda: self.writer.figures.batches)
         self._replay(records)
         # In front of the journal: ids picked, records written, in its thread.
         self.intake = (Intake(self.journal, self.repository, self.idbook, self.writer)
@@ -308,8 +311,9 @@ class Store:
 
     @property
     def commit_error(self) -> str | None:
-        """Why commits fail now (None: the last one went through)."""
-        return str(self.writer.failure) if self.writer.failure is not None else None
+        """Why commits (of new pastes, removals, erasures) fail now (None: they do not)."""
+        failure = self.writer.failure
+        return str(failure) if failure is not None else self.failures.error()
 
     @property
     def last_commit_error(self) -> tuple[str, float] | None:
@@ -327,6 +331,7 @@ class Store:
         if failure is not None:
             since = time.monotonic() - (self.writer.failing_since or time.monotonic())
             out.append(f"commits have failed for {since:.0f} s: {failure}")
+        out += self.failures.problems()
         age = self.backlog_age()
         if age > BACKLOG_STALL:
             out.append(f"an acknowledged paste has waited {age:.0f} s for its commit "
@@ -407,7 +412,8 @@ class Store:
             return
         await self.flush()  # a journaled paste is committed before it is removed
         message = f"{reason} paste {ids[0]}" if len(ids) == 1 else f"{reason} {len(ids)} pastes"
-        await self.run_in_writer(lambda: self.erasure.remove(ids, message, reason))
+        await self.failures.run("removal", self.run_in_writer(
+            lambda: self.erasure.remove(ids, message, reason)))
 
     def gone(self, paste_id: str) -> str | None:
         """Why a removed paste is gone ("Burn", "Expire", "Delete"), or None."""
@@ -435,7 +441,7 @@ class Store:
         """``erase`` for a caller already holding the guard (the syncer,
         inside a fetch or push); then the ``on_erasure`` hooks."""
         async with self._repacking:  # never beside a maintenance repack
-            erased = await self.run_in_writer(self.erasure.erase)
+            erased = await self.failures.run("erasure", self.run_in_writer(self.erasure.erase))
         for after in self._after_erase:
             await after()
         return erased

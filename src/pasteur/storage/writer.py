@@ -310,12 +310,6 @@ class Writer:
         self.figures.committer_cached = reply.cached
         for oid, raw in reply.trees:
             repository.tree_cache.put_raw(oid, raw)
-        renamed = dict(reply.renames)
-        for p in batch:
-            new_id = renamed.get(p.paste_id)  # type: ignore[arg-type]  # journaled: has an id
-            if new_id is not None:  # taken meanwhile by a synced paste (logged there)
-                self.idbook.renamed(p.paste_id, new_id)  # type: ignore[arg-type]  # has an id
-                p.paste_id = new_id
         if reply.head is not None:
             head = pygit2.Oid(raw=reply.head)
             repository.take_head(head, journaled=True)

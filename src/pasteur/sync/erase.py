@@ -61,8 +61,9 @@ class Eraser:
             return
         pending = self.store.pending_erasure()
         done, left = ids - pending, ids & pending
-        if done:
-            marker = Change([], [], None, erase_message(done))
+        if done:  # with why each was removed: 410 everywhere, in the same words
+            reasons = {i: r for i in done if (r := self.store.gone(i)) is not None}
+            marker = Change([], [], None, erase_message(done, reasons))
             await self.store.run_in_writer(lambda: self.store.apply([marker]))
         if left:
             self._write(left)

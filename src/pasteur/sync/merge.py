@@ -44,6 +44,14 @@ Erasure converges, whatever the interleaving of instances erasing at once:
   new remote head is recorded; the syncer erases it before its next push,
   which is then forced: no forced push carries content that any instance
   erased.
+
+Why a paste is gone (burned, expired, deleted: a 410 in plain words, or 404
+for a deleted one) is known on every instance, not only the one that removed
+it: a removal commit says it in its first word (``Burn paste <id>``,
+``Expire 3 pastes``, ``Delete paste <id>``), and since an erasure drops those
+commits, its marker says it too, one line per reason under ``Erased:``
+(``Burn: <id> <id>``). An integration reads both in the remote commits it
+brings (``Integration.gone``) and the syncer records them as tombstones.
 """
 
 from __future__ import annotations
@@ -75,6 +83,9 @@ class Integration:
     # Ids another instance erased that the integrated history still held:
     # queued for erasure (``Store.queue_erasure``), to erase before any push.
     erase: list[str] = field(default_factory=list)
+    # Why pastes removed elsewhere are gone (id -> "Burn", "Expire", "Delete"),
+    # from the integrated remote commits: recorded as tombstones.
+    gone: dict[str, str] = field(default_factory=dict)
 
 
 def integrate(
@@ -86,7 +97,7 @@ def integrate(
         return Integration("none")
     if local is None:
         repository.reset_to(remote)
-        return _settle(repository, None, Integration("fast-forward"))
+        return _settle(repository, None, Integration("fast-forward"), remote)
     repo = repository.repo
     known = known if known is not None and known != remote and _exists(repo, known) else None
     rewritten = known is not None and not repo.descendant_of(remote, known)
@@ -98,14 +109,14 @@ def integrate(
         hide = [h for h in (base, known) if h is not None]
         result = _replay(repository, local, remote, hide, erased, restore=True)
         result.remote_rewritten = True
-        return _settle(repository, base, result)
+        return _settle(repository, base, result, remote)
     if base == local:
         repository.reset_to(remote)
-        return _settle(repository, base, Integration("fast-forward"))
+        return _settle(repository, base, Integration("fast-forward"), remote)
     if base == remote:
         return Integration("ahead")
     result = _replay(repository, local, remote, [base] if base is not None else [], erased)
-    return _settle(repository, base, result)
+    return _settle(repository, base, result, remote)
 
 
 def absorb(repository: Repository, known: pygit2.Oid, remote: pygit2.Oid) -> Integration:
@@ -123,7 +134,7 @@ def absorb(repository: Repository, known: pygit2.Oid, remote: pygit2.Oid) -> Int
     changes = _changes_of(walker, tree, result, erased, theirs_win=False)
     if changes:
         repository.apply(changes)
-    return _settle(repository, hide, result)
+    return _settle(repository, hide, result, remote)
 
 
 def _replay(
@@ -154,11 +165,59 @@ def _replay(
 
 
 ERASED = "Erased:"
+# Why pastes were removed: the first word of a removal commit's message, and
+# of a marker's reason lines (the words of ``storage.tombstones``).
+REASONS = ("Burn", "Expire", "Delete")
 
 
-def erase_message(ids: set[str]) -> str:
-    """The message of the commit that tells other instances which pastes were erased."""
-    return f"Erase {len(ids)} pastes\n\n{ERASED} {' '.join(sorted(ids))}\n"
+def erase_message(ids: set[str], reasons: dict[str, str] | None = None) -> str:
+    """The message of the commit that tells other instances which pastes
+    were erased, and why each was removed (``reasons``, where known)."""
+    lines = [f"{ERASED} {' '.join(sorted(ids))}"]
+    by_reason: dict[str, list[str]] = {}
+    for paste_id, reason in (reasons or {}).items():
+        if paste_id in ids and reason in REASONS:
+            by_reason.setdefault(reason, []).append(paste_id)
+    lines += [f"{r}: {' '.join(sorted(by_reason[r]))}" for r in REASONS if r in by_reason]
+    return f"Erase {len(ids)} pastes\n\n" + "\n".join(lines) + "\n"
+
+
+def marked_reasons(message: str) -> dict[str, str]:
+    """Why the pastes an erase marker names were removed (id -> reason),
+    from its reason lines; empty for any other commit and an older marker."""
+    if ERASED not in message:
+        return {}
+    found: dict[str, str] = {}
+    for line in message.splitlines():
+        word, colon, rest = line.partition(":")
+        if colon and word in REASONS:
+            found.update((i, word) for i in rest.split() if valid_id(i))
+    return found
+
+
+def gone_reasons(repo: pygit2.Repository, remote: pygit2.Oid | None,
+                 hide: pygit2.Oid | None, limit: int = 100_000) -> dict[str, str]:
+    """Why the pastes removed by the commits after ``hide`` up to ``remote``
+    are gone: from erase markers' reason lines and removal commits' first
+    words (one tree diff per removal commit, none for the others). The
+    newest word wins."""
+    found: dict[str, str] = {}
+    if remote is None:
+        return found
+    walker = repo.walk(remote, SortMode.TOPOLOGICAL)
+    if hide is not None:
+        with contextlib.suppress(KeyError, ValueError, pygit2.GitError):
+            walker.hide(hide)
+    for n, commit in enumerate(walker):  # newest first
+        if n >= limit:
+            break
+        for paste_id, reason in marked_reasons(commit.message).items():
+            found.setdefault(paste_id, reason)
+        word = commit.message.split(" ", 1)[0]
+        if word in REASONS:
+            for paste_id in commit_delta(commit)[1]:
+                found.setdefault(paste_id, word)
+    return found
 
 
 def marked(message: str) -> list[str]:
@@ -231,9 +290,12 @@ def leftovers(repo: pygit2.Repository, head: pygit2.Oid | None, base: pygit2.Oid
     return found
 
 
-def _settle(repository: Repository, base: pygit2.Oid | None, result: Integration) -> Integration:
+def _settle(repository: Repository, base: pygit2.Oid | None, result: Integration,
+            remote: pygit2.Oid | None) -> Integration:
     """Name the erased content the integrated history still holds (``result.erase``:
-    the caller queues it durably, in the same writer step, before the tracking ref moves)."""
+    the caller queues it durably, in the same writer step, before the tracking ref
+    moves), and why the pastes the remote's commits removed are gone (``result.gone``)."""
+    result.gone = gone_reasons(repository.repo, remote, base)
     ids = leftovers(repository.repo, repository.head, base)
     if ids:
         log.warning("the integrated history holds %d pastes erased elsewhere; erasing them "

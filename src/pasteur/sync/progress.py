@@ -12,8 +12,15 @@ remote (``refs/pasteur/wait/<instance>-<unix time>``, a commit with nothing
 in it), in the same push; every push answers with the marks the remote
 advertised, and an instance that sees another's mark holds its next push back
 until the mark is gone (it looks every ``YIELD_POLL`` s, an ``ls-remote``),
-``YIELD_MAX`` s at most. The mark goes once its instance has pushed; one its
-instance left behind (killed) is ignored after ``MARK_STALE`` seconds.
+``YIELD_MAX`` s at most. The mark goes once its instance has pushed.
+
+Marks expire. A waiting instance renews its mark every ``MARK_RENEW`` s (a
+new name, the old one deleted in the same exchange), so a mark older than
+``MARK_STALE`` s was left by an instance that died (``kill -9``, a crash,
+a power cut) or can no longer push: it is ignored, and the next push of any
+instance that sees it deletes it (``sweep``). Older means: by the time in
+its name, or, whatever the clocks say (a skewed clock could name a time in
+the future), seen under the same name by this instance for that long.
 
 The age comes from the commits' author times, which a replay keeps (a paste
 committed here, replayed on other instances' pushes again and again while it
@@ -45,8 +52,8 @@ GAP_MIN, GAP_MAX = 0.1, 1.0  # seconds
 CYCLE = ("fetch", "integrate", "push")  # the steps of a rejected instance's turn
 EWMA = 0.3  # weight of the newest duration
 MARK_AFTER = 1  # rejected pushes in a row before setting a waiting mark
-MARK_RENEW = 10.0  # seconds: a mark this old is replaced by a new one
-MARK_STALE = 30.0  # seconds: an older mark is ignored (its instance died)
+MARK_RENEW = 5.0  # seconds: a mark this old is replaced by a new one
+MARK_STALE = 15.0  # seconds: an older mark is ignored and deleted (its instance died)
 YIELD_MAX = 5.0  # seconds an instance holds its pushes back while others wait
 YIELD_POLL = 0.25  # seconds between two looks at the remote's marks meanwhile
 MARKS = "refs/pasteur/wait/"  # as in worker.MARKS
@@ -86,18 +93,25 @@ class PushWatch:
         self.token = secrets.token_hex(4)  # this instance, in its marks' names
         self.mark: str | None = None  # this instance's mark on the remote, if any
         self.waiting = 0  # other instances' fresh marks seen by the last push
+        self.seen: dict[str, float] = {}  # others' marks -> first seen here (monotonic)
+        self.stale: set[str] = set()  # others' stale marks, deleted by the next push
+        self.swept = 0  # stale marks deleted by this instance's pushes
 
-    def push_args(self) -> dict[str, str]:
-        """The marks to set, replace or delete with the next (fast-forward) push."""
+    def push_args(self) -> dict[str, Any]:
+        """The marks to set, replace or delete with the next (fast-forward)
+        push; ``sweep``: others' stale marks, deleted once it went through."""
         now = int(time.time())
+        args: dict[str, Any] = {"sweep": sorted(self.stale)} if self.stale else {}
         if self.rejected >= MARK_AFTER and (
                 self.mark is None or now - _mark_time(self.mark) > MARK_RENEW):
-            args = {"mark": f"{MARKS}{self.token}-{now}"}
+            args["mark"] = f"{MARKS}{self.token}-{now}"
             if self.mark is not None:
                 args["unmark"] = self.mark
             self.mark = args["mark"]
             return args
-        return {"done": self.mark} if self.mark is not None else {}
+        if self.mark is not None:
+            args["done"] = self.mark
+        return args
 
     def after_push(self, reply: dict[str, Any]) -> None:
         """A push went through: its mark is gone; the others' fresh marks counted."""
@@ -105,13 +119,24 @@ class PushWatch:
             log.info("sync: pushed after %d rejections over %.1f s", self.rejected,
                      time.monotonic() - self.since)
         self.rejected, self.since, self.mark = 0, None, None
-        self._count(reply)
+        swept = set(reply.get("swept", ()))
+        if swept:
+            log.warning("sync: deleted %d waiting marks left on the remote by instances that "
+                        "stopped pushing over %.0f s ago: %s", len(swept), MARK_STALE,
+                        " ".join(sorted(swept)))
+            self.swept += len(swept)
+        self._count(reply)  # the marks advertised, less those deleted
 
     def _count(self, reply: dict[str, Any]) -> None:
-        now = time.time()
-        self.waiting = sum(1 for m in reply.get("marks", ())
-                           if not m.startswith(f"{MARKS}{self.token}-")
-                           and now - _mark_time(m) < MARK_STALE)
+        """Other instances' marks the remote advertised: the fresh ones are
+        waited for, the stale ones noted for deletion."""
+        now, clock = time.time(), time.monotonic()
+        others = [m for m in reply.get("marks", ()) if not m.startswith(f"{MARKS}{self.token}-")]
+        self.seen = {m: self.seen.get(m, clock) for m in others}
+        stale = {m for m in others
+                 if now - _mark_time(m) > MARK_STALE or clock - self.seen[m] > MARK_STALE}
+        self.stale = stale
+        self.waiting = len(others) - len(stale)
 
     async def rest(self, call: Callable[[str], Awaitable[dict[str, Any]]]) -> None:
         """After a push: the gap, then, while other instances wait (their marks

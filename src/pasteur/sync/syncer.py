@@ -259,6 +259,9 @@ class Syncer:
             self.figures.success()
             log.info("synchronising with %s (branch %s, from %s; head %s)", url,
                      self.options.branch, self.options.branch_source, self.remote_head)
+        # The miss probe's worker starts now, in the background: not beside
+        # the first fetch (on a loaded machine both would be slower).
+        self.misses.start()
         await self.eraser.commit_marker()
         loop = asyncio.get_running_loop()
         self.store.on_commit.append(lambda _oid: loop.call_soon_threadsafe(self._wake.set))
@@ -415,7 +418,10 @@ class Syncer:
 
     def _queued(self, result: Integration) -> Integration:
         """Writer thread, right after an integration: queue, durably, what it
-        found erased elsewhere and still here, before the tracking ref moves."""
+        found erased elsewhere and still here, before the tracking ref moves;
+        and why the pastes removed elsewhere are gone (410 here as there)."""
+        if result.gone:
+            self.store.erasure.remember(result.gone)
         if result.erase:
             self.store.erasure.remove(result.erase, "Erase")
         return result
@@ -487,6 +493,7 @@ class Syncer:
             "reerased": self.eraser.reerased,
             "miss_probes": self.misses.probes,
             "miss_fetches": self.misses.fetches,
+            "marks_swept": self.watch.swept,
         }
 
 
@@ -504,7 +511,8 @@ def miss_probe(syncer: Syncer) -> MissProbe:
     def known() -> str | None:
         return str(syncer.remote_head) if syncer.remote_head is not None else None
 
-    return MissProbe(probe, known, syncer.miss_fetch, worker.close)
+    return MissProbe(probe, known, syncer.miss_fetch, worker.close,
+                     ready=lambda: worker.call("ready"))
 
 
 async def resolve_branch(settings: SyncSettings, store: Store) -> SyncSettings:

@@ -336,15 +336,17 @@ class Worker:
             ref.delete()
 
     def push(self, oid: str, lease: str | None = None, mark: str | None = None,
-             unmark: str | None = None, done: str | None = None) -> dict[str, Any]:
+             unmark: str | None = None, done: str | None = None,
+             sweep: list[str] | None = None) -> dict[str, Any]:
         """Push a commit to the branch: a fast-forward, or with ``lease`` a forced
         push that succeeds only if the remote branch is still at ``lease``.
 
         Waiting marks (``progress.py``, network remotes): ``mark`` is set in the
         same push (an instance whose pushes keep being rejected asks the others
         to wait), ``unmark`` deleted with it; once the branch is pushed, ``mark``
-        and ``done`` are deleted. The answer names the marks the remote
-        advertised (``marks``)."""
+        and ``done`` are deleted, and so are ``sweep``, other instances' stale
+        marks. The answer names the marks the remote advertised (``marks``)
+        and the stale ones deleted (``swept``)."""
         marks: list[str] = []
         if self.local:
             self._push_with_git(oid, lease)
@@ -356,7 +358,22 @@ class Worker:
             with contextlib.suppress(SyncFailure):  # a mark left behind goes stale
                 remote, cb = self.remote(), self.callbacks()
                 self._guard(lambda: remote.push([f":{m}" for m in gone], callbacks=cb))
-        return {"ok": True, "marks": [m for m in marks if m not in (mark, unmark, done)]}
+        swept = self._sweep([m for m in sweep or () if m.startswith(MARKS)])
+        left = (mark, unmark, done, *swept)
+        return {"ok": True, "marks": [m for m in marks if m not in left], "swept": swept}
+
+    def _sweep(self, stale: list[str]) -> list[str]:
+        """Delete other instances' stale marks (in a push of their own: one
+        already deleted by another instance must not keep ours); those gone."""
+        if not stale:
+            return []
+        remote, cb = self.remote(), self.callbacks()
+        try:
+            self._guard(lambda: remote.push([f":{m}" for m in stale], callbacks=cb))
+        except SyncFailure:
+            return []
+        refused = {r.split(":", 1)[0] for r in cb.refused}
+        return [m for m in stale if m not in refused]
 
     def _push_with_git(self, oid: str, lease: str | None) -> None:
         ref = f"refs/heads/{self.settings.branch}"
@@ -509,13 +526,16 @@ def handle(worker: Worker | None, setup_error: SyncFailure | None, request: dict
             return worker.fetch()
         if op == "push":
             return worker.push(request["oid"], request.get("lease"), request.get("mark"),
-                               request.get("unmark"), request.get("done"))
+                               request.get("unmark"), request.get("done"),
+                               request.get("sweep"))
         if op == "check":
             return worker.check()
         if op == "head":
             return worker.head()
         if op == "advertised":
             return worker.advertised()
+        if op == "ready":  # started ahead of its first request (the miss probe's)
+            return {"ok": True}
         if op == "namespace":
             return worker.namespace(request["instance"])
         raise SyncFailure("config", f"unknown operation {op!r}")
