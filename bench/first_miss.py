@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.procs import free_port
-from bench.sync_fair import GIT_ENV, PASTEUR, remote_ids, wait_up
+from bench.sync_fair import PASTEUR, git_daemon, remote_ids, wait_up
 
 
 def start(data: Path, gport: int, *args: str) -> tuple[subprocess.Popen, str]:
@@ -59,15 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=5)
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="pasteur-miss-", dir="/var/tmp"))
-    bare = work / "daemon" / "r.git"
-    bare.parent.mkdir()
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True,
-                   env=GIT_ENV)
-    gport = free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", f"--base-path={bare.parent}", "--export-all", "--enable=receive-pack",
-         "--reuseaddr", "--listen=127.0.0.1", f"--port={gport}", str(bare.parent)],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare, gport, daemon = git_daemon(work)
     lags: list[float] = []
     since_start: list[float] = []
     a = None

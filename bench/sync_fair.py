@@ -63,6 +63,21 @@ def wait_up(url: str, timeout: float = 120) -> None:
     raise RuntimeError(f"{url} did not start")
 
 
+def git_daemon(work: Path) -> tuple[Path, int, subprocess.Popen]:
+    """A bare remote ``r.git`` under ``work``, served by ``git daemon`` (push enabled)
+    on a free loopback port: (its path, the port, the daemon)."""
+    bare = work / "daemon" / "r.git"
+    bare.parent.mkdir()
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True,
+                   env=GIT_ENV)
+    gport = free_port()
+    daemon = subprocess.Popen(
+        ["git", "daemon", f"--base-path={bare.parent}", "--export-all", "--enable=receive-pack",
+         "--reuseaddr", "--listen=127.0.0.1", f"--port={gport}", str(bare.parent)],
+        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return bare, gport, daemon
+
+
 def remote_ids(bare: Path) -> set[str]:
     out = subprocess.run(["git", "-C", str(bare), "ls-tree", "-r", "--name-only", "main"],
                          capture_output=True, text=True, env=GIT_ENV).stdout
@@ -87,15 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="pasteur-fair-", dir="/var/tmp"))
-    bare = work / "daemon" / "r.git"
-    bare.parent.mkdir()
-    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True,
-                   env=GIT_ENV)
-    gport = free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", f"--base-path={bare.parent}", "--export-all", "--enable=receive-pack",
-         "--reuseaddr", "--listen=127.0.0.1", f"--port={gport}", str(bare.parent)],
-        env=GIT_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    bare, gport, daemon = git_daemon(work)
     nodes: list[Node] = []
     try:
         time.sleep(0.5)
