@@ -41,7 +41,7 @@ async def outcome(body: bytes, whole: bool) -> tuple:
         return ("error", exc.status, exc.message)
     try:
         return ("ok", upload.fields, upload.has_paste, upload.filename,
-                b"".join(upload.body.chunks()))
+                upload.paste)  # small bodies: never spooled
     finally:
         upload.close()
 
