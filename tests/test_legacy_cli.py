@@ -144,6 +144,7 @@ def test_no_branch_means_the_remotes_head():
         (["--account-key-type", "p"], "expected one of rsa, ed25519, p256, p384, p521"),
         (["--certificate-bits", "-1"], "positive number of bits"),
         (["--account-bits", "many"], "expected a number of bits"),
+        (["--account-bits", "\u0661\u0660\u0662\u0664"], "expected a number of bits"),
     ],
 )
 def test_bad_values_exit_2(args, needle):

@@ -196,10 +196,10 @@ def parse_key_type(value: str) -> str:
 def parse_bits(value: str) -> int:
     """The original's ``--*-bits``: a positive number (checked against the key type by
     `key_spec`)."""
-    try:
-        bits = int(value)
-    except ValueError:
-        raise ValueError(f"expected a number of bits, got {value!r}") from None
+    digits = value.removeprefix("-")
+    if not (digits.isascii() and digits.isdigit()):  # int() also takes "١٠٢٤", " 1_024 "
+        raise ValueError(f"expected a number of bits, got {value!r}")
+    bits = int(value)
     if bits <= 0:
         raise ValueError(f"expected a positive number of bits, got {value!r}")
     return bits
